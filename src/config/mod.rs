@@ -1,0 +1,520 @@
+//! Loading a config directory: `rooftop.yaml` (optional), `probes/*.yaml`, `runbooks/`.
+//!
+//! Reads files (the only I/O), parses YAML with positions, types it with serde (phase 1)
+//! and hands it to the pure `validate` (phase 2). Every error of every file is collected.
+
+pub mod diagnostic;
+pub mod raw;
+pub mod validate;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+pub use diagnostic::Diagnostic;
+pub use validate::Defaults;
+use yaml::{Document, FieldPath};
+
+use crate::probe::{Agent, Probe};
+
+/// A fully validated configuration directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub agent: Agent,
+    pub defaults: Defaults,
+    pub probes: Vec<Probe>,
+}
+
+impl Config {
+    pub fn probe(&self, name: &str) -> Option<&Probe> {
+        self.probes.iter().find(|p| p.name == name)
+    }
+}
+
+/// Every problem found, with the file texts to render snippets from.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigErrors {
+    pub diagnostics: Vec<Diagnostic>,
+    sources: BTreeMap<PathBuf, String>,
+}
+
+impl ConfigErrors {
+    /// rustc-style report of every error, then a count.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for d in &self.diagnostics {
+            out.push_str(&d.render(self.sources.get(&d.file).map(String::as_str)));
+            out.push('\n');
+        }
+        let files: std::collections::BTreeSet<_> =
+            self.diagnostics.iter().map(|d| &d.file).collect();
+        out.push_str(&format!(
+            "error: {} problem{} in {} file{}\n",
+            self.diagnostics.len(),
+            if self.diagnostics.len() == 1 { "" } else { "s" },
+            files.len(),
+            if files.len() == 1 { "" } else { "s" },
+        ));
+        out
+    }
+
+    fn push_file_error(&mut self, file: &Path, message: String) {
+        self.diagnostics.push(Diagnostic {
+            file: file.to_path_buf(),
+            loc: yaml::Loc {
+                line: 1,
+                col: 1,
+                len: 1,
+            },
+            path: "(file)".into(),
+            message,
+            hint: None,
+        });
+    }
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Loads and validates a config directory.
+pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let display_dir = dir.to_path_buf();
+
+    // rooftop.yaml (optional).
+    let agent_file = dir.join("rooftop.yaml");
+    let mut agent_and_defaults = None;
+    if agent_file.exists() {
+        match std::fs::read_to_string(&agent_file) {
+            Ok(text) => {
+                let r = load_agent_text(&agent_file, &text);
+                errors.sources.insert(agent_file.clone(), text);
+                match r {
+                    Ok(ad) => agent_and_defaults = Some(ad),
+                    Err(mut d) => errors.diagnostics.append(&mut d),
+                }
+            }
+            Err(e) => errors.push_file_error(&agent_file, format!("cannot read: {e}")),
+        }
+    } else {
+        let (agent, defaults) = validate::validate_agent(
+            &raw::AgentConfig::default(),
+            &Document::default(),
+            &agent_file,
+        )
+        .map_err(|d| ConfigErrors {
+            diagnostics: d,
+            sources: BTreeMap::new(),
+        })?;
+        agent_and_defaults = Some((agent, defaults));
+    }
+    let defaults = agent_and_defaults
+        .as_ref()
+        .map(|(_, d)| d.clone())
+        .unwrap_or_default();
+
+    let runbooks = read_runbooks(dir);
+
+    // probes/*.yaml
+    let probes_dir = dir.join("probes");
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&probes_dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect(),
+        Err(e) => {
+            errors.push_file_error(
+                &probes_dir,
+                format!("cannot read the probes directory ({e}); a config directory holds `probes/*.yaml`"),
+            );
+            Vec::new()
+        }
+    };
+    files.sort();
+    let mut probes: Vec<Probe> = Vec::new();
+    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for file in files {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push_file_error(&file, format!("cannot read: {e}"));
+                continue;
+            }
+        };
+        let result = load_probe_text(&file, &text, &defaults, &runbooks);
+        errors.sources.insert(file.clone(), text);
+        match result {
+            Ok(p) => {
+                if let Some(first) = names.get(&p.name) {
+                    errors.diagnostics.push(Diagnostic {
+                        file: file.clone(),
+                        loc: first_line_of_name(errors.sources.get(&file)),
+                        path: "name".into(),
+                        message: format!(
+                            "probe name `{}` is also used by {}",
+                            p.name,
+                            first.display()
+                        ),
+                        hint: Some("probe names must be unique in a config directory".into()),
+                    });
+                } else {
+                    names.insert(p.name.clone(), file.clone());
+                    probes.push(p);
+                }
+            }
+            Err(mut d) => errors.diagnostics.append(&mut d),
+        }
+    }
+    if probes.is_empty() && errors.diagnostics.is_empty() {
+        errors.push_file_error(
+            &probes_dir,
+            "no probes found: add a file such as `probes/appointment-to-ro.yaml`".into(),
+        );
+    }
+    if !errors.diagnostics.is_empty() {
+        return Err(errors);
+    }
+    let (agent, defaults) = agent_and_defaults.expect("no errors means rooftop.yaml validated");
+    Ok(Config {
+        dir: display_dir,
+        agent,
+        defaults,
+        probes,
+    })
+}
+
+fn first_line_of_name(text: Option<&String>) -> yaml::Loc {
+    let line = text
+        .and_then(|t| t.lines().position(|l| l.starts_with("name:")))
+        .map(|i| i + 1)
+        .unwrap_or(1);
+    yaml::Loc {
+        line,
+        col: 1,
+        len: 4,
+    }
+}
+
+/// Every `runbooks/**/*.md`, keyed by its path relative to the config directory.
+fn read_runbooks(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.join("runbooks")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in rd.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().and_then(|e| e.to_str()) == Some("md")
+                && let (Ok(rel), Ok(text)) = (p.strip_prefix(dir), std::fs::read_to_string(&p))
+            {
+                out.insert(rel.to_string_lossy().replace('\\', "/"), text);
+            }
+        }
+    }
+    out
+}
+
+/// Parses and validates one probe file's text (no I/O: runbooks come in as data).
+pub fn load_probe_text(
+    file: &Path,
+    text: &str,
+    defaults: &Defaults,
+    runbooks: &BTreeMap<String, String>,
+) -> Result<Probe, Vec<Diagnostic>> {
+    let mut doc = parse_document(file, text)?;
+    let (raw, mut errs) = deserialize_all::<raw::ProbeConfig>(file, &mut doc);
+    let Some(raw) = raw else { return Err(errs) };
+    // The value tree may have been pruned; positions still refer to the original text.
+    match validate::validate_probe(&raw, &doc, file, defaults, runbooks) {
+        Ok(p) if errs.is_empty() => Ok(p),
+        Ok(_) => Err(errs),
+        Err(mut e) => {
+            errs.append(&mut e);
+            errs.sort_by_key(|d| (d.loc.line, d.loc.col));
+            Err(errs)
+        }
+    }
+}
+
+/// Parses and validates `rooftop.yaml` text.
+pub fn load_agent_text(file: &Path, text: &str) -> Result<(Agent, Defaults), Vec<Diagnostic>> {
+    let mut doc = parse_document(file, text)?;
+    if doc.value.is_null() {
+        doc.value = serde_json::json!({});
+    }
+    let (raw, mut errs) = deserialize_all::<raw::AgentConfig>(file, &mut doc);
+    let Some(raw) = raw else { return Err(errs) };
+    match validate::validate_agent(&raw, &doc, file) {
+        Ok(v) if errs.is_empty() => Ok(v),
+        Ok(_) => Err(errs),
+        Err(mut e) => {
+            errs.append(&mut e);
+            errs.sort_by_key(|d| (d.loc.line, d.loc.col));
+            Err(errs)
+        }
+    }
+}
+
+fn parse_document(file: &Path, text: &str) -> Result<Document, Vec<Diagnostic>> {
+    let doc = yaml::parse(text).map_err(|e| {
+        vec![Diagnostic::new(
+            file,
+            e.loc,
+            &FieldPath::root(),
+            format!("YAML syntax: {}", e.message),
+        )]
+    })?;
+    if doc.value.is_null() {
+        return Err(vec![
+            Diagnostic::new(
+                file,
+                yaml::Loc {
+                    line: 1,
+                    col: 1,
+                    len: 1,
+                },
+                &FieldPath::root(),
+                "the file is empty",
+            )
+            .with_hint(Some(
+                "a probe file holds one probe: `name`, `schedule`, `steps`, ...".into(),
+            )),
+        ]);
+    }
+    Ok(doc)
+}
+
+/// Phase 1 with recovery: on a serde error, record it, prune the offending node and try
+/// again, so one run reports every unknown field or wrongly typed value in the file.
+fn deserialize_all<T: DeserializeOwned>(
+    file: &Path,
+    doc: &mut Document,
+) -> (Option<T>, Vec<Diagnostic>) {
+    let mut errors = Vec::new();
+    let mut pruned: Vec<FieldPath> = Vec::new();
+    for _ in 0..64 {
+        let value = doc.value.clone();
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(t) => return (Some(t), errors),
+            Err(e) => {
+                let path = to_field_path(e.path());
+                let message = e.inner().to_string();
+                // A required field that we removed ourselves: already reported.
+                if let Some(field) = missing_field(&message)
+                    && pruned.iter().any(|p| *p == path.key(field))
+                {
+                    return (None, errors);
+                }
+                let (diag, prune_at) = describe_serde_error(file, doc, &path, &message);
+                errors.push(diag);
+                match prune_at {
+                    Some(p) if !pruned.contains(&p) && doc.remove(&p) => pruned.push(p),
+                    _ => return (None, errors),
+                }
+            }
+        }
+    }
+    (None, errors)
+}
+
+fn to_field_path(path: &serde_path_to_error::Path) -> FieldPath {
+    use serde_path_to_error::Segment;
+    let mut p = FieldPath::root();
+    for seg in path.iter() {
+        p = match seg {
+            Segment::Seq { index } => p.index(*index),
+            Segment::Map { key } => p.key(key),
+            Segment::Enum { variant } => p.key(variant),
+            Segment::Unknown => p,
+        };
+    }
+    p
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
+}
+
+/// Turns a serde message into a diagnostic with a hint, and says which node to prune.
+fn describe_serde_error(
+    file: &Path,
+    doc: &Document,
+    path: &FieldPath,
+    message: &str,
+) -> (Diagnostic, Option<FieldPath>) {
+    // "unknown field `methd`, expected one of `method`, `url`"
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        let expected: Vec<&str> = rest
+            .split("expected ")
+            .nth(1)
+            .map(|e| e.split('`').skip(1).step_by(2).collect())
+            .unwrap_or_default();
+        // serde_path_to_error reports the unknown key's own path on some versions and the
+        // parent's on others; normalise to the key's path.
+        let key_path = if matches!(path.last(), Some(yaml::Seg::Key(k)) if k == field) {
+            path.clone()
+        } else {
+            path.key(field)
+        };
+        let hint = diagnostic::did_you_mean(field, expected.iter().copied());
+        let diag = Diagnostic::new(
+            file,
+            doc.locate_key(&key_path),
+            &key_path,
+            format!("unknown field `{field}`"),
+        )
+        .with_hint(hint);
+        return (diag, Some(key_path));
+    }
+    if let Some(field) = missing_field(message) {
+        let diag = Diagnostic::new(
+            file,
+            doc.locate_key(path),
+            path,
+            format!("missing field `{field}`"),
+        )
+        .with_hint(Some(format!("add `{field}:` here")));
+        return (diag, None);
+    }
+    // "invalid type: integer `5`, expected a string"
+    let diag = Diagnostic::new(file, doc.locate(path), path, message.to_string());
+    (diag, (!path.is_root()).then(|| path.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RUNBOOK: &str = "# X\n## Impact assessment\n## Immediate mitigations\n## Rollback criteria\n## Post-incident actions\n";
+
+    fn runbooks() -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "runbooks/ro-not-created.md".to_string(),
+            RUNBOOK.to_string(),
+        );
+        m
+    }
+
+    fn load(text: &str) -> Result<Probe, Vec<Diagnostic>> {
+        load_probe_text(
+            Path::new("probes/t.yaml"),
+            text,
+            &Defaults::default(),
+            &runbooks(),
+        )
+    }
+
+    const GOOD: &str = r#"
+name: appointment-to-ro
+schedule: {cron: "0 15 */2 * * *", timezone: America/Toronto}
+timeout: 45m
+severity: P1
+runbook: runbooks/ro-not-created.md
+labels: {flow: service, connector: crm-to-dms}
+vars:
+  vin: "{{ synthetic.vin() }}"
+steps:
+  - name: book-appointment
+    request:
+      method: POST
+      url: "{{ env.CRM_URL }}/api/appointments"
+      headers: {Authorization: "Bearer {{ secret.crm_token }}"}
+      json: {vin: "{{ vin }}"}
+    expect: {status: 201, json: {"$.id": {exists: true}}}
+    capture: {appointment_id: "$.id"}
+    creates: {cleanup: delete-appointment}
+  - name: ro-in-dms
+    sync: {since: book-appointment, timestamp: ro_created_at}
+    request: {url: "{{ env.DMS_URL }}/api/repair-orders?appointment={{ appointment_id }}"}
+    until: {json: {"$.items[0].number": {exists: true}}}
+    poll: {interval: 2s, backoff: 1.5, max_interval: 30s, within: 15m}
+    capture: {ro: "$.items[0].number", ro_created_at: "$.items[0].created_at"}
+    slo: {sync_latency: 5m}
+cleanup:
+  - name: delete-appointment
+    request: {method: DELETE, url: "{{ env.CRM_URL }}/api/appointments/{{ appointment_id }}"}
+"#;
+
+    #[test]
+    fn a_good_probe_validates() {
+        let p = load(GOOD).unwrap();
+        assert_eq!(p.steps.len(), 2);
+        assert_eq!(p.steps[1].sync.as_ref().unwrap().since_index, 0);
+        assert_eq!(p.steps[1].poll.unwrap().within.as_secs(), 900);
+        assert_eq!(p.cleanup[0].retries, 3);
+    }
+
+    #[test]
+    fn all_unknown_fields_are_reported_at_once() {
+        let text = GOOD
+            .replace("      method: POST", "      methd: POST")
+            .replace("timeout: 45m", "timeout: 45m\nseverty: P1");
+        let errs = load(&text).unwrap_err();
+        let msgs: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+        assert_eq!(errs.len(), 2, "{msgs:#?}");
+        assert!(
+            msgs[0].contains("severty") && msgs[0].contains("did you mean `severity`?"),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs[1].contains("steps[0].request.methd")
+                && msgs[1].contains("did you mean `method`?"),
+            "{msgs:#?}"
+        );
+        assert_eq!((errs[1].loc.line, errs[1].loc.col), (14, 7));
+    }
+
+    #[test]
+    fn semantic_errors_have_positions_and_hints() {
+        let text = GOOD.replace("since: book-appointment", "since: book-apointment");
+        let errs = load(&text).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].path, "steps[1].sync.since");
+        assert_eq!(
+            errs[0].hint.as_deref(),
+            Some("did you mean `book-appointment`?")
+        );
+        assert_eq!(errs[0].loc.line, 21);
+    }
+
+    #[test]
+    fn capture_used_before_it_exists() {
+        let text = GOOD.replace(
+            "json: {vin: \"{{ vin }}\"}",
+            "json: {vin: \"{{ vin }}\", ro: \"{{ ro }}\"}",
+        );
+        let errs = load(&text).unwrap_err();
+        assert!(
+            errs[0]
+                .message
+                .contains("`ro` is used before it exists: it is captured by step `ro-in-dms`"),
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn type_errors_keep_going() {
+        let text = GOOD
+            .replace("backoff: 1.5", "backoff: fast")
+            .replace("timeout: 45m", "timeout: [45m]");
+        let errs = load(&text).unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        assert!(
+            errs.iter().all(|d| d.message.contains("invalid type")),
+            "{errs:#?}"
+        );
+    }
+}

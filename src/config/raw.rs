@@ -1,0 +1,280 @@
+//! Raw configuration as written in YAML (phase 1): shapes only, unknown fields rejected.
+//!
+//! Durations, cron expressions, time zones, JSONPath and templates stay strings here;
+//! `validate` turns them into checked types with positions for every error.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One probe: a named, scheduled sequence of HTTP steps that walks a business flow.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// Unique name: lowercase letters, digits and dashes (e.g. `appointment-to-ro`).
+    pub name: String,
+    /// What the probe proves, in one sentence for the on-call engineer.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// When to run: `{cron: "0 15 */2 * * *", timezone: America/Toronto}` or `{every: 30m}`.
+    #[serde(default)]
+    pub schedule: Option<ScheduleConfig>,
+    /// Deadline for all steps of one run (e.g. `45m`); cleanup runs after it regardless.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Severity of a failure: `P1` (acknowledge within 15 min) to `P4`.
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// Runbook for a failure: a path under the config directory's `runbooks/`, or an https URL.
+    #[serde(default)]
+    pub runbook: Option<String>,
+    /// Bounded labels for metrics and routing, e.g. `{flow: service, connector: crm-to-dms}`.
+    #[serde(default)]
+    pub labels: IndexMap<String, String>,
+    /// Values computed once per run, in order (templates may use earlier vars).
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, Value>")]
+    pub vars: IndexMap<String, Value>,
+    /// The steps, run in order; the run stops at the first step that does not succeed.
+    pub steps: Vec<StepConfig>,
+    /// Steps that undo what `creates` recorded; run after success, failure or timeout.
+    #[serde(default)]
+    pub cleanup: Vec<CleanupConfig>,
+}
+
+/// A schedule: either a cron expression with a time zone, or a fixed interval.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Cron expression with seconds: `sec min hour day-of-month month day-of-week [year]`.
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// IANA time zone for `cron` (e.g. `America/Toronto`); defaults to the agent's default.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Fixed interval between runs, e.g. `30m`, `2h`.
+    #[serde(default)]
+    pub every: Option<String>,
+}
+
+/// One HTTP step.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    /// Unique step name within the probe (e.g. `book-appointment`).
+    pub name: String,
+    /// The request to send.
+    pub request: RequestConfig,
+    /// What the final response must satisfy (after polling, if `until` is set).
+    #[serde(default)]
+    pub expect: Option<ExpectConfig>,
+    /// Values to take from the response: `name: "$.json.path"` or `{json|header|regex: ...}`.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, Value>")]
+    pub capture: IndexMap<String, Value>,
+    /// Poll (repeat the request) until the response satisfies this; see `poll`.
+    #[serde(default)]
+    pub until: Option<ExpectConfig>,
+    /// Polling schedule for `until`: interval, backoff factor, max interval, overall limit.
+    #[serde(default)]
+    pub poll: Option<PollConfig>,
+    /// Measure propagation latency from an earlier step (`{since: book-appointment}`).
+    #[serde(default)]
+    pub sync: Option<SyncConfig>,
+    /// Service-level objectives for this step.
+    #[serde(default)]
+    pub slo: Option<SloConfig>,
+    /// This step creates a record: name the cleanup step that deletes it.
+    #[serde(default)]
+    pub creates: Option<CreatesConfig>,
+}
+
+/// An HTTP request; every string is a template.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestConfig {
+    /// HTTP method (default `GET`).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Absolute http(s) URL, usually built from `env.*`, e.g. `"{{ env.CRM_URL }}/api/appointments"`.
+    pub url: String,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// JSON body; string leaves are templates.
+    #[serde(default)]
+    #[schemars(with = "Option<Value>")]
+    pub json: Option<Value>,
+    /// Raw body (a template); exclusive with `json`.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Timeout of one request (default from `rooftop.yaml`, 30s).
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// Conditions on a response.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectConfig {
+    /// Expected status: a code (`201`), a list (`[200, 204]`) or a class (`2xx`).
+    #[serde(default)]
+    #[schemars(with = "Option<Value>")]
+    pub status: Option<Value>,
+    /// JSONPath (RFC 9535) assertions: `"$.id": {exists: true}`; a scalar means `==`.
+    /// Operators: `==`, `!=`, `<`, `<=`, `>`, `>=`, `exists`, `contains`, `matches`, `length`.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, Value>")]
+    pub json: IndexMap<String, Value>,
+    /// Header assertions (case-insensitive names), same operators as `json`.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, Value>")]
+    pub headers: IndexMap<String, Value>,
+    /// Assertion on the raw body text, e.g. `{contains: "OK"}`.
+    #[serde(default)]
+    #[schemars(with = "Option<Value>")]
+    pub body: Option<Value>,
+}
+
+/// How to poll an asynchronous result.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PollConfig {
+    /// First wait between polls (default `2s`).
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Factor applied to the wait after each miss (default `1.5`; `1` keeps it fixed).
+    #[serde(default)]
+    pub backoff: Option<f64>,
+    /// Upper bound of the wait between polls (default `30s`).
+    #[serde(default)]
+    pub max_interval: Option<String>,
+    /// Give up (outcome `sync_timeout`) when the condition is not met within this time.
+    pub within: String,
+}
+
+/// Propagation latency measurement.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// The earlier step whose event this step waits to see propagated.
+    pub since: String,
+    /// Optional capture holding the downstream record's own RFC 3339 creation timestamp.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+}
+
+/// Service-level objectives of a step.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SloConfig {
+    /// Propagation latency above this breaches the SLO (the run still succeeds).
+    #[serde(default)]
+    pub sync_latency: Option<String>,
+}
+
+/// A record created by a step.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatesConfig {
+    /// Name of the `cleanup` step that deletes the record.
+    pub cleanup: String,
+}
+
+/// A cleanup step: one request, retried, that deletes a synthetic record.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupConfig {
+    /// Name referenced by a step's `creates.cleanup`.
+    pub name: String,
+    /// The delete request (templates see the captures of the run that created the record).
+    pub request: RequestConfig,
+    /// Success condition; default: any 2xx, or 404/410 (already gone).
+    #[serde(default)]
+    pub expect: Option<ExpectConfig>,
+    /// Attempts after the first (default 3), with exponential backoff.
+    #[serde(default)]
+    pub retries: Option<u32>,
+}
+
+/// Agent-wide settings (`rooftop.yaml`, optional).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Identity of this rooftop (store) in a dealer group.
+    #[serde(default)]
+    pub rooftop: Option<RooftopConfig>,
+    /// Where durable state lives (cleanup ledger, history); default `/var/lib/rooftop`.
+    #[serde(default)]
+    pub state_dir: Option<String>,
+    /// Defaults applied to every probe.
+    #[serde(default)]
+    pub defaults: Option<DefaultsConfig>,
+    /// Named secrets and where to read them: `crm_token: {env: CRM_TOKEN}`,
+    /// `{file: /etc/rooftop/dms.token}` or `{credential: dms_token}` (systemd credentials).
+    #[serde(default)]
+    pub secrets: IndexMap<String, SecretSourceConfig>,
+    /// Default values for `env.*` in templates; the process environment wins.
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
+}
+
+/// Identity of this rooftop.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RooftopConfig {
+    /// Short stable id used as a metric label (e.g. `toronto-north`).
+    pub id: String,
+    /// Human name (e.g. `Toronto North Honda`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Dealer group this rooftop belongs to.
+    #[serde(default)]
+    pub dealer_group: Option<String>,
+}
+
+/// Defaults for probes.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsConfig {
+    /// Schedule for probes without one (default `{every: 1h}`).
+    #[serde(default)]
+    pub schedule: Option<ScheduleConfig>,
+    /// Time zone for cron schedules without one (default `UTC`).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Probe timeout (default `15m`).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Severity (default `P3`).
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// Per-request timeout (default `30s`).
+    #[serde(default)]
+    pub request_timeout: Option<String>,
+    /// Largest response body read, in bytes (default 1048576); larger is an error.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// Verify TLS certificates (default true). Turning this off is logged on every run.
+    #[serde(default)]
+    pub verify_tls: Option<bool>,
+    /// Cleanup attempts after the first (default 3).
+    #[serde(default)]
+    pub cleanup_retries: Option<u32>,
+}
+
+/// Where a secret comes from; exactly one field.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSourceConfig {
+    /// Environment variable name.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// File path (content trimmed of a trailing newline).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// systemd credential name, read from `$CREDENTIALS_DIRECTORY`.
+    #[serde(default)]
+    pub credential: Option<String>,
+}

@@ -1,0 +1,437 @@
+//! YAML text → a JSON value tree plus the source position of every node.
+//!
+//! Parsing is done with `saphyr-parser` (the YAML 1.2 parser behind serde-saphyr) so that
+//! each key and value keeps its line:column; typing is left to serde. No I/O here.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use serde_json::{Map, Number, Value};
+
+/// A 1-based line and column in a source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Loc {
+    pub line: usize,
+    pub col: usize,
+    /// Width of the node on its first line, for the caret underline (at least 1).
+    pub len: usize,
+}
+
+/// Where a node sits: the value, and for map entries the key too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodePos {
+    pub key: Option<Loc>,
+    pub value: Loc,
+}
+
+/// A path into the document, printed as `steps[1].request.url`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct FieldPath(Vec<Seg>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+impl FieldPath {
+    pub fn root() -> Self {
+        FieldPath(Vec::new())
+    }
+    pub fn key(&self, k: &str) -> Self {
+        let mut p = self.clone();
+        p.0.push(Seg::Key(k.to_string()));
+        p
+    }
+    pub fn index(&self, i: usize) -> Self {
+        let mut p = self.clone();
+        p.0.push(Seg::Index(i));
+        p
+    }
+    pub fn parent(&self) -> Option<Self> {
+        let mut p = self.clone();
+        p.0.pop().map(|_| p)
+    }
+    pub fn last(&self) -> Option<&Seg> {
+        self.0.last()
+    }
+    pub fn segments(&self) -> &[Seg] {
+        &self.0
+    }
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("(document)");
+        }
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Index(n) => write!(f, "[{n}]")?,
+                Seg::Key(k) if is_plain_key(k) => {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    f.write_str(k)?;
+                }
+                Seg::Key(k) => write!(f, "[{k:?}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_plain_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// A parsed YAML document: the value tree and the position of every node in it.
+#[derive(Debug, Clone, Default)]
+pub struct Document {
+    pub value: Value,
+    positions: HashMap<FieldPath, NodePos>,
+}
+
+impl Document {
+    /// The position of the node at `path`, or of its nearest ancestor that exists.
+    pub fn locate(&self, path: &FieldPath) -> Loc {
+        let mut p = Some(path.clone());
+        while let Some(cur) = p {
+            if let Some(pos) = self.positions.get(&cur) {
+                return pos.value;
+            }
+            p = cur.parent();
+        }
+        Loc {
+            line: 1,
+            col: 1,
+            len: 1,
+        }
+    }
+
+    /// The position of the key of the map entry at `path` (falls back to its value).
+    pub fn locate_key(&self, path: &FieldPath) -> Loc {
+        match self.positions.get(path) {
+            Some(NodePos { key: Some(k), .. }) => *k,
+            _ => self.locate(path),
+        }
+    }
+
+    /// Removes the node at `path` from the value tree (used to keep deserializing after an
+    /// error). Returns false when there was nothing to remove.
+    pub fn remove(&mut self, path: &FieldPath) -> bool {
+        let Some((last, parent)) = path.0.split_last() else {
+            return false;
+        };
+        let mut node = &mut self.value;
+        for seg in parent {
+            node = match (seg, node) {
+                (Seg::Key(k), Value::Object(m)) => match m.get_mut(k) {
+                    Some(n) => n,
+                    None => return false,
+                },
+                (Seg::Index(i), Value::Array(a)) => match a.get_mut(*i) {
+                    Some(n) => n,
+                    None => return false,
+                },
+                _ => return false,
+            };
+        }
+        match (last, node) {
+            (Seg::Key(k), Value::Object(m)) => m.shift_remove(k).is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// A YAML syntax error with its position.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SyntaxError {
+    pub message: String,
+    pub loc: Loc,
+}
+
+/// Parses one YAML document. Anchors and aliases are resolved; duplicate keys, non-scalar
+/// keys and multiple documents are errors (a probe file holds exactly one probe).
+pub fn parse(text: &str) -> Result<Document, SyntaxError> {
+    let mut builder = Builder {
+        events: Vec::new(),
+        pos: 0,
+        anchors: HashMap::new(),
+        positions: HashMap::new(),
+        text_lines: text.lines().collect(),
+    };
+    for ev in Parser::new_from_str(text) {
+        match ev {
+            Ok((event, span)) => builder.events.push((event, span)),
+            Err(e) => {
+                return Err(SyntaxError {
+                    message: e.info().to_string(),
+                    loc: Loc {
+                        line: e.marker().line().max(1),
+                        col: e.marker().col() + 1,
+                        len: 1,
+                    },
+                });
+            }
+        }
+    }
+    builder.document()
+}
+
+struct Builder<'a> {
+    events: Vec<(Event<'a>, Span)>,
+    pos: usize,
+    anchors: HashMap<usize, Value>,
+    positions: HashMap<FieldPath, NodePos>,
+    text_lines: Vec<&'a str>,
+}
+
+impl<'a> Builder<'a> {
+    fn document(mut self) -> Result<Document, SyntaxError> {
+        let mut value = None;
+        while self.pos < self.events.len() {
+            let (ev, span) = &self.events[self.pos];
+            match ev {
+                Event::DocumentStart(_) => {
+                    let loc = self.loc(span);
+                    self.pos += 1;
+                    if value.is_some() {
+                        return Err(SyntaxError {
+                            message: "a file holds one document; found a second `---`".into(),
+                            loc,
+                        });
+                    }
+                    // An empty document has no node before DocumentEnd.
+                    if matches!(self.events.get(self.pos), Some((Event::DocumentEnd, _))) {
+                        value = Some(Value::Null);
+                    } else {
+                        value = Some(self.node(&FieldPath::root(), None)?);
+                    }
+                }
+                _ => self.pos += 1,
+            }
+        }
+        Ok(Document {
+            value: value.unwrap_or(Value::Null),
+            positions: self.positions,
+        })
+    }
+
+    fn loc(&self, span: &Span) -> Loc {
+        let line = span.start.line().max(1);
+        let col = span.start.col() + 1;
+        let len = if span.end.line() == span.start.line() {
+            span.end.col().saturating_sub(span.start.col())
+        } else {
+            self.text_lines
+                .get(line - 1)
+                .map(|l| l.chars().count().saturating_sub(col - 1))
+                .unwrap_or(1)
+        };
+        Loc {
+            line,
+            col,
+            len: len.max(1),
+        }
+    }
+
+    fn next(&mut self) -> Result<(Event<'a>, Span), SyntaxError> {
+        let item = self.events.get(self.pos).cloned().ok_or(SyntaxError {
+            message: "unexpected end of document".into(),
+            loc: Loc {
+                line: self.text_lines.len().max(1),
+                col: 1,
+                len: 1,
+            },
+        })?;
+        self.pos += 1;
+        Ok(item)
+    }
+
+    fn node(&mut self, path: &FieldPath, key: Option<Loc>) -> Result<Value, SyntaxError> {
+        let (ev, span) = self.next()?;
+        let loc = self.loc(&span);
+        self.positions
+            .insert(path.clone(), NodePos { key, value: loc });
+        let (value, anchor) = match ev {
+            Event::Scalar(text, style, anchor, tag) => {
+                let is_str_tag = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                (resolve_scalar(&text, style, is_str_tag), anchor)
+            }
+            Event::Alias(id) => {
+                let v = self.anchors.get(&id).cloned().ok_or(SyntaxError {
+                    message: "alias refers to an unknown anchor".into(),
+                    loc,
+                })?;
+                (v, 0)
+            }
+            Event::SequenceStart(anchor, _) => {
+                let mut items = Vec::new();
+                loop {
+                    if matches!(self.events.get(self.pos), Some((Event::SequenceEnd, _))) {
+                        self.pos += 1;
+                        break;
+                    }
+                    let child = path.index(items.len());
+                    items.push(self.node(&child, None)?);
+                }
+                (Value::Array(items), anchor)
+            }
+            Event::MappingStart(anchor, _) => {
+                let mut map = Map::new();
+                loop {
+                    if matches!(self.events.get(self.pos), Some((Event::MappingEnd, _))) {
+                        self.pos += 1;
+                        break;
+                    }
+                    let (kev, kspan) = self.next()?;
+                    let kloc = self.loc(&kspan);
+                    let k = match kev {
+                        Event::Scalar(text, ..) => text.to_string(),
+                        _ => {
+                            return Err(SyntaxError {
+                                message: "mapping keys must be plain strings".into(),
+                                loc: kloc,
+                            });
+                        }
+                    };
+                    if map.contains_key(&k) {
+                        return Err(SyntaxError {
+                            message: format!("duplicate key `{k}` in this mapping"),
+                            loc: kloc,
+                        });
+                    }
+                    let child = path.key(&k);
+                    let v = self.node(&child, Some(kloc))?;
+                    map.insert(k, v);
+                }
+                (Value::Object(map), anchor)
+            }
+            other => {
+                return Err(SyntaxError {
+                    message: format!("unexpected YAML event {other:?}"),
+                    loc,
+                });
+            }
+        };
+        if anchor != 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+        Ok(value)
+    }
+}
+
+/// YAML 1.2 core schema for plain scalars; everything quoted or block-styled is a string.
+fn resolve_scalar(text: &str, style: ScalarStyle, force_str: bool) -> Value {
+    if force_str || style != ScalarStyle::Plain {
+        return Value::String(text.to_string());
+    }
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    if let Ok(i) = text.parse::<i64>() {
+        return Value::Number(i.into());
+    }
+    if let Some(hex) = text.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Value::Number(i.into());
+    }
+    if let Some(oct) = text.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return Value::Number(i.into());
+    }
+    let looks_numeric = text
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
+        && text.chars().any(|c| c.is_ascii_digit());
+    if looks_numeric
+        && let Ok(f) = text.parse::<f64>()
+        && let Some(n) = Number::from_f64(f)
+    {
+        return Value::Number(n);
+    }
+    Value::String(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_of_keys_and_values() {
+        let doc = parse("name: a\nsteps:\n  - name: b\n    request: {url: \"x\"}\n").unwrap();
+        let p = FieldPath::root()
+            .key("steps")
+            .index(0)
+            .key("request")
+            .key("url");
+        assert_eq!(p.to_string(), "steps[0].request.url");
+        let v = doc.locate(&p);
+        assert_eq!((v.line, v.col), (4, 20));
+        let k = doc.locate_key(&FieldPath::root().key("steps").index(0).key("name"));
+        assert_eq!((k.line, k.col, k.len), (3, 5, 4));
+    }
+
+    #[test]
+    fn scalars_follow_the_core_schema() {
+        let doc = parse("a: 201\nb: \"201\"\nc: true\nd: ~\ne: 1.5\nf: 30m\ng: 0x1F\n").unwrap();
+        assert_eq!(doc.value["a"], Value::from(201));
+        assert_eq!(doc.value["b"], Value::from("201"));
+        assert_eq!(doc.value["c"], Value::from(true));
+        assert_eq!(doc.value["d"], Value::Null);
+        assert_eq!(doc.value["e"], Value::from(1.5));
+        assert_eq!(doc.value["f"], Value::from("30m"));
+        assert_eq!(doc.value["g"], Value::from(31));
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected_with_position() {
+        let err = parse("name: a\nname: b\n").unwrap_err();
+        assert!(err.message.contains("duplicate key `name`"));
+        assert_eq!((err.loc.line, err.loc.col), (2, 1));
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(err.loc.line >= 1, "{err:?}");
+    }
+
+    #[test]
+    fn aliases_resolve() {
+        let doc = parse("base: &h {Authorization: x}\nuse: *h\n").unwrap();
+        assert_eq!(doc.value["use"]["Authorization"], Value::from("x"));
+    }
+
+    #[test]
+    fn second_document_is_an_error() {
+        assert!(parse("a: 1\n---\nb: 2\n").is_err());
+    }
+
+    #[test]
+    fn remove_prunes_a_key() {
+        let mut doc = parse("a: {b: 1, c: 2}\n").unwrap();
+        assert!(doc.remove(&FieldPath::root().key("a").key("b")));
+        assert_eq!(doc.value, serde_json::json!({"a": {"c": 2}}));
+        assert!(!doc.remove(&FieldPath::root().key("zz").key("b")));
+    }
+
+    #[test]
+    fn odd_keys_are_quoted_in_paths() {
+        let p = FieldPath::root().key("expect").key("json").key("$.id");
+        assert_eq!(p.to_string(), "expect.json[\"$.id\"]");
+    }
+}

@@ -1,0 +1,286 @@
+//! The validated probe model: what `config::validate` produces and the runner consumes.
+//!
+//! Every value here has been checked (durations parsed, JSONPath compiled, references
+//! resolved to indices). Templates stay as source text, rendered per run.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Serialize;
+use serde_json::Value;
+use serde_json_path::JsonPath;
+
+/// A checked probe.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub name: String,
+    pub description: Option<String>,
+    pub schedule: Schedule,
+    pub timeout: Duration,
+    pub severity: Severity,
+    pub runbook: Option<Runbook>,
+    pub labels: BTreeMap<String, String>,
+    /// Evaluated once per run, in order.
+    pub vars: Vec<(String, Value)>,
+    pub steps: Vec<Step>,
+    pub cleanup: Vec<CleanupStep>,
+    /// The file it came from.
+    pub source: PathBuf,
+}
+
+impl Probe {
+    pub fn cleanup_step(&self, name: &str) -> Option<&CleanupStep> {
+        self.cleanup.iter().find(|c| c.name == name)
+    }
+}
+
+/// When a probe runs.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    Cron {
+        expr: String,
+        schedule: Box<cron::Schedule>,
+        timezone: chrono_tz::Tz,
+    },
+    Every(Duration),
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Cron { expr, timezone, .. } => write!(f, "cron \"{expr}\" {timezone}"),
+            Schedule::Every(d) => write!(f, "every {}", humantime::format_duration(*d)),
+        }
+    }
+}
+
+/// Severity of a probe failure; P1 is the most urgent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Severity {
+    P1,
+    P2,
+    P3,
+    P4,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "P1" => Some(Severity::P1),
+            "P2" => Some(Severity::P2),
+            "P3" => Some(Severity::P3),
+            "P4" => Some(Severity::P4),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+/// Where the runbook for a failure lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runbook {
+    /// Relative to the config directory, e.g. `runbooks/ro-not-created.md`.
+    File(PathBuf),
+    Url(String),
+}
+
+impl fmt::Display for Runbook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Runbook::File(p) => write!(f, "{}", p.display()),
+            Runbook::Url(u) => f.write_str(u),
+        }
+    }
+}
+
+/// One HTTP step.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub request: Request,
+    pub expect: Expect,
+    pub captures: Vec<Capture>,
+    /// Poll until this holds (with `poll`).
+    pub until: Option<Expect>,
+    pub poll: Option<Poll>,
+    pub sync: Option<SyncSpec>,
+    pub slo_sync_latency: Option<Duration>,
+    /// Name of the cleanup step for the record this step creates.
+    pub creates: Option<String>,
+}
+
+/// An HTTP request with templated parts.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: reqwest::Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum Body {
+    None,
+    /// JSON whose string leaves are templates.
+    Json(Value),
+    Text(String),
+}
+
+/// Conditions on a response.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    pub status: StatusMatch,
+    pub json: Vec<JsonAssertion>,
+    pub headers: Vec<(String, Vec<Op>)>,
+    pub body: Vec<Op>,
+}
+
+/// Accepted status codes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StatusMatch {
+    /// Any 2xx (the default).
+    #[default]
+    Success,
+    /// A class such as `4xx` (the hundreds digit).
+    Class(u16),
+    Codes(Vec<u16>),
+}
+
+impl StatusMatch {
+    pub fn matches(&self, status: u16) -> bool {
+        match self {
+            StatusMatch::Success => (200..300).contains(&status),
+            StatusMatch::Class(c) => status / 100 == *c,
+            StatusMatch::Codes(codes) => codes.contains(&status),
+        }
+    }
+}
+
+impl fmt::Display for StatusMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatusMatch::Success => f.write_str("2xx"),
+            StatusMatch::Class(c) => write!(f, "{c}xx"),
+            StatusMatch::Codes(c) if c.len() == 1 => write!(f, "{}", c[0]),
+            StatusMatch::Codes(c) => write!(f, "{c:?}"),
+        }
+    }
+}
+
+/// A JSONPath query and the operators its result must satisfy.
+#[derive(Debug, Clone)]
+pub struct JsonAssertion {
+    pub path_text: String,
+    pub path: JsonPath,
+    pub ops: Vec<Op>,
+}
+
+/// An assertion operator. String operands are templates, rendered per run.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Eq(Value),
+    Ne(Value),
+    Lt(Value),
+    Le(Value),
+    Gt(Value),
+    Ge(Value),
+    Exists(bool),
+    Contains(Value),
+    Matches(Regex),
+    Length(usize),
+}
+
+impl Op {
+    pub fn symbol(&self) -> &'static str {
+        match self {
+            Op::Eq(_) => "==",
+            Op::Ne(_) => "!=",
+            Op::Lt(_) => "<",
+            Op::Le(_) => "<=",
+            Op::Gt(_) => ">",
+            Op::Ge(_) => ">=",
+            Op::Exists(_) => "exists",
+            Op::Contains(_) => "contains",
+            Op::Matches(_) => "matches",
+            Op::Length(_) => "length",
+        }
+    }
+}
+
+/// The operator names accepted in assertion maps.
+pub const OPERATORS: [&str; 10] = [
+    "==", "!=", "<", "<=", ">", ">=", "exists", "contains", "matches", "length",
+];
+
+/// A value taken from a response.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub name: String,
+    pub source: CaptureSource,
+}
+
+#[derive(Debug, Clone)]
+pub enum CaptureSource {
+    Json(JsonPath, String),
+    Header(String),
+    /// Regex on the body; the first capture group if there is one, else the whole match.
+    Regex(Regex),
+}
+
+/// Polling schedule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Poll {
+    pub interval: Duration,
+    pub backoff: f64,
+    pub max_interval: Duration,
+    pub within: Duration,
+}
+
+/// Propagation latency measurement from an earlier step.
+#[derive(Debug, Clone)]
+pub struct SyncSpec {
+    pub since: String,
+    pub since_index: usize,
+    /// Capture (of this step) holding the downstream record's own RFC 3339 timestamp.
+    pub timestamp: Option<String>,
+}
+
+/// A cleanup request with retries.
+#[derive(Debug, Clone)]
+pub struct CleanupStep {
+    pub name: String,
+    pub request: Request,
+    /// `None` means: any 2xx, or 404/410 (already gone).
+    pub expect: Option<Expect>,
+    pub retries: u32,
+}
+
+/// Agent-wide settings after validation.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub rooftop_id: String,
+    pub rooftop_name: Option<String>,
+    pub dealer_group: Option<String>,
+    pub state_dir: PathBuf,
+    pub secrets: BTreeMap<String, SecretSource>,
+    pub env: BTreeMap<String, String>,
+    pub max_body_bytes: u64,
+    pub verify_tls: bool,
+}
+
+/// Where a secret is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+    Credential(String),
+}
