@@ -7,3 +7,7 @@ pub mod probe;
 pub mod secrets;
 pub mod synthetic;
 pub mod template;
+pub mod clock;
+pub mod runner;
+pub mod store;
+pub mod cli;

@@ -113,8 +113,10 @@ pub struct Step {
     pub poll: Option<Poll>,
     pub sync: Option<SyncSpec>,
     pub slo_sync_latency: Option<Duration>,
-    /// Name of the cleanup step for the record this step creates.
-    pub creates: Option<String>,
+    /// Cleanup steps for the records this step creates.
+    pub creates: Vec<String>,
+    /// Runbook for a failure of this step, when it differs from the probe's.
+    pub runbook: Option<Runbook>,
 }
 
 /// An HTTP request with templated parts.
@@ -283,4 +285,33 @@ pub enum SecretSource {
     Env(String),
     File(PathBuf),
     Credential(String),
+}
+
+impl Request {
+    fn template_sources<'a>(&'a self, out: &mut Vec<&'a str>) {
+        out.push(&self.url);
+        out.extend(self.headers.iter().map(|(_, v)| v.as_str()));
+        match &self.body {
+            Body::None => {}
+            Body::Json(v) => out.extend(crate::template::string_leaves(v)),
+            Body::Text(t) => out.push(t),
+        }
+    }
+}
+
+impl Probe {
+    /// Every template string in the probe (for reference checks such as `rooftop check`).
+    pub fn template_sources(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for (_, v) in &self.vars {
+            out.extend(crate::template::string_leaves(v));
+        }
+        for s in &self.steps {
+            s.request.template_sources(&mut out);
+        }
+        for c in &self.cleanup {
+            c.request.template_sources(&mut out);
+        }
+        out
+    }
 }

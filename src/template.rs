@@ -5,7 +5,7 @@
 //! value read during a render is registered with the run's `Masker`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use minijinja::value::{Object, Value as JValue};
 use minijinja::{Environment, Error as JError, ErrorKind, State, UndefinedBehavior};
@@ -106,6 +106,15 @@ impl Context {
         &self.values
     }
 
+    /// When a template reads a secret that cannot be resolved, the reason (never the value).
+    pub fn secret_problem(&self, source: &str) -> Option<String> {
+        let names = analyze(source).ok()?;
+        names
+            .iter()
+            .filter_map(|n| n.strip_prefix("secret."))
+            .find_map(|name| self.secrets.get(name).err().map(|e| e.to_string()))
+    }
+
     pub fn masker(&self) -> &Masker {
         &self.masker
     }
@@ -125,7 +134,6 @@ impl Context {
             JValue::from_object(SecretObject {
                 store: self.secrets.clone(),
                 masker: self.masker.clone(),
-                error: Mutex::new(None),
             }),
         );
         ctx.insert(
@@ -225,24 +233,15 @@ impl Object for EnvObject {
 struct SecretObject {
     store: Arc<SecretStore>,
     masker: Masker,
-    error: Mutex<Option<String>>,
 }
 
 impl Object for SecretObject {
     fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
         let name = key.as_str()?;
-        match self.store.get(name) {
-            Ok(v) => {
-                self.masker.add(&v);
-                Some(JValue::from(v))
-            }
-            Err(e) => {
-                if let Ok(mut slot) = self.error.lock() {
-                    *slot = Some(e.to_string());
-                }
-                None
-            }
-        }
+        // A missing secret renders as undefined (a strict error); `secret_problem` explains.
+        let v = self.store.get(name).ok()?;
+        self.masker.add(&v);
+        Some(JValue::from(v))
     }
 }
 

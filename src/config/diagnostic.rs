@@ -57,12 +57,12 @@ impl Diagnostic {
                 .take(self.loc.col.saturating_sub(1))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
-            let _ = writeln!(
-                out,
-                "{pad} | {indent}{} at {}",
-                "^".repeat(self.loc.len.max(1)),
-                self.path
-            );
+            let at = if self.path.starts_with('(') {
+                String::new()
+            } else {
+                format!(" at {}", self.path)
+            };
+            let _ = writeln!(out, "{pad} | {indent}{}{at}", "^".repeat(self.loc.len.max(1)));
         } else {
             let _ = writeln!(out, "{pad} = at {}", self.path);
         }

@@ -233,18 +233,10 @@ pub fn load_probe_text(
     runbooks: &BTreeMap<String, String>,
 ) -> Result<Probe, Vec<Diagnostic>> {
     let mut doc = parse_document(file, text)?;
-    let (raw, mut errs) = deserialize_all::<raw::ProbeConfig>(file, &mut doc);
+    let (raw, errs, pruned) = deserialize_all::<raw::ProbeConfig>(file, &mut doc);
     let Some(raw) = raw else { return Err(errs) };
     // The value tree may have been pruned; positions still refer to the original text.
-    match validate::validate_probe(&raw, &doc, file, defaults, runbooks) {
-        Ok(p) if errs.is_empty() => Ok(p),
-        Ok(_) => Err(errs),
-        Err(mut e) => {
-            errs.append(&mut e);
-            errs.sort_by_key(|d| (d.loc.line, d.loc.col));
-            Err(errs)
-        }
-    }
+    merge_phases(errs, &pruned, validate::validate_probe(&raw, &doc, file, defaults, runbooks))
 }
 
 /// Parses and validates `rooftop.yaml` text.
@@ -253,13 +245,22 @@ pub fn load_agent_text(file: &Path, text: &str) -> Result<(Agent, Defaults), Vec
     if doc.value.is_null() {
         doc.value = serde_json::json!({});
     }
-    let (raw, mut errs) = deserialize_all::<raw::AgentConfig>(file, &mut doc);
+    let (raw, errs, pruned) = deserialize_all::<raw::AgentConfig>(file, &mut doc);
     let Some(raw) = raw else { return Err(errs) };
-    match validate::validate_agent(&raw, &doc, file) {
+    merge_phases(errs, &pruned, validate::validate_agent(&raw, &doc, file))
+}
+
+/// Combines phase-1 and phase-2 errors. A semantic error on a node that lost a child to
+/// pruning is a consequence of the phase-1 error there, so it is not repeated.
+fn merge_phases<T>(mut errs: Vec<Diagnostic>, pruned: &[FieldPath], phase2: Result<T, Vec<Diagnostic>>) -> Result<T, Vec<Diagnostic>> {
+    match phase2 {
         Ok(v) if errs.is_empty() => Ok(v),
         Ok(_) => Err(errs),
-        Err(mut e) => {
-            errs.append(&mut e);
+        Err(e) => {
+            let pruned: Vec<String> = pruned.iter().map(|p| p.to_string()).collect();
+            errs.extend(e.into_iter().filter(|d| {
+                !pruned.iter().any(|p| p.starts_with(&d.path) && p[d.path.len()..].starts_with(['.', '[']))
+            }));
             errs.sort_by_key(|d| (d.loc.line, d.loc.col));
             Err(errs)
         }
@@ -300,13 +301,13 @@ fn parse_document(file: &Path, text: &str) -> Result<Document, Vec<Diagnostic>> 
 fn deserialize_all<T: DeserializeOwned>(
     file: &Path,
     doc: &mut Document,
-) -> (Option<T>, Vec<Diagnostic>) {
+) -> (Option<T>, Vec<Diagnostic>, Vec<FieldPath>) {
     let mut errors = Vec::new();
     let mut pruned: Vec<FieldPath> = Vec::new();
     for _ in 0..64 {
         let value = doc.value.clone();
         match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(t) => return (Some(t), errors),
+            Ok(t) => return (Some(t), errors, pruned),
             Err(e) => {
                 let path = to_field_path(e.path());
                 let message = e.inner().to_string();
@@ -314,18 +315,18 @@ fn deserialize_all<T: DeserializeOwned>(
                 if let Some(field) = missing_field(&message)
                     && pruned.iter().any(|p| *p == path.key(field))
                 {
-                    return (None, errors);
+                    return (None, errors, pruned);
                 }
                 let (diag, prune_at) = describe_serde_error(file, doc, &path, &message);
                 errors.push(diag);
                 match prune_at {
                     Some(p) if !pruned.contains(&p) && doc.remove(&p) => pruned.push(p),
-                    _ => return (None, errors),
+                    _ => return (None, errors, pruned),
                 }
             }
         }
     }
-    (None, errors)
+    (None, errors, pruned)
 }
 
 fn to_field_path(path: &serde_path_to_error::Path) -> FieldPath {

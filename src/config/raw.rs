@@ -88,6 +88,9 @@ pub struct StepConfig {
     /// This step creates a record: name the cleanup step that deletes it.
     #[serde(default)]
     pub creates: Option<CreatesConfig>,
+    /// Runbook for a failure of this step (overrides the probe's `runbook`).
+    #[serde(default)]
+    pub runbook: Option<String>,
 }
 
 /// An HTTP request; every string is a template.
@@ -174,12 +177,30 @@ pub struct SloConfig {
     pub sync_latency: Option<String>,
 }
 
-/// A record created by a step.
+/// Records created by a step.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatesConfig {
-    /// Name of the `cleanup` step that deletes the record.
-    pub cleanup: String,
+    /// Name of the `cleanup` step that deletes the record, or a list when the step
+    /// creates several records (each gets its own ledger entry).
+    pub cleanup: OneOrMany,
+}
+
+/// A single name or a list of names.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// A cleanup step: one request, retried, that deletes a synthetic record.

@@ -176,11 +176,15 @@ impl<'a> Checker<'a> {
                             "fields: `sec min hour day-of-month month day-of-week [year]`, e.g. `0 15 */2 * * *`"
                                 .to_string()
                         };
-                        self.err(
-                            &path.key("cron"),
-                            format!("invalid cron expression `{expr}`: {e}"),
-                            Some(hint),
-                        );
+                        // The cron crate repeats the expression with a caret on later lines.
+                        let detail = e.to_string();
+                        let detail = detail.lines().next().unwrap_or_default().trim().to_string();
+                        let msg = if detail.is_empty() || detail == expr.trim() {
+                            format!("invalid cron expression `{expr}`")
+                        } else {
+                            format!("invalid cron expression `{expr}`: {detail}")
+                        };
+                        self.err(&path.key("cron"), msg, Some(hint));
                         None
                     }
                 };
@@ -373,14 +377,15 @@ pub fn validate_probe(
             &cleanup_names,
             defaults,
             timeout,
+            runbooks,
         );
         for name in raw_step.capture.keys() {
             captures_so_far.insert(name);
         }
         if let Some(creates) = &raw_step.creates {
-            cleanup_scope
-                .entry(creates.cleanup.as_str())
-                .or_insert_with(|| captures_so_far.clone());
+            for name in creates.cleanup.names() {
+                cleanup_scope.entry(name).or_insert_with(|| captures_so_far.clone());
+            }
         }
         seen_steps.push(&raw_step.name);
         if let Some(s) = step {
@@ -533,6 +538,7 @@ fn check_step(
     cleanup_names: &[&str],
     defaults: &Defaults,
     probe_timeout: Option<Duration>,
+    runbooks: &BTreeMap<String, String>,
 ) -> Option<Step> {
     let request = check_request(c, &path.key("request"), &raw.request, scope, defaults);
     let expect = match &raw.expect {
@@ -682,20 +688,30 @@ fn check_step(
         }
         None => None,
     };
-    let creates = raw.creates.as_ref().and_then(|cr| {
-        if cleanup_names.contains(&cr.cleanup.as_str()) {
-            Some(cr.cleanup.clone())
-        } else {
-            let hint = did_you_mean(&cr.cleanup, cleanup_names.iter().copied())
-                .or_else(|| Some("add a step under `cleanup:` with this name".into()));
-            c.err(
-                &path.key("creates").key("cleanup"),
-                format!("no cleanup step named `{}`", cr.cleanup),
-                hint,
-            );
-            None
+    let mut creates = Vec::new();
+    if let Some(cr) = &raw.creates {
+        let names = cr.cleanup.names();
+        if names.is_empty() {
+            c.err(&path.key("creates").key("cleanup"), "name at least one cleanup step", None);
         }
-    });
+        for (i, name) in names.into_iter().enumerate() {
+            let p = match &cr.cleanup {
+                super::raw::OneOrMany::One(_) => path.key("creates").key("cleanup"),
+                super::raw::OneOrMany::Many(_) => path.key("creates").key("cleanup").index(i),
+            };
+            if cleanup_names.contains(&name) {
+                creates.push(name.to_string());
+            } else {
+                let hint = did_you_mean(name, cleanup_names.iter().copied())
+                    .or_else(|| Some("add a step under `cleanup:` with this name".into()));
+                c.err(&p, format!("no cleanup step named `{name}`"), hint);
+            }
+        }
+    }
+    let runbook = raw
+        .runbook
+        .as_deref()
+        .and_then(|r| check_runbook(c, &path.key("runbook"), r, runbooks));
     Some(Step {
         name: raw.name.clone(),
         request: request?,
@@ -709,6 +725,7 @@ fn check_step(
         sync,
         slo_sync_latency,
         creates,
+        runbook,
     })
 }
 

@@ -172,13 +172,16 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
         match ev {
             Ok((event, span)) => builder.events.push((event, span)),
             Err(e) => {
+                // Errors found at end of input point past the last line; show the last line.
+                let lines: Vec<&str> = text.lines().collect();
+                let (line, col) = if e.marker().line() > lines.len() && !lines.is_empty() {
+                    (lines.len(), lines[lines.len() - 1].chars().count() + 1)
+                } else {
+                    (e.marker().line().max(1), e.marker().col() + 1)
+                };
                 return Err(SyntaxError {
                     message: e.info().to_string(),
-                    loc: Loc {
-                        line: e.marker().line().max(1),
-                        col: e.marker().col() + 1,
-                        len: 1,
-                    },
+                    loc: Loc { line, col, len: 1 },
                 });
             }
         }

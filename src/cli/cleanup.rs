@@ -1,0 +1,58 @@
+//! `rooftop cleanup`: run the cleanup ledger by hand and say what is left.
+
+use std::process::ExitCode;
+
+use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_FAILED, build_runner, load_config};
+
+pub async fn run(cfg: &ConfigArgs, probe: Option<&str>) -> ExitCode {
+    let config = match load_config(&cfg.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runner = match build_runner(&config, cfg) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let replays = match runner.replay_ledger(&config.probes, probe).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+    };
+    if replays.is_empty() {
+        println!("cleanup ledger is empty: nothing to do");
+        return ExitCode::SUCCESS;
+    }
+    let mut left = 0;
+    for r in &replays {
+        let e = &r.entry;
+        match &r.result {
+            Ok(c) if c.success => println!("deleted  {} / {} (created by {} in {} at {})", e.probe, c.name, e.created_by, e.run_id, e.created_at.to_rfc3339()),
+            Ok(c) => {
+                left += 1;
+                println!(
+                    "FAILED   {} / {} (created by {} in {}): {} after {} attempts ({} in total)",
+                    e.probe,
+                    c.name,
+                    e.created_by,
+                    e.run_id,
+                    c.error.clone().unwrap_or_default(),
+                    c.attempts,
+                    e.attempts + c.attempts
+                );
+            }
+            Err(m) => {
+                left += 1;
+                println!("KEPT     {} / {} (created by {} in {}): {m}", e.probe, e.cleanup, e.created_by, e.run_id);
+            }
+        }
+    }
+    if left > 0 {
+        println!("{left} record(s) remain in the ledger; see runbooks/cleanup-failing.md");
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        println!("all {} record(s) cleaned up", replays.len());
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,118 @@
+//! Command-line interface: argument parsing and the commands. `anyhow` lives only here.
+//!
+//! Exit codes: 0 ok; 1 a probe run failed (or cleanup left records behind); 2 bad
+//! configuration; 3 rooftop could not run (state directory unwritable, ...).
+
+mod check;
+mod cleanup;
+mod once;
+mod schema;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::clock::SystemClock;
+use crate::config::{self, Config};
+use crate::runner::Runner;
+
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+pub const EXIT_CANNOT_RUN: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(name = "rooftop", version, about = "Synthetic monitoring for dealership integrations (CRM, DMS, CSI surveys)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by commands that read a config directory.
+#[derive(Debug, clap::Args, Clone)]
+pub struct ConfigArgs {
+    /// Config directory holding rooftop.yaml (optional), probes/ and runbooks/.
+    #[arg(long, short = 'c', value_name = "DIR", default_value = "/etc/rooftop", env = "ROOFTOP_CONFIG")]
+    pub config: PathBuf,
+    /// Override the state directory (default: rooftop.yaml's state_dir, else /var/lib/rooftop).
+    #[arg(long, value_name = "DIR", env = "ROOFTOP_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration: every error in every file, with line:column and a hint.
+    Check {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Run one probe now, with live progress; cleans up what it created.
+    Once {
+        /// Probe name.
+        probe: String,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Print the ProbeRun as JSON on stdout (stable field names; see README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retry the cleanup ledger: delete synthetic records left by interrupted runs.
+    Cleanup {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Only this probe's records.
+        #[arg(long)]
+        probe: Option<String>,
+    },
+    /// Print the JSON Schema of probe files or of rooftop.yaml, for editors.
+    Schema {
+        /// Which file kind.
+        #[arg(value_enum, default_value_t = schema::SchemaKind::Probe)]
+        kind: schema::SchemaKind,
+    },
+}
+
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { cfg } => check::run(&cfg),
+        Command::Once { probe, cfg, json } => once::run(&cfg, &probe, json).await,
+        Command::Cleanup { cfg, probe } => cleanup::run(&cfg, probe.as_deref()).await,
+        Command::Schema { kind } => schema::run(kind),
+    }
+}
+
+/// Loads the config, printing every error; `Err` carries the exit code.
+pub fn load_config(dir: &Path) -> Result<Config, ExitCode> {
+    config::load(dir).map_err(|errors| {
+        eprint!("{}", errors.render());
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+pub fn process_env() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+/// Builds the runner, printing why it cannot be built.
+pub fn build_runner(config: &Config, cfg: &ConfigArgs) -> Result<Runner, ExitCode> {
+    let state_dir = cfg.state_dir.clone().unwrap_or_else(|| config.agent.state_dir.clone());
+    Runner::from_config(config, process_env(), &state_dir, Arc::new(SystemClock)).map_err(|e| {
+        eprintln!("error: {e}");
+        eprintln!("  = help: pass --state-dir DIR (or set state_dir in rooftop.yaml) to a writable directory");
+        ExitCode::from(EXIT_CANNOT_RUN)
+    })
+}
+
+/// `1.234s`, `56ms`: compact durations for tables.
+pub fn fmt_ms(ms: f64) -> String {
+    if ms >= 60_000.0 {
+        format!("{}m{:02.0}s", (ms / 60_000.0).floor(), (ms % 60_000.0) / 1000.0)
+    } else if ms >= 1000.0 {
+        format!("{:.2}s", ms / 1000.0)
+    } else {
+        format!("{ms:.0}ms")
+    }
+}

@@ -1,0 +1,364 @@
+//! Evaluating `expect` / `until` conditions and captures against a response.
+//!
+//! JSONPath queries follow RFC 9535 (serde_json_path). A query selecting one node compares
+//! that node; several nodes compare as an array; none means "absent".
+
+use std::cmp::Ordering;
+
+use serde_json::Value;
+
+use super::http::Response;
+use super::run::{AssertionResult, ErrorClass};
+use crate::probe::{CaptureSource, Capture, Expect, Op};
+use crate::template::{Context, RenderError};
+
+/// Result of checking a condition.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub results: Vec<AssertionResult>,
+    /// Set when the condition could not be evaluated (e.g. the body is not JSON).
+    pub problem: Option<(ErrorClass, String)>,
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        self.problem.is_none() && self.results.iter().all(|r| r.passed)
+    }
+
+    pub fn status_passed(&self) -> bool {
+        self.results.first().is_none_or(|r| r.subject != "status" || r.passed)
+    }
+
+    /// First failing assertion, described for a human.
+    pub fn first_failure(&self) -> Option<String> {
+        if let Some((_, m)) = &self.problem {
+            return Some(m.clone());
+        }
+        self.results.iter().find(|r| !r.passed).map(|r| {
+            let actual = match &r.actual {
+                Some(v) => truncate(&v.to_string(), 200),
+                None => "nothing".to_string(),
+            };
+            format!("{} {} {} failed: got {actual}", r.subject, r.op, r.expected)
+        })
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(max).collect::<String>())
+    }
+}
+
+/// Checks `expect` against a response. Operands that are templates are rendered first.
+pub fn check(expect: &Expect, resp: &Response, ctx: &Context) -> Verdict {
+    let mut results = vec![AssertionResult {
+        subject: "status".into(),
+        op: "==".into(),
+        expected: Value::String(expect.status.to_string()),
+        actual: Some(Value::from(resp.status)),
+        passed: expect.status.matches(resp.status),
+    }];
+    let mut problem = None;
+    if !expect.json.is_empty() {
+        match resp.json() {
+            Some(doc) => {
+                for a in &expect.json {
+                    let nodes = a.path.query(&doc).all();
+                    let actual = match nodes.len() {
+                        0 => None,
+                        1 => Some(nodes[0].clone()),
+                        _ => Some(Value::Array(nodes.into_iter().cloned().collect())),
+                    };
+                    for op in &a.ops {
+                        results.push(apply(&a.path_text, op, actual.as_ref(), ctx));
+                    }
+                }
+            }
+            None => {
+                problem = Some((
+                    ErrorClass::InvalidJson,
+                    format!(
+                        "response body is not valid JSON ({} bytes, starts {:?})",
+                        resp.body.len(),
+                        truncate(&resp.text(), 60)
+                    ),
+                ));
+            }
+        }
+    }
+    for (name, ops) in &expect.headers {
+        let actual = resp.header(name).map(Value::String);
+        for op in ops {
+            results.push(apply(&format!("header {name}"), op, actual.as_ref(), ctx));
+        }
+    }
+    if !expect.body.is_empty() {
+        let text = Value::String(resp.text());
+        for op in &expect.body {
+            results.push(apply("body", op, Some(&text), ctx));
+        }
+    }
+    let masker = ctx.masker();
+    for r in &mut results {
+        r.expected = masker.mask_value(&r.expected);
+        r.actual = r.actual.as_ref().map(|v| masker.mask_value(v));
+    }
+    Verdict { results, problem }
+}
+
+fn apply(subject: &str, op: &Op, actual: Option<&Value>, ctx: &Context) -> AssertionResult {
+    let rendered = |v: &Value| ctx.render_value(v);
+    let (expected, passed): (Value, Result<bool, RenderError>) = match op {
+        Op::Exists(want) => (Value::Bool(*want), Ok(actual.is_some() == *want)),
+        Op::Length(n) => (
+            Value::from(*n),
+            Ok(actual.and_then(length) == Some(*n)),
+        ),
+        Op::Matches(re) => (
+            Value::String(re.as_str().to_string()),
+            Ok(actual.is_some_and(|a| re.is_match(&as_text(a)))),
+        ),
+        Op::Eq(v) | Op::Ne(v) | Op::Contains(v) | Op::Lt(v) | Op::Le(v) | Op::Gt(v) | Op::Ge(v) => {
+            match rendered(v) {
+                Err(e) => (v.clone(), Err(e)),
+                Ok(exp) => {
+                    let ok = match (op, actual) {
+                        (Op::Ne(_), None) => true,
+                        (_, None) => false,
+                        (Op::Eq(_), Some(a)) => loose_eq(a, &exp),
+                        (Op::Ne(_), Some(a)) => !loose_eq(a, &exp),
+                        (Op::Contains(_), Some(a)) => contains(a, &exp),
+                        (Op::Lt(_), Some(a)) => compare(a, &exp) == Some(Ordering::Less),
+                        (Op::Le(_), Some(a)) => matches!(compare(a, &exp), Some(Ordering::Less | Ordering::Equal)),
+                        (Op::Gt(_), Some(a)) => compare(a, &exp) == Some(Ordering::Greater),
+                        (Op::Ge(_), Some(a)) => matches!(compare(a, &exp), Some(Ordering::Greater | Ordering::Equal)),
+                        _ => false,
+                    };
+                    (exp, Ok(ok))
+                }
+            }
+        }
+    };
+    match passed {
+        Ok(p) => AssertionResult {
+            subject: subject.to_string(),
+            op: op.symbol().to_string(),
+            expected,
+            actual: actual.cloned(),
+            passed: p,
+        },
+        Err(e) => AssertionResult {
+            subject: subject.to_string(),
+            op: op.symbol().to_string(),
+            expected: Value::String(format!("(cannot render: {e})")),
+            actual: actual.cloned(),
+            passed: false,
+        },
+    }
+}
+
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn length(v: &Value) -> Option<usize> {
+    match v {
+        Value::Array(a) => Some(a.len()),
+        Value::Object(m) => Some(m.len()),
+        Value::String(s) => Some(s.chars().count()),
+        _ => None,
+    }
+}
+
+fn as_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Equality that treats `129.5` and `"129.5"` as equal (templates render to strings).
+fn loose_eq(a: &Value, b: &Value) -> bool {
+    if a == b {
+        return true;
+    }
+    match (a, b) {
+        (Value::Number(_), Value::String(_)) | (Value::String(_), Value::Number(_)) => {
+            matches!((as_number(a), as_number(b)), (Some(x), Some(y)) if x == y)
+        }
+        (Value::Bool(x), Value::String(s)) | (Value::String(s), Value::Bool(x)) => s == &x.to_string(),
+        _ => false,
+    }
+}
+
+fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    if let (Some(x), Some(y)) = (as_number(a), as_number(b))
+        && (a.is_number() || b.is_number())
+    {
+        return x.partial_cmp(&y);
+    }
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        _ => None,
+    }
+}
+
+fn contains(haystack: &Value, needle: &Value) -> bool {
+    match haystack {
+        Value::String(s) => s.contains(&as_text(needle)),
+        Value::Array(items) => items.iter().any(|i| loose_eq(i, needle)),
+        Value::Object(m) => needle.as_str().is_some_and(|k| m.contains_key(k)),
+        _ => false,
+    }
+}
+
+/// Takes captures from a response; the first one that finds nothing is an error.
+pub fn capture(captures: &[Capture], resp: &Response) -> Result<Vec<(String, Value)>, (ErrorClass, String)> {
+    let mut out = Vec::new();
+    let mut doc: Option<Option<Value>> = None;
+    for c in captures {
+        let value = match &c.source {
+            CaptureSource::Json(path, text) => {
+                let d = doc.get_or_insert_with(|| resp.json());
+                let Some(d) = d else {
+                    return Err((ErrorClass::InvalidJson, format!("cannot capture `{}`: response body is not JSON", c.name)));
+                };
+                let nodes = path.query(d).all();
+                match nodes.len() {
+                    0 => None,
+                    1 => Some(nodes[0].clone()),
+                    _ => Some(Value::Array(nodes.into_iter().cloned().collect())),
+                }
+                .ok_or_else(|| (ErrorClass::Capture, format!("capture `{}`: `{text}` selected nothing", c.name)))?
+            }
+            CaptureSource::Header(name) => resp
+                .header(name)
+                .map(Value::String)
+                .ok_or_else(|| (ErrorClass::Capture, format!("capture `{}`: no `{name}` header", c.name)))?,
+            CaptureSource::Regex(re) => {
+                let text = resp.text();
+                let caps = re
+                    .captures(&text)
+                    .ok_or_else(|| (ErrorClass::Capture, format!("capture `{}`: `{}` did not match the body", c.name, re.as_str())))?;
+                let m = caps.get(1).or_else(|| caps.get(0)).map(|m| m.as_str().to_string()).unwrap_or_default();
+                Value::String(m)
+            }
+        };
+        out.push((c.name.clone(), value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{JsonAssertion, StatusMatch};
+    use crate::secrets::{Masker, SecretStore};
+    use crate::synthetic::Synthetic;
+    use serde_json::json;
+    use serde_json_path::JsonPath;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn resp(status: u16, body: &str) -> Response {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("location", "/x/42".parse().unwrap());
+        Response {
+            status,
+            headers,
+            body: body.as_bytes().to_vec(),
+            ttfb: Duration::ZERO,
+            total: Duration::ZERO,
+        }
+    }
+
+    fn ctx() -> Context {
+        let mut c = Context::new(
+            Arc::default(),
+            Arc::new(SecretStore::default()),
+            Arc::new(Synthetic::new("r")),
+            "r",
+            "p",
+            Masker::default(),
+        );
+        c.set("vin", json!("0RTSYNTH1TZ123456"));
+        c
+    }
+
+    fn assertion(path: &str, ops: Vec<Op>) -> JsonAssertion {
+        JsonAssertion {
+            path_text: path.into(),
+            path: JsonPath::parse(path).unwrap(),
+            ops,
+        }
+    }
+
+    const BODY: &str = r#"{"items":[{"number":"RO-1","vin":"0RTSYNTH1TZ123456","price":129.5,"status":"open","created_at":"2026-11-22T10:00:00Z"},{"number":"RO-2","price":10}]}"#;
+
+    #[test]
+    fn every_operator() {
+        let e = Expect {
+            status: StatusMatch::Codes(vec![200]),
+            json: vec![
+                assertion("$.items[0].number", vec![Op::Exists(true), Op::Eq(json!("RO-1")), Op::Ne(json!("RO-2"))]),
+                assertion("$.items[0].vin", vec![Op::Eq(json!("{{ vin }}"))]),
+                assertion("$.items[0].price", vec![Op::Gt(json!(100)), Op::Ge(json!("129.5")), Op::Lt(json!(130)), Op::Le(json!(129.5))]),
+                assertion("$.items", vec![Op::Length(2)]),
+                assertion("$.items[*].number", vec![Op::Contains(json!("RO-2"))]),
+                assertion("$.items[0].status", vec![Op::Matches(regex::Regex::new("^op").unwrap())]),
+                assertion("$.items[0].created_at", vec![Op::Gt(json!("2026-01-01T00:00:00Z"))]),
+                assertion("$.missing", vec![Op::Exists(false), Op::Ne(json!(1))]),
+                assertion("$.items[?@.price < 50].number", vec![Op::Eq(json!("RO-2"))]),
+            ],
+            headers: vec![("location".into(), vec![Op::Contains(json!("/x/"))])],
+            body: vec![Op::Contains(json!("RO-1"))],
+        };
+        let v = check(&e, &resp(200, BODY), &ctx());
+        let failing: Vec<_> = v.results.iter().filter(|r| !r.passed).collect();
+        assert!(v.passed(), "{failing:#?}");
+    }
+
+    #[test]
+    fn failures_are_reported_with_actual_values() {
+        let e = Expect {
+            status: StatusMatch::Success,
+            json: vec![assertion("$.items[0].number", vec![Op::Eq(json!("RO-9"))])],
+            ..Default::default()
+        };
+        let v = check(&e, &resp(200, BODY), &ctx());
+        assert!(!v.passed());
+        assert_eq!(v.first_failure().unwrap(), "$.items[0].number == \"RO-9\" failed: got \"RO-1\"");
+        let v = check(&e, &resp(503, BODY), &ctx());
+        assert!(!v.status_passed());
+    }
+
+    #[test]
+    fn malformed_json_is_a_problem_not_a_failure() {
+        let e = Expect {
+            json: vec![assertion("$.id", vec![Op::Exists(true)])],
+            ..Default::default()
+        };
+        let v = check(&e, &resp(200, "{\"id\": 1"), &ctx());
+        assert_eq!(v.problem.as_ref().unwrap().0, ErrorClass::InvalidJson);
+    }
+
+    #[test]
+    fn captures_from_json_header_and_regex() {
+        let caps = vec![
+            Capture { name: "ro".into(), source: CaptureSource::Json(JsonPath::parse("$.items[0].number").unwrap(), "$.items[0].number".into()) },
+            Capture { name: "loc".into(), source: CaptureSource::Header("location".into()) },
+            Capture { name: "n".into(), source: CaptureSource::Regex(regex::Regex::new(r"RO-(\d+)").unwrap()) },
+        ];
+        let got = capture(&caps, &resp(200, BODY)).unwrap();
+        assert_eq!(got, vec![("ro".into(), json!("RO-1")), ("loc".into(), json!("/x/42")), ("n".into(), json!("1"))]);
+        let missing = vec![Capture { name: "x".into(), source: CaptureSource::Json(JsonPath::parse("$.nope").unwrap(), "$.nope".into()) }];
+        assert_eq!(capture(&missing, &resp(200, BODY)).unwrap_err().0, ErrorClass::Capture);
+    }
+}

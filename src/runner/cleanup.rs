@@ -1,0 +1,145 @@
+//! Cleanup: deleting the synthetic records a run created, with retries and backoff, and
+//! replaying ledger entries left behind by an interrupted run.
+//!
+//! A cleanup succeeds on any 2xx, or 404/410 (the record is already gone), unless the
+//! cleanup step sets its own `expect`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::{CleanupRun, Runner, assert, http, ms};
+use crate::probe::{CleanupStep, Probe};
+use crate::secrets::Masker;
+use crate::store::LedgerEntry;
+use crate::synthetic::Synthetic;
+use crate::template::Context;
+
+/// First wait between cleanup attempts; doubles each time, capped at `MAX_BACKOFF`.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Result of replaying one ledger entry.
+#[derive(Debug, Clone)]
+pub struct LedgerReplay {
+    pub entry: LedgerEntry,
+    pub result: Result<CleanupRun, String>,
+}
+
+impl Runner {
+    /// Runs one cleanup step with retries; updates the ledger entry `ledger_id` if given.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn run_cleanup(
+        &self,
+        probe: &Probe,
+        step: &CleanupStep,
+        created_by: &str,
+        values: BTreeMap<String, Value>,
+        ledger_id: Option<i64>,
+        trace_id: &str,
+        masker: &Masker,
+    ) -> CleanupRun {
+        let started = Instant::now();
+        let mut ctx = Context::new(
+            self.env.clone(),
+            self.secrets.clone(),
+            Arc::new(Synthetic::new("cleanup")),
+            "cleanup",
+            &probe.name,
+            masker.clone(),
+        );
+        for (k, v) in values {
+            ctx.set(&k, v);
+        }
+        let mut item = CleanupRun {
+            name: step.name.clone(),
+            created_by: created_by.to_string(),
+            success: false,
+            attempts: 0,
+            status: None,
+            error: None,
+            duration_ms: 0.0,
+        };
+        let mut wait = FIRST_BACKOFF;
+        for attempt in 0..=step.retries {
+            if attempt > 0 {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_BACKOFF);
+            }
+            item.attempts += 1;
+            let out = match Runner::render_request(&ctx, &step.request) {
+                Ok(o) => o,
+                Err((_, m)) => {
+                    // Rendering will not get better by retrying.
+                    item.error = Some(masker.mask(&m));
+                    break;
+                }
+            };
+            let tp = http::traceparent(trace_id, &http::new_span_id());
+            match self.http.send(&out, &tp).await {
+                Ok(resp) => {
+                    item.status = Some(resp.status);
+                    let ok = match &step.expect {
+                        Some(e) => assert::check(e, &resp, &ctx).passed(),
+                        None => (200..300).contains(&resp.status) || matches!(resp.status, 404 | 410),
+                    };
+                    if ok {
+                        item.success = true;
+                        item.error = None;
+                        break;
+                    }
+                    item.error = Some(masker.mask(&format!("HTTP {}", resp.status)));
+                }
+                Err(f) => item.error = Some(masker.mask(&format!("{}: {}", f.class, f.message))),
+            }
+        }
+        item.duration_ms = ms(started.elapsed());
+        if let Some(id) = ledger_id {
+            let r = if item.success {
+                self.ledger.remove(id).await
+            } else {
+                self.ledger
+                    .record_failure(id, item.attempts, item.error.clone().unwrap_or_default())
+                    .await
+            };
+            if let Err(e) = r {
+                item.success = false;
+                item.error = Some(format!("cleanup ledger update failed: {e}"));
+            }
+        }
+        item
+    }
+
+    /// Replays ledger entries (all, or one probe's). Entries whose probe or cleanup step no
+    /// longer exists are reported and kept: a person must decide about them.
+    pub async fn replay_ledger(&self, probes: &[Probe], only: Option<&str>) -> Result<Vec<LedgerReplay>, crate::store::StoreError> {
+        let entries = self.ledger.pending(only.map(str::to_string)).await?;
+        let mut out = Vec::new();
+        // Newest first, like a run's own cleanup.
+        for entry in entries.into_iter().rev() {
+            let Some(probe) = probes.iter().find(|p| p.name == entry.probe) else {
+                out.push(LedgerReplay {
+                    result: Err(format!("probe `{}` is no longer configured; delete the record by hand", entry.probe)),
+                    entry,
+                });
+                continue;
+            };
+            let Some(step) = probe.cleanup_step(&entry.cleanup) else {
+                out.push(LedgerReplay {
+                    result: Err(format!("probe `{}` has no cleanup step `{}` any more", entry.probe, entry.cleanup)),
+                    entry,
+                });
+                continue;
+            };
+            let masker = Masker::default();
+            let run = self
+                .run_cleanup(probe, step, &entry.created_by, entry.context.clone(), Some(entry.id), &http::new_trace_id(), &masker)
+                .await;
+            out.push(LedgerReplay { entry, result: Ok(run) });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,244 @@
+//! The HTTP side of the runner: one shared reqwest client (connection reuse, TLS
+//! verification on by default), a body-size cap, `traceparent` on every request, and the
+//! mapping of transport failures to a bounded `ErrorClass`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::time::Instant;
+
+use super::run::ErrorClass;
+
+/// Client settings from `rooftop.yaml`.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub max_body_bytes: u64,
+    pub verify_tls: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_body_bytes: 1 << 20,
+            verify_tls: true,
+        }
+    }
+}
+
+/// A shared client; cheap to clone.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    max_body_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientError(String);
+
+impl HttpClient {
+    pub fn new(settings: &HttpSettings) -> Result<Self, ClientError> {
+        Self::with_resolver(settings, None)
+    }
+
+    /// With a custom DNS resolver (tests use this to exercise DNS failures on loopback).
+    pub fn with_resolver(
+        settings: &HttpSettings,
+        resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+    ) -> Result<Self, ClientError> {
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("rooftop/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tls_danger_accept_invalid_certs(!settings.verify_tls);
+        if let Some(r) = resolver {
+            b = b.dns_resolver(r);
+        }
+        let client = b.build().map_err(|e| ClientError(e.to_string()))?;
+        Ok(HttpClient {
+            client,
+            max_body_bytes: settings.max_body_bytes,
+        })
+    }
+
+    /// Sends one request and reads the body up to the cap.
+    pub async fn send(&self, req: &OutgoingRequest, traceparent: &str) -> Result<Response, Failure> {
+        let started = Instant::now();
+        let mut builder = self
+            .client
+            .request(req.method.clone(), &req.url)
+            .timeout(req.timeout)
+            .headers(req.headers.clone())
+            .header("traceparent", traceparent);
+        if let Some(body) = &req.body {
+            builder = builder.body(body.clone());
+        }
+        let fail = |class: ErrorClass, message: String| Failure {
+            class,
+            message,
+            elapsed: started.elapsed(),
+        };
+        let mut resp = builder
+            .send()
+            .await
+            .map_err(|e| fail(classify(&e), describe(&e)))?;
+        let ttfb = started.elapsed();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        if let Some(len) = resp.content_length()
+            && len > self.max_body_bytes
+        {
+            return Err(fail(
+                ErrorClass::BodyTooLarge,
+                format!("response body of {len} bytes exceeds the {} byte limit", self.max_body_bytes),
+            ));
+        }
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() as u64 + chunk.len() as u64 > self.max_body_bytes {
+                        return Err(fail(
+                            ErrorClass::BodyTooLarge,
+                            format!("response body exceeds the {} byte limit", self.max_body_bytes),
+                        ));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(fail(classify(&e), describe(&e))),
+            }
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+            ttfb,
+            total: started.elapsed(),
+        })
+    }
+}
+
+/// A fully rendered request.
+#[derive(Debug, Clone)]
+pub struct OutgoingRequest {
+    pub method: reqwest::Method,
+    pub url: String,
+    pub headers: HeaderMap,
+    pub body: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+impl OutgoingRequest {
+    pub fn header(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name `{name}`"))?;
+        let v = HeaderValue::from_str(value).map_err(|_| format!("header `{name}` has a value that is not valid in HTTP"))?;
+        self.headers.insert(n, v);
+        Ok(())
+    }
+}
+
+/// A response that was fully read.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub ttfb: Duration,
+    pub total: Duration,
+}
+
+impl Response {
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    }
+}
+
+/// A request that produced no response.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub class: ErrorClass,
+    pub message: String,
+    pub elapsed: Duration,
+}
+
+/// Maps a reqwest error to a bounded class by inspecting its cause chain.
+pub fn classify(e: &reqwest::Error) -> ErrorClass {
+    if e.is_timeout() {
+        return ErrorClass::Timeout;
+    }
+    let chain = chain_text(e);
+    if chain.contains("dns error") || chain.contains("failed to lookup address") || chain.contains("resolve") {
+        return ErrorClass::Dns;
+    }
+    if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") || chain.contains("invalidcontenttype") {
+        return ErrorClass::Tls;
+    }
+    if e.is_connect() {
+        return ErrorClass::Connect;
+    }
+    if chain.contains("timed out") {
+        return ErrorClass::Timeout;
+    }
+    ErrorClass::Protocol
+}
+
+fn chain_text(e: &reqwest::Error) -> String {
+    let mut out = String::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        out.push_str(&err.to_string().to_ascii_lowercase());
+        out.push_str(" | ");
+        cur = err.source();
+    }
+    out
+}
+
+/// One-line description: the outermost message plus the innermost cause.
+fn describe(e: &reqwest::Error) -> String {
+    let mut root: &dyn std::error::Error = e;
+    while let Some(s) = root.source() {
+        root = s;
+    }
+    let outer = e.to_string();
+    let inner = root.to_string();
+    if outer.contains(&inner) {
+        outer
+    } else {
+        format!("{outer}: {inner}")
+    }
+}
+
+/// Random W3C ids.
+pub fn new_trace_id() -> String {
+    hex_id(16)
+}
+
+pub fn new_span_id() -> String {
+    hex_id(8)
+}
+
+fn hex_id(bytes: usize) -> String {
+    let mut rng = rand::rng();
+    loop {
+        let s: String = (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect();
+        // All-zero ids are invalid in W3C trace context.
+        if s.chars().any(|c| c != '0') {
+            return s;
+        }
+    }
+}
+
+pub fn traceparent(trace_id: &str, span_id: &str) -> String {
+    format!("00-{trace_id}-{span_id}-01")
+}

@@ -1,0 +1,241 @@
+//! The cleanup ledger: every synthetic record a run creates is written here (and committed)
+//! before the next step runs, and removed only when its cleanup succeeds. Whatever is left
+//! after a crash is retried on the next start or by `rooftop cleanup`.
+//!
+//! Stores the values the cleanup template needs (vars and captures), never a secret.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// One record waiting for cleanup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub run_id: String,
+    pub probe: String,
+    /// Name of the cleanup step to run.
+    pub cleanup: String,
+    /// The step that created the record.
+    pub created_by: String,
+    /// Vars and captures at creation time (for rendering the cleanup request).
+    pub context: BTreeMap<String, Value>,
+    pub created_at: DateTime<Utc>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// A new entry, before it has an id.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub run_id: String,
+    pub probe: String,
+    pub cleanup: String,
+    pub created_by: String,
+    pub context: BTreeMap<String, Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The SQLite-backed ledger; clones share one connection.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl Ledger {
+    /// Opens (creating if needed) `STATE_DIR/rooftop.db`.
+    pub fn open_in(state_dir: &Path) -> Result<Ledger, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::StateDir {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+        Self::open(&state_dir.join("rooftop.db"))
+    }
+
+    pub fn open(path: &Path) -> Result<Ledger, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        // WAL survives a killed process; FULL makes each committed entry survive power loss,
+        // which matters here: a lost entry is a synthetic record nobody will delete.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+        migrate(&conn).map_err(err)?;
+        Ok(Ledger {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = conn.lock().map_err(|_| StoreError::Task("store lock poisoned".into()))?;
+            f(&guard).map_err(|source| StoreError::Sqlite { path, source })
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Records a created record; returns once it is committed to disk.
+    pub async fn record(&self, e: NewEntry) -> Result<i64, StoreError> {
+        let context = serde_json::to_string(&e.context).unwrap_or_else(|_| "{}".into());
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO cleanup_ledger (run_id, probe, cleanup, created_by, context, created_at, attempts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+                params![e.run_id, e.probe, e.cleanup, e.created_by, context, e.created_at.to_rfc3339()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    /// The record is gone: forget it.
+    pub async fn remove(&self, id: i64) -> Result<(), StoreError> {
+        self.with_conn(move |c| c.execute("DELETE FROM cleanup_ledger WHERE id = ?1", params![id]).map(|_| ()))
+            .await
+    }
+
+    /// A cleanup attempt failed; keep the entry with the reason.
+    pub async fn record_failure(&self, id: i64, attempts: u32, error: String) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.execute(
+                "UPDATE cleanup_ledger SET attempts = attempts + ?2, last_error = ?3 WHERE id = ?1",
+                params![id, attempts, error],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Entries still waiting, oldest first; optionally for one probe.
+    pub async fn pending(&self, probe: Option<String>) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.with_conn(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id, run_id, probe, cleanup, created_by, context, created_at, attempts, last_error
+                 FROM cleanup_ledger WHERE (?1 IS NULL OR probe = ?1) ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![probe], |r| {
+                let context: String = r.get(5)?;
+                let created_at: String = r.get(6)?;
+                Ok(LedgerEntry {
+                    id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    probe: r.get(2)?,
+                    cleanup: r.get(3)?,
+                    created_by: r.get(4)?,
+                    context: serde_json::from_str(&context).unwrap_or_default(),
+                    created_at: DateTime::parse_from_rfc3339(&created_at)
+                        .map(|d| d.with_timezone(&Utc))
+                        .unwrap_or_default(),
+                    attempts: r.get(7)?,
+                    last_error: r.get(8)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        self.with_conn(|c| c.query_row("SELECT COUNT(*) FROM cleanup_ledger", [], |r| r.get::<_, i64>(0)).map(|n| n as u64))
+            .await
+    }
+}
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS cleanup_ledger (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 run_id TEXT NOT NULL,
+                 probe TEXT NOT NULL,
+                 cleanup TEXT NOT NULL,
+                 created_by TEXT NOT NULL,
+                 context TEXT NOT NULL,
+                 created_at TEXT NOT NULL,
+                 attempts INTEGER NOT NULL DEFAULT 0,
+                 last_error TEXT
+             );
+             CREATE INDEX IF NOT EXISTS cleanup_ledger_probe ON cleanup_ledger (probe);
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(probe: &str) -> NewEntry {
+        let mut context = BTreeMap::new();
+        context.insert("appointment_id".to_string(), Value::from("APT-1"));
+        NewEntry {
+            run_id: "r1".into(),
+            probe: probe.into(),
+            cleanup: "delete-appointment".into(),
+            created_by: "book".into(),
+            context,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn record_survives_reopen_and_remove_forgets() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let l = Ledger::open_in(dir.path()).unwrap();
+            let id = l.record(entry("a")).await.unwrap();
+            l.record(entry("b")).await.unwrap();
+            id
+        };
+        let l = Ledger::open_in(dir.path()).unwrap();
+        let all = l.pending(None).await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].context["appointment_id"], Value::from("APT-1"));
+        assert_eq!(l.pending(Some("b".into())).await.unwrap().len(), 1);
+        l.record_failure(id, 4, "HTTP 503".into()).await.unwrap();
+        let a = &l.pending(Some("a".into())).await.unwrap()[0];
+        assert_eq!((a.attempts, a.last_error.as_deref()), (4, Some("HTTP 503")));
+        l.remove(id).await.unwrap();
+        assert_eq!(l.count().await.unwrap(), 1);
+    }
+}
