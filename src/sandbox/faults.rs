@@ -276,6 +276,17 @@ impl ActiveFaults {
     }
 }
 
+/// Rounds up to whole seconds, or to milliseconds below one second, for display.
+fn round_up(d: Duration) -> Duration {
+    let unit = if d >= Duration::from_secs(1) {
+        1_000_000_000
+    } else {
+        1_000_000
+    };
+    let nanos = d.as_nanos().div_ceil(unit) * unit;
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
 /// Holds the active set, tells subscribers when it changes, and expires timed faults.
 pub struct FaultBoard {
     tx: watch::Sender<ActiveFaults>,
@@ -336,9 +347,7 @@ impl FaultBoard {
             .map(|e| {
                 let mut value = e.fault.to_json();
                 if let (Value::Object(map), Some(at)) = (&mut value, e.expires_at) {
-                    let left = at.saturating_duration_since(now);
-                    let left =
-                        Duration::from_millis(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+                    let left = round_up(at.saturating_duration_since(now));
                     map.insert(
                         "remaining".to_string(),
                         Value::String(duration::format(left)),
@@ -533,6 +542,19 @@ mod tests {
         assert!(!active.job_stalled(JobName::LeadToBdc, later));
         assert_eq!(active.for_system(System::Dms, later).slow, None);
         assert!(active.duplicate_customer(later));
+    }
+
+    #[test]
+    fn remaining_is_rounded_for_display() {
+        assert_eq!(
+            round_up(Duration::from_millis(3_599_993)),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            round_up(Duration::from_micros(250_400)),
+            Duration::from_millis(251)
+        );
+        assert_eq!(round_up(Duration::ZERO), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
