@@ -361,6 +361,78 @@ mod tests {
         assert_eq!(shell_quote("a b'c"), r"'a b'\''c'");
     }
 
+    fn any_port() -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+    }
+
+    #[tokio::test]
+    async fn start_rejects_bad_config_and_busy_ports() {
+        let mut config = SandboxConfig::default();
+        config.tokens.crm = String::new();
+        assert!(matches!(
+            Sandbox::start(any_port(), config).await,
+            Err(SandboxError::Config(_))
+        ));
+        let sandbox = Sandbox::start(any_port(), SandboxConfig::default())
+            .await
+            .unwrap();
+        let port: u16 = sandbox
+            .urls()
+            .control
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let busy = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        assert!(matches!(
+            Sandbox::start(busy, SandboxConfig::default()).await,
+            Err(SandboxError::Bind { .. })
+        ));
+        sandbox.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn spawned_scenario_drives_the_fault_board() {
+        let sandbox = Sandbox::start(any_port(), SandboxConfig::default())
+            .await
+            .unwrap();
+        let stay = parse_scenario(serde_json::json!({"steps": [
+            {"at": "0s", "faults": [{"kind": "duplicate_customer"}]}
+        ]}))
+        .unwrap();
+        let scenario = parse_scenario(serde_json::json!({"steps": [
+            {"at": "0s", "faults": [{"kind": "duplicate_customer"}]},
+            {"at": "50ms", "faults": []}
+        ]}))
+        .unwrap();
+        sandbox.spawn_scenario(stay);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !sandbox.shared.faults.duplicate_customer() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+        sandbox.play_scenario(scenario).await;
+        assert!(!sandbox.shared.faults.duplicate_customer());
+        sandbox.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn run_cli_serves_until_shutdown() {
+        let scenario = parse_scenario(serde_json::json!({"steps": [{"at": "0s"}]})).unwrap();
+        let shutdown = tokio::time::sleep(Duration::from_millis(100));
+        run_cli(
+            any_port(),
+            SandboxConfig::default(),
+            Some(scenario),
+            shutdown,
+        )
+        .await
+        .unwrap();
+    }
+
     #[test]
     fn system_ports_follow_the_control_port() {
         let config = SandboxConfig::default();
