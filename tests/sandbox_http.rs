@@ -685,5 +685,32 @@ async fn env_exports_urls_and_tokens() {
     let (status, missing) = h.get(System::Crm, "/api/nothing-here").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(missing["error"].is_string());
+    let (status, invalid) = h
+        .post(
+            System::Crm,
+            "/api/appointments",
+            json!({"customer": CUSTOMER}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        invalid["error"].as_str().unwrap().contains("vin"),
+        "{invalid}"
+    );
+    let (status, _) = h
+        .post(
+            System::Crm,
+            "/api/appointments",
+            json!({"customer": " ", "vin": VIN}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, wrong_method) = h
+        .call(System::Crm, Method::PUT, "/api/bdc/call-list", None)
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(wrong_method["error"].is_string());
+    let (status, _) = h.control(Method::PUT, "truth", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     h.sandbox.shutdown().await;
 }

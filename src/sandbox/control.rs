@@ -15,7 +15,7 @@ use serde_json::json;
 use super::SandboxUrls;
 use super::error::ApiError;
 use super::faults::Fault;
-use super::http::reply;
+use super::http::{method_not_allowed, reply};
 use super::jobs::JobName;
 use super::state::Shared;
 use super::truth::leftovers;
@@ -112,5 +112,6 @@ pub fn router(shared: Arc<Shared>, urls: SandboxUrls) -> Router {
         .route("/_sandbox/truth", get(truth))
         .route("/_sandbox/jobs", get(list_jobs))
         .route("/_sandbox/leftovers", get(list_leftovers))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(Control { shared, urls })
 }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::clock::{Stamp, rfc3339};
 use super::error::ApiError;
 use super::faults::System;
-use super::http::{Guard, JsonBody, guard, reply};
+use super::http::{Guard, JsonBody, guard, method_not_allowed, reply};
 use super::jobs::{JobName, Payload};
 use super::state::{Appointment, Lead, Note, Shared, World};
 use super::truth::{synthetic_text, synthetic_vin};
@@ -292,6 +292,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/crm/api/leads/{id}", get(get_lead).delete(remove_lead))
         .route("/crm/api/bdc/call-list", get(call_list))
         .route("/crm/api/service-menu/{part}", get(service_menu))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(guard_state, guard))
         .with_state(shared)
 }

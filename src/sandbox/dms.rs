@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::clock::{Stamp, rfc3339};
 use super::error::ApiError;
 use super::faults::System;
-use super::http::{Guard, JsonBody, guard, reply};
+use super::http::{Guard, JsonBody, guard, method_not_allowed, reply};
 use super::jobs::{JobName, Payload};
 use super::state::{Part, PriceFile, Shared, World};
 use super::truth::synthetic_part;
@@ -267,6 +267,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/dms/api/parts/{part}", get(get_part).delete(remove_part))
         .route("/dms/api/price-files", post(post_price_file))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(guard_state, guard))
         .with_state(shared)
 }

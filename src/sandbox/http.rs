@@ -126,6 +126,14 @@ pub async fn not_found(req: Request) -> ApiError {
     )
 }
 
+/// JSON 405 for a known path with the wrong method.
+pub async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
 /// Shorthand for a JSON response with a status.
 pub fn reply(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::faults::System;
-use super::http::{Guard, guard, reply};
+use super::http::{Guard, guard, method_not_allowed, reply};
 use super::state::{Shared, World};
 
 /// Deletes a survey.
@@ -73,6 +73,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/survey/api/surveys/{id}",
             get(get_survey).delete(remove_survey),
         )
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(guard_state, guard))
         .with_state(shared)
 }
