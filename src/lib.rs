@@ -1,13 +1,15 @@
 //! rooftop: synthetic monitoring of dealership integrations.
 //!
 //! Data flows one way: config → runner → `ProbeRun` → (store, telemetry, alerting).
+//! `sandbox` is the simulated dealership the demo, tests and benchmarks probe.
 
+pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod probe;
+pub mod runner;
+pub mod sandbox;
 pub mod secrets;
+pub mod store;
 pub mod synthetic;
 pub mod template;
-pub mod clock;
-pub mod runner;
-pub mod store;
-pub mod cli;
