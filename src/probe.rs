@@ -256,14 +256,24 @@ pub struct SyncSpec {
     pub timestamp: Option<String>,
 }
 
-/// A cleanup request with retries.
+/// A cleanup request with retries; with `find`, run once per record found.
 #[derive(Debug, Clone)]
 pub struct CleanupStep {
     pub name: String,
+    pub find: Option<Find>,
     pub request: Request,
     /// `None` means: any 2xx, or 404/410 (already gone).
     pub expect: Option<Expect>,
     pub retries: u32,
+}
+
+/// The listing half of a sweep.
+#[derive(Debug, Clone)]
+pub struct Find {
+    pub request: Request,
+    pub each: JsonPath,
+    pub each_text: String,
+    pub bind: String,
 }
 
 /// Agent-wide settings after validation.
@@ -311,7 +321,48 @@ impl Probe {
         }
         for c in &self.cleanup {
             c.request.template_sources(&mut out);
+            if let Some(f) = &c.find {
+                f.request.template_sources(&mut out);
+            }
         }
         out
+    }
+}
+
+/// Time limits for running probes against a simulated dealership (the demo, tests and
+/// benchmarks), where syncs take seconds rather than minutes.
+#[derive(Debug, Clone, Copy)]
+pub struct Compression {
+    /// Upper bound of every `poll.within`.
+    pub within: Duration,
+    /// Upper bound of every poll interval and max interval.
+    pub interval: Duration,
+    /// Upper bound of every request timeout.
+    pub request_timeout: Duration,
+    /// Upper bound of the probe timeout.
+    pub timeout: Duration,
+}
+
+impl Probe {
+    /// Shrinks waits and timeouts to at most the given bounds; nothing else changes.
+    pub fn compress(&mut self, c: &Compression) {
+        self.timeout = self.timeout.min(c.timeout);
+        let requests = self
+            .steps
+            .iter_mut()
+            .map(|s| {
+                if let Some(p) = &mut s.poll {
+                    p.within = p.within.min(c.within);
+                    p.interval = p.interval.min(c.interval);
+                    p.max_interval = p.max_interval.min(c.interval);
+                }
+                &mut s.request
+            })
+            .chain(self.cleanup.iter_mut().flat_map(|s| {
+                std::iter::once(&mut s.request).chain(s.find.as_mut().map(|f| &mut f.request))
+            }));
+        for r in requests {
+            r.timeout = r.timeout.min(c.request_timeout);
+        }
     }
 }

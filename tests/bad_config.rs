@@ -8,9 +8,16 @@ use std::process::Command;
 #[test]
 fn every_bad_config_reports_every_error_with_its_place() {
     let root = Path::new("tests/bad_config");
-    let mut cases: Vec<_> = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut cases: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     cases.sort();
-    assert!(cases.len() >= 6, "expected the bad-config cases, found {cases:?}");
+    assert!(
+        cases.len() >= 6,
+        "expected the bad-config cases, found {cases:?}"
+    );
     let mut mismatches = Vec::new();
     for case in cases {
         let out = Command::new(env!("CARGO_BIN_EXE_rooftop"))
@@ -20,8 +27,17 @@ fn every_bad_config_reports_every_error_with_its_place() {
             .output()
             .unwrap();
         let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(out.status.code(), Some(2), "{}: exit code; stderr:\n{stderr}", case.display());
-        assert!(out.stdout.is_empty(), "{}: nothing on stdout", case.display());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: exit code; stderr:\n{stderr}",
+            case.display()
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{}: nothing on stdout",
+            case.display()
+        );
         let expected_file = case.join("expected.txt");
         if std::env::var_os("BLESS").is_some() {
             std::fs::write(&expected_file, &stderr).unwrap();
@@ -29,7 +45,10 @@ fn every_bad_config_reports_every_error_with_its_place() {
         }
         let expected = std::fs::read_to_string(&expected_file).unwrap_or_default();
         if expected != stderr {
-            mismatches.push(format!("--- {} expected:\n{expected}\n--- got:\n{stderr}", case.display()));
+            mismatches.push(format!(
+                "--- {} expected:\n{expected}\n--- got:\n{stderr}",
+                case.display()
+            ));
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));

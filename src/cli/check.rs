@@ -18,7 +18,9 @@ pub fn run(cfg: &ConfigArgs) -> ExitCode {
     let mut warnings: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
     for probe in &config.probes {
         for source in probe.template_sources() {
-            let Ok(names) = crate::template::analyze(source) else { continue };
+            let Ok(names) = crate::template::analyze(source) else {
+                continue;
+            };
             for name in names {
                 if let Some(var) = name.strip_prefix("env.")
                     && !env.contains_key(var)
@@ -32,7 +34,10 @@ pub fn run(cfg: &ConfigArgs) -> ExitCode {
                 if let Some(secret) = name.strip_prefix("secret.")
                     && let Err(e) = secrets.get(secret)
                 {
-                    warnings.entry(e.to_string()).or_default().insert(&probe.name);
+                    warnings
+                        .entry(e.to_string())
+                        .or_default()
+                        .insert(&probe.name);
                 }
             }
         }
@@ -48,7 +53,11 @@ pub fn run(cfg: &ConfigArgs) -> ExitCode {
         config.dir.display()
     );
     for p in &config.probes {
-        let runbook = p.runbook.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "(no runbook)".into());
+        let runbook = p
+            .runbook
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "(no runbook)".into());
         println!(
             "  {:<32} {:<3} {:<36} {} step{}, {}",
             p.name,

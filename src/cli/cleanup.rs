@@ -28,7 +28,14 @@ pub async fn run(cfg: &ConfigArgs, probe: Option<&str>) -> ExitCode {
     for r in &replays {
         let e = &r.entry;
         match &r.result {
-            Ok(c) if c.success => println!("deleted  {} / {} (created by {} in {} at {})", e.probe, c.name, e.created_by, e.run_id, e.created_at.to_rfc3339()),
+            Ok(c) if c.success => println!(
+                "deleted  {} / {} (created by {} in {} at {})",
+                e.probe,
+                c.name,
+                e.created_by,
+                e.run_id,
+                e.created_at.to_rfc3339()
+            ),
             Ok(c) => {
                 left += 1;
                 println!(
@@ -44,7 +51,10 @@ pub async fn run(cfg: &ConfigArgs, probe: Option<&str>) -> ExitCode {
             }
             Err(m) => {
                 left += 1;
-                println!("KEPT     {} / {} (created by {} in {}): {m}", e.probe, e.cleanup, e.created_by, e.run_id);
+                println!(
+                    "KEPT     {} / {} (created by {} in {}): {m}",
+                    e.probe, e.cleanup, e.created_by, e.run_id
+                );
             }
         }
     }

@@ -6,6 +6,7 @@
 mod check;
 mod cleanup;
 mod once;
+mod sandbox;
 mod schema;
 
 use std::collections::BTreeMap;
@@ -24,7 +25,11 @@ pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_CANNOT_RUN: u8 = 3;
 
 #[derive(Debug, Parser)]
-#[command(name = "rooftop", version, about = "Synthetic monitoring for dealership integrations (CRM, DMS, CSI surveys)")]
+#[command(
+    name = "rooftop",
+    version,
+    about = "Synthetic monitoring for dealership integrations (CRM, DMS, CSI surveys)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -34,7 +39,13 @@ pub struct Cli {
 #[derive(Debug, clap::Args, Clone)]
 pub struct ConfigArgs {
     /// Config directory holding rooftop.yaml (optional), probes/ and runbooks/.
-    #[arg(long, short = 'c', value_name = "DIR", default_value = "/etc/rooftop", env = "ROOFTOP_CONFIG")]
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "DIR",
+        default_value = "/etc/rooftop",
+        env = "ROOFTOP_CONFIG"
+    )]
     pub config: PathBuf,
     /// Override the state directory (default: rooftop.yaml's state_dir, else /var/lib/rooftop).
     #[arg(long, value_name = "DIR", env = "ROOFTOP_STATE_DIR")]
@@ -66,6 +77,18 @@ pub enum Command {
         #[arg(long)]
         probe: Option<String>,
     },
+    /// Serve the simulated dealership (CRM, DMS, survey) on loopback until Ctrl-C.
+    Sandbox {
+        /// Control address; each system gets its own port next to it.
+        #[arg(long, default_value = "127.0.0.1:8700")]
+        listen: std::net::SocketAddr,
+        /// Sandbox settings (tokens, ports, per-job latency) as YAML.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Fault scenario to play (YAML).
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+    },
     /// Print the JSON Schema of probe files or of rooftop.yaml, for editors.
     Schema {
         /// Which file kind.
@@ -80,6 +103,11 @@ pub async fn main() -> ExitCode {
         Command::Check { cfg } => check::run(&cfg),
         Command::Once { probe, cfg, json } => once::run(&cfg, &probe, json).await,
         Command::Cleanup { cfg, probe } => cleanup::run(&cfg, probe.as_deref()).await,
+        Command::Sandbox {
+            listen,
+            config,
+            scenario,
+        } => sandbox::run(listen, config.as_ref(), scenario.as_ref()).await,
         Command::Schema { kind } => schema::run(kind),
     }
 }
@@ -92,13 +120,32 @@ pub fn load_config(dir: &Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// Resolves on Ctrl-C or SIGTERM: the one place signals become a shutdown.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 pub fn process_env() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
 
 /// Builds the runner, printing why it cannot be built.
 pub fn build_runner(config: &Config, cfg: &ConfigArgs) -> Result<Runner, ExitCode> {
-    let state_dir = cfg.state_dir.clone().unwrap_or_else(|| config.agent.state_dir.clone());
+    let state_dir = cfg
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| config.agent.state_dir.clone());
     Runner::from_config(config, process_env(), &state_dir, Arc::new(SystemClock)).map_err(|e| {
         eprintln!("error: {e}");
         eprintln!("  = help: pass --state-dir DIR (or set state_dir in rooftop.yaml) to a writable directory");
@@ -109,7 +156,11 @@ pub fn build_runner(config: &Config, cfg: &ConfigArgs) -> Result<Runner, ExitCod
 /// `1.234s`, `56ms`: compact durations for tables.
 pub fn fmt_ms(ms: f64) -> String {
     if ms >= 60_000.0 {
-        format!("{}m{:02.0}s", (ms / 60_000.0).floor(), (ms % 60_000.0) / 1000.0)
+        format!(
+            "{}m{:02.0}s",
+            (ms / 60_000.0).floor(),
+            (ms % 60_000.0) / 1000.0
+        )
     } else if ms >= 1000.0 {
         format!("{:.2}s", ms / 1000.0)
     } else {

@@ -6,7 +6,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_CONFIG, EXIT_FAILED, build_runner, fmt_ms, load_config};
+use super::{
+    ConfigArgs, EXIT_CANNOT_RUN, EXIT_CONFIG, EXIT_FAILED, build_runner, fmt_ms, load_config,
+};
 use crate::config::diagnostic::did_you_mean;
 use crate::runner::{CleanupOutcome, Outcome, ProbeRun, Progress, ProgressFn};
 
@@ -32,8 +34,16 @@ pub async fn run(cfg: &ConfigArgs, name: &str, json: bool) -> ExitCode {
         Ok(replays) => {
             for r in replays {
                 match r.result {
-                    Ok(c) if c.success => eprintln!("cleaned up a leftover from {}: {} ({})", r.entry.run_id, c.name, r.entry.created_by),
-                    Ok(c) => eprintln!("warning: leftover from {} still not cleaned up: {} ({})", r.entry.run_id, c.name, c.error.unwrap_or_default()),
+                    Ok(c) if c.success => eprintln!(
+                        "cleaned up a leftover from {}: {} ({})",
+                        r.entry.run_id, c.name, r.entry.created_by
+                    ),
+                    Ok(c) => eprintln!(
+                        "warning: leftover from {} still not cleaned up: {} ({})",
+                        r.entry.run_id,
+                        c.name,
+                        c.error.unwrap_or_default()
+                    ),
                     Err(m) => eprintln!("warning: leftover from {}: {m}", r.entry.run_id),
                 }
             }
@@ -51,7 +61,13 @@ pub async fn run(cfg: &ConfigArgs, name: &str, json: bool) -> ExitCode {
         }
         match p {
             Progress::StepStarted { step } => eprintln!("▶ {step}"),
-            Progress::PollAttempt { attempt, elapsed, status, hit, .. } => eprintln!(
+            Progress::PollAttempt {
+                attempt,
+                elapsed,
+                status,
+                hit,
+                ..
+            } => eprintln!(
                 "    poll {attempt:>3}  +{:<8} {}  {}",
                 fmt_ms(elapsed.as_secs_f64() * 1000.0),
                 status.map_or("---".to_string(), |s| s.to_string()),
@@ -59,22 +75,33 @@ pub async fn run(cfg: &ConfigArgs, name: &str, json: bool) -> ExitCode {
             ),
             Progress::StepFinished { step } => eprintln!(
                 "  {} {} in {}{}",
-                if step.outcome == Outcome::Success { "✓" } else { "✗" },
+                if step.outcome == Outcome::Success {
+                    "✓"
+                } else {
+                    "✗"
+                },
                 step.outcome,
                 fmt_ms(step.duration_ms),
-                step.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+                step.message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
             ),
             Progress::CleanupFinished { item } => eprintln!(
                 "  cleanup {} {}",
                 item.name,
-                if item.success { "✓".to_string() } else { format!("✗ {}", item.error.clone().unwrap_or_default()) }
+                if item.success {
+                    "✓".to_string()
+                } else {
+                    format!("✗ {}", item.error.clone().unwrap_or_default())
+                }
             ),
         }
     });
 
     let run = tokio::select! {
         run = runner.run(probe, Some(&progress)) => run,
-        _ = tokio::signal::ctrl_c() => {
+        _ = super::shutdown_signal() => {
             eprintln!("interrupted: cleaning up what this run created");
             if let Ok(replays) = runner.replay_ledger(&config.probes, Some(name)).await {
                 for r in replays.iter().filter(|r| !matches!(&r.result, Ok(c) if c.success)) {
@@ -106,13 +133,20 @@ pub async fn run(cfg: &ConfigArgs, name: &str, json: bool) -> ExitCode {
 /// The final table a person reads.
 pub fn summary(run: &ProbeRun) -> String {
     let mut out = String::new();
-    out.push_str(&format!("probe {}  run {}  trace {}\n", run.probe, run.run_id, run.trace_id));
+    out.push_str(&format!(
+        "probe {}  run {}  trace {}\n",
+        run.probe, run.run_id, run.trace_id
+    ));
     out.push_str(&format!(
         "{:<28} {:<13} {:>6} {:>9} {:>6}  {}\n",
         "STEP", "OUTCOME", "STATUS", "TIME", "POLLS", "SYNC LATENCY"
     ));
     for s in &run.steps {
-        let status = s.request.as_ref().and_then(|r| r.status).map_or("-".to_string(), |c| c.to_string());
+        let status = s
+            .request
+            .as_ref()
+            .and_then(|r| r.status)
+            .map_or("-".to_string(), |c| c.to_string());
         let sync = s
             .sync
             .as_ref()
@@ -138,7 +172,15 @@ pub fn summary(run: &ProbeRun) -> String {
     }
     let cleanup = match run.cleanup.outcome {
         CleanupOutcome::NotNeeded => "nothing to clean up".to_string(),
-        CleanupOutcome::Success => format!("cleanup ok ({})", run.cleanup.items.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")),
+        CleanupOutcome::Success => format!(
+            "cleanup ok ({})",
+            run.cleanup
+                .items
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         CleanupOutcome::Failed => format!(
             "CLEANUP FAILED: {} (left in the ledger; `rooftop cleanup` retries)",
             run.cleanup
@@ -152,7 +194,9 @@ pub fn summary(run: &ProbeRun) -> String {
     };
     out.push_str(&format!("{cleanup}\n"));
     match run.outcome {
-        Outcome::Success => out.push_str(&format!("result: success in {}\n", fmt_ms(run.duration_ms))),
+        Outcome::Success => {
+            out.push_str(&format!("result: success in {}\n", fmt_ms(run.duration_ms)))
+        }
         o => {
             out.push_str(&format!(
                 "result: {o} at step {} [{}] after {}\n",

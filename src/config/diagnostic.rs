@@ -62,7 +62,11 @@ impl Diagnostic {
             } else {
                 format!(" at {}", self.path)
             };
-            let _ = writeln!(out, "{pad} | {indent}{}{at}", "^".repeat(self.loc.len.max(1)));
+            let _ = writeln!(
+                out,
+                "{pad} | {indent}{}{at}",
+                "^".repeat(self.loc.len.max(1))
+            );
         } else {
             let _ = writeln!(out, "{pad} = at {}", self.path);
         }

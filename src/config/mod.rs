@@ -236,7 +236,11 @@ pub fn load_probe_text(
     let (raw, errs, pruned) = deserialize_all::<raw::ProbeConfig>(file, &mut doc);
     let Some(raw) = raw else { return Err(errs) };
     // The value tree may have been pruned; positions still refer to the original text.
-    merge_phases(errs, &pruned, validate::validate_probe(&raw, &doc, file, defaults, runbooks))
+    merge_phases(
+        errs,
+        &pruned,
+        validate::validate_probe(&raw, &doc, file, defaults, runbooks),
+    )
 }
 
 /// Parses and validates `rooftop.yaml` text.
@@ -252,14 +256,20 @@ pub fn load_agent_text(file: &Path, text: &str) -> Result<(Agent, Defaults), Vec
 
 /// Combines phase-1 and phase-2 errors. A semantic error on a node that lost a child to
 /// pruning is a consequence of the phase-1 error there, so it is not repeated.
-fn merge_phases<T>(mut errs: Vec<Diagnostic>, pruned: &[FieldPath], phase2: Result<T, Vec<Diagnostic>>) -> Result<T, Vec<Diagnostic>> {
+fn merge_phases<T>(
+    mut errs: Vec<Diagnostic>,
+    pruned: &[FieldPath],
+    phase2: Result<T, Vec<Diagnostic>>,
+) -> Result<T, Vec<Diagnostic>> {
     match phase2 {
         Ok(v) if errs.is_empty() => Ok(v),
         Ok(_) => Err(errs),
         Err(e) => {
             let pruned: Vec<String> = pruned.iter().map(|p| p.to_string()).collect();
             errs.extend(e.into_iter().filter(|d| {
-                !pruned.iter().any(|p| p.starts_with(&d.path) && p[d.path.len()..].starts_with(['.', '[']))
+                !pruned
+                    .iter()
+                    .any(|p| p.starts_with(&d.path) && p[d.path.len()..].starts_with(['.', '[']))
             }));
             errs.sort_by_key(|d| (d.loc.line, d.loc.col));
             Err(errs)

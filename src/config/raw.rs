@@ -209,6 +209,10 @@ impl OneOrMany {
 pub struct CleanupConfig {
     /// Name referenced by a step's `creates.cleanup`.
     pub name: String,
+    /// Sweep: list records first and run `request` once per match (e.g. every RO of the
+    /// synthetic appointment, however many the DMS created, even ones never captured).
+    #[serde(default)]
+    pub find: Option<FindConfig>,
     /// The delete request (templates see the captures of the run that created the record).
     pub request: RequestConfig,
     /// Success condition; default: any 2xx, or 404/410 (already gone).
@@ -217,6 +221,19 @@ pub struct CleanupConfig {
     /// Attempts after the first (default 3), with exponential backoff.
     #[serde(default)]
     pub retries: Option<u32>,
+}
+
+/// How a sweep finds the records to delete.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FindConfig {
+    /// The listing request (usually a GET with a query on the synthetic id, VIN, ...).
+    pub request: RequestConfig,
+    /// JSONPath selecting one value per record, e.g. `$.items[*].number`.
+    pub each: String,
+    /// Name the value gets in `request`'s templates, e.g. `ro`.
+    #[serde(rename = "as")]
+    pub bind: String,
 }
 
 /// Agent-wide settings (`rooftop.yaml`, optional).

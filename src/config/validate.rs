@@ -384,7 +384,9 @@ pub fn validate_probe(
         }
         if let Some(creates) = &raw_step.creates {
             for name in creates.cleanup.names() {
-                cleanup_scope.entry(name).or_insert_with(|| captures_so_far.clone());
+                cleanup_scope
+                    .entry(name)
+                    .or_insert_with(|| captures_so_far.clone());
             }
         }
         seen_steps.push(&raw_step.name);
@@ -692,7 +694,11 @@ fn check_step(
     if let Some(cr) = &raw.creates {
         let names = cr.cleanup.names();
         if names.is_empty() {
-            c.err(&path.key("creates").key("cleanup"), "name at least one cleanup step", None);
+            c.err(
+                &path.key("creates").key("cleanup"),
+                "name at least one cleanup step",
+                None,
+            );
         }
         for (i, name) in names.into_iter().enumerate() {
             let p = match &cr.cleanup {
@@ -746,9 +752,63 @@ fn check_cleanup(
             None,
         );
     }
-    let request = check_request(c, &path.key("request"), &raw.request, scope, defaults);
+    let find = match &raw.find {
+        None => None,
+        Some(f) => {
+            let fp = path.key("find");
+            let req = check_request(c, &fp.key("request"), &f.request, scope, defaults);
+            let each = match JsonPath::parse(&f.each) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    c.err(
+                        &fp.key("each"),
+                        format!("invalid JSONPath `{}`: {e}", f.each),
+                        Some("e.g. `$.items[*].number`".into()),
+                    );
+                    None
+                }
+            };
+            let why = if !is_identifier(&f.bind) {
+                Some("names are letters, digits and underscores")
+            } else if RESERVED.contains(&f.bind.as_str()) {
+                Some("that name is built in")
+            } else if scope.vars.contains(&f.bind.as_str())
+                || scope.captures.contains(f.bind.as_str())
+            {
+                Some("a var or capture already has that name")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                c.err(
+                    &fp.key("as"),
+                    format!("`{}` cannot name the found value: {why}", f.bind),
+                    Some("pick a new name, e.g. `ro` or `customer_id`".into()),
+                );
+            }
+            match (req, each) {
+                (Some(request), Some(each)) => Some(crate::probe::Find {
+                    request,
+                    each,
+                    each_text: f.each.clone(),
+                    bind: f.bind.clone(),
+                }),
+                _ => return None,
+            }
+        }
+    };
+    let mut inner_captures = scope.captures.clone();
+    if let Some(f) = &raw.find {
+        inner_captures.insert(f.bind.as_str());
+    }
+    let inner = Scope {
+        vars: scope.vars.clone(),
+        captures: inner_captures,
+        later: scope.later,
+    };
+    let request = check_request(c, &path.key("request"), &raw.request, &inner, defaults);
     let expect = match &raw.expect {
-        Some(e) => Some(check_expect(c, &path.key("expect"), e, scope)?),
+        Some(e) => Some(check_expect(c, &path.key("expect"), e, &inner)?),
         None => None,
     };
     let retries = raw.retries.unwrap_or(defaults.cleanup_retries);
@@ -757,6 +817,7 @@ fn check_cleanup(
     }
     Some(CleanupStep {
         name: raw.name.clone(),
+        find,
         request: request?,
         expect,
         retries,

@@ -9,15 +9,18 @@ use serde_json::Value;
 
 use super::http::Response;
 use super::run::{AssertionResult, ErrorClass};
-use crate::probe::{CaptureSource, Capture, Expect, Op};
+use crate::probe::{Capture, CaptureSource, Expect, Op};
 use crate::template::{Context, RenderError};
+
+/// Why a condition or capture could not be evaluated.
+pub type Problem = (ErrorClass, String);
 
 /// Result of checking a condition.
 #[derive(Debug, Clone)]
 pub struct Verdict {
     pub results: Vec<AssertionResult>,
     /// Set when the condition could not be evaluated (e.g. the body is not JSON).
-    pub problem: Option<(ErrorClass, String)>,
+    pub problem: Option<Problem>,
 }
 
 impl Verdict {
@@ -26,7 +29,9 @@ impl Verdict {
     }
 
     pub fn status_passed(&self) -> bool {
-        self.results.first().is_none_or(|r| r.subject != "status" || r.passed)
+        self.results
+            .first()
+            .is_none_or(|r| r.subject != "status" || r.passed)
     }
 
     /// First failing assertion, described for a human.
@@ -113,10 +118,7 @@ fn apply(subject: &str, op: &Op, actual: Option<&Value>, ctx: &Context) -> Asser
     let rendered = |v: &Value| ctx.render_value(v);
     let (expected, passed): (Value, Result<bool, RenderError>) = match op {
         Op::Exists(want) => (Value::Bool(*want), Ok(actual.is_some() == *want)),
-        Op::Length(n) => (
-            Value::from(*n),
-            Ok(actual.and_then(length) == Some(*n)),
-        ),
+        Op::Length(n) => (Value::from(*n), Ok(actual.and_then(length) == Some(*n))),
         Op::Matches(re) => (
             Value::String(re.as_str().to_string()),
             Ok(actual.is_some_and(|a| re.is_match(&as_text(a)))),
@@ -132,9 +134,13 @@ fn apply(subject: &str, op: &Op, actual: Option<&Value>, ctx: &Context) -> Asser
                         (Op::Ne(_), Some(a)) => !loose_eq(a, &exp),
                         (Op::Contains(_), Some(a)) => contains(a, &exp),
                         (Op::Lt(_), Some(a)) => compare(a, &exp) == Some(Ordering::Less),
-                        (Op::Le(_), Some(a)) => matches!(compare(a, &exp), Some(Ordering::Less | Ordering::Equal)),
+                        (Op::Le(_), Some(a)) => {
+                            matches!(compare(a, &exp), Some(Ordering::Less | Ordering::Equal))
+                        }
                         (Op::Gt(_), Some(a)) => compare(a, &exp) == Some(Ordering::Greater),
-                        (Op::Ge(_), Some(a)) => matches!(compare(a, &exp), Some(Ordering::Greater | Ordering::Equal)),
+                        (Op::Ge(_), Some(a)) => {
+                            matches!(compare(a, &exp), Some(Ordering::Greater | Ordering::Equal))
+                        }
                         _ => false,
                     };
                     (exp, Ok(ok))
@@ -193,7 +199,9 @@ fn loose_eq(a: &Value, b: &Value) -> bool {
         (Value::Number(_), Value::String(_)) | (Value::String(_), Value::Number(_)) => {
             matches!((as_number(a), as_number(b)), (Some(x), Some(y)) if x == y)
         }
-        (Value::Bool(x), Value::String(s)) | (Value::String(s), Value::Bool(x)) => s == &x.to_string(),
+        (Value::Bool(x), Value::String(s)) | (Value::String(s), Value::Bool(x)) => {
+            s == &x.to_string()
+        }
         _ => false,
     }
 }
@@ -219,41 +227,73 @@ fn contains(haystack: &Value, needle: &Value) -> bool {
     }
 }
 
-/// Takes captures from a response; the first one that finds nothing is an error.
-pub fn capture(captures: &[Capture], resp: &Response) -> Result<Vec<(String, Value)>, (ErrorClass, String)> {
+/// Takes captures from a response. Each capture stands alone: one that finds nothing does
+/// not lose the others (cleanup may need them). Returns the values found and the first
+/// problem, if any.
+pub fn capture(captures: &[Capture], resp: &Response) -> (Vec<(String, Value)>, Option<Problem>) {
     let mut out = Vec::new();
-    let mut doc: Option<Option<Value>> = None;
+    let mut first_problem = None;
+    let doc = resp.json();
     for c in captures {
-        let value = match &c.source {
-            CaptureSource::Json(path, text) => {
-                let d = doc.get_or_insert_with(|| resp.json());
-                let Some(d) = d else {
-                    return Err((ErrorClass::InvalidJson, format!("cannot capture `{}`: response body is not JSON", c.name)));
-                };
-                let nodes = path.query(d).all();
-                match nodes.len() {
-                    0 => None,
-                    1 => Some(nodes[0].clone()),
-                    _ => Some(Value::Array(nodes.into_iter().cloned().collect())),
-                }
-                .ok_or_else(|| (ErrorClass::Capture, format!("capture `{}`: `{text}` selected nothing", c.name)))?
+        match capture_one(c, resp, doc.as_ref()) {
+            Ok(v) => out.push((c.name.clone(), v)),
+            Err(p) => {
+                first_problem.get_or_insert(p);
             }
-            CaptureSource::Header(name) => resp
-                .header(name)
-                .map(Value::String)
-                .ok_or_else(|| (ErrorClass::Capture, format!("capture `{}`: no `{name}` header", c.name)))?,
-            CaptureSource::Regex(re) => {
-                let text = resp.text();
-                let caps = re
-                    .captures(&text)
-                    .ok_or_else(|| (ErrorClass::Capture, format!("capture `{}`: `{}` did not match the body", c.name, re.as_str())))?;
-                let m = caps.get(1).or_else(|| caps.get(0)).map(|m| m.as_str().to_string()).unwrap_or_default();
-                Value::String(m)
-            }
-        };
-        out.push((c.name.clone(), value));
+        }
     }
-    Ok(out)
+    (out, first_problem)
+}
+
+fn capture_one(
+    c: &Capture,
+    resp: &Response,
+    doc: Option<&Value>,
+) -> Result<Value, (ErrorClass, String)> {
+    match &c.source {
+        CaptureSource::Json(path, text) => {
+            let Some(d) = doc else {
+                return Err((
+                    ErrorClass::InvalidJson,
+                    format!("cannot capture `{}`: response body is not JSON", c.name),
+                ));
+            };
+            let nodes = path.query(d).all();
+            match nodes.len() {
+                0 => Err((
+                    ErrorClass::Capture,
+                    format!("capture `{}`: `{text}` selected nothing", c.name),
+                )),
+                1 => Ok(nodes[0].clone()),
+                _ => Ok(Value::Array(nodes.into_iter().cloned().collect())),
+            }
+        }
+        CaptureSource::Header(name) => resp.header(name).map(Value::String).ok_or_else(|| {
+            (
+                ErrorClass::Capture,
+                format!("capture `{}`: no `{name}` header", c.name),
+            )
+        }),
+        CaptureSource::Regex(re) => {
+            let text = resp.text();
+            let caps = re.captures(&text).ok_or_else(|| {
+                (
+                    ErrorClass::Capture,
+                    format!(
+                        "capture `{}`: `{}` did not match the body",
+                        c.name,
+                        re.as_str()
+                    ),
+                )
+            })?;
+            let m = caps
+                .get(1)
+                .or_else(|| caps.get(0))
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default();
+            Ok(Value::String(m))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -307,13 +347,34 @@ mod tests {
         let e = Expect {
             status: StatusMatch::Codes(vec![200]),
             json: vec![
-                assertion("$.items[0].number", vec![Op::Exists(true), Op::Eq(json!("RO-1")), Op::Ne(json!("RO-2"))]),
+                assertion(
+                    "$.items[0].number",
+                    vec![
+                        Op::Exists(true),
+                        Op::Eq(json!("RO-1")),
+                        Op::Ne(json!("RO-2")),
+                    ],
+                ),
                 assertion("$.items[0].vin", vec![Op::Eq(json!("{{ vin }}"))]),
-                assertion("$.items[0].price", vec![Op::Gt(json!(100)), Op::Ge(json!("129.5")), Op::Lt(json!(130)), Op::Le(json!(129.5))]),
+                assertion(
+                    "$.items[0].price",
+                    vec![
+                        Op::Gt(json!(100)),
+                        Op::Ge(json!("129.5")),
+                        Op::Lt(json!(130)),
+                        Op::Le(json!(129.5)),
+                    ],
+                ),
                 assertion("$.items", vec![Op::Length(2)]),
                 assertion("$.items[*].number", vec![Op::Contains(json!("RO-2"))]),
-                assertion("$.items[0].status", vec![Op::Matches(regex::Regex::new("^op").unwrap())]),
-                assertion("$.items[0].created_at", vec![Op::Gt(json!("2026-01-01T00:00:00Z"))]),
+                assertion(
+                    "$.items[0].status",
+                    vec![Op::Matches(regex::Regex::new("^op").unwrap())],
+                ),
+                assertion(
+                    "$.items[0].created_at",
+                    vec![Op::Gt(json!("2026-01-01T00:00:00Z"))],
+                ),
                 assertion("$.missing", vec![Op::Exists(false), Op::Ne(json!(1))]),
                 assertion("$.items[?@.price < 50].number", vec![Op::Eq(json!("RO-2"))]),
             ],
@@ -334,7 +395,10 @@ mod tests {
         };
         let v = check(&e, &resp(200, BODY), &ctx());
         assert!(!v.passed());
-        assert_eq!(v.first_failure().unwrap(), "$.items[0].number == \"RO-9\" failed: got \"RO-1\"");
+        assert_eq!(
+            v.first_failure().unwrap(),
+            "$.items[0].number == \"RO-9\" failed: got \"RO-1\""
+        );
         let v = check(&e, &resp(503, BODY), &ctx());
         assert!(!v.status_passed());
     }
@@ -352,13 +416,51 @@ mod tests {
     #[test]
     fn captures_from_json_header_and_regex() {
         let caps = vec![
-            Capture { name: "ro".into(), source: CaptureSource::Json(JsonPath::parse("$.items[0].number").unwrap(), "$.items[0].number".into()) },
-            Capture { name: "loc".into(), source: CaptureSource::Header("location".into()) },
-            Capture { name: "n".into(), source: CaptureSource::Regex(regex::Regex::new(r"RO-(\d+)").unwrap()) },
+            Capture {
+                name: "ro".into(),
+                source: CaptureSource::Json(
+                    JsonPath::parse("$.items[0].number").unwrap(),
+                    "$.items[0].number".into(),
+                ),
+            },
+            Capture {
+                name: "loc".into(),
+                source: CaptureSource::Header("location".into()),
+            },
+            Capture {
+                name: "n".into(),
+                source: CaptureSource::Regex(regex::Regex::new(r"RO-(\d+)").unwrap()),
+            },
         ];
-        let got = capture(&caps, &resp(200, BODY)).unwrap();
-        assert_eq!(got, vec![("ro".into(), json!("RO-1")), ("loc".into(), json!("/x/42")), ("n".into(), json!("1"))]);
-        let missing = vec![Capture { name: "x".into(), source: CaptureSource::Json(JsonPath::parse("$.nope").unwrap(), "$.nope".into()) }];
-        assert_eq!(capture(&missing, &resp(200, BODY)).unwrap_err().0, ErrorClass::Capture);
+        let (got, problem) = capture(&caps, &resp(200, BODY));
+        assert!(problem.is_none());
+        assert_eq!(
+            got,
+            vec![
+                ("ro".into(), json!("RO-1")),
+                ("loc".into(), json!("/x/42")),
+                ("n".into(), json!("1"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_capture_that_finds_nothing_does_not_lose_the_others() {
+        let caps = vec![
+            Capture {
+                name: "x".into(),
+                source: CaptureSource::Json(JsonPath::parse("$.nope").unwrap(), "$.nope".into()),
+            },
+            Capture {
+                name: "ro".into(),
+                source: CaptureSource::Json(
+                    JsonPath::parse("$.items[0].number").unwrap(),
+                    "$.items[0].number".into(),
+                ),
+            },
+        ];
+        let (got, problem) = capture(&caps, &resp(200, BODY));
+        assert_eq!(problem.unwrap().0, ErrorClass::Capture);
+        assert_eq!(got, vec![("ro".into(), json!("RO-1"))]);
     }
 }

@@ -22,6 +22,14 @@ use crate::template::Context;
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Why one cleanup attempt failed.
+struct CleanupFailure {
+    status: Option<u16>,
+    message: String,
+    /// Rendering problems will not go away by retrying; transport and HTTP errors may.
+    retryable: bool,
+}
+
 /// Result of replaying one ledger entry.
 #[derive(Debug, Clone)]
 pub struct LedgerReplay {
@@ -70,30 +78,20 @@ impl Runner {
                 wait = (wait * 2).min(MAX_BACKOFF);
             }
             item.attempts += 1;
-            let out = match Runner::render_request(&ctx, &step.request) {
-                Ok(o) => o,
-                Err((_, m)) => {
-                    // Rendering will not get better by retrying.
-                    item.error = Some(masker.mask(&m));
+            match self.cleanup_once(&ctx, step, trace_id).await {
+                Ok(status) => {
+                    item.status = status;
+                    item.success = true;
+                    item.error = None;
                     break;
                 }
-            };
-            let tp = http::traceparent(trace_id, &http::new_span_id());
-            match self.http.send(&out, &tp).await {
-                Ok(resp) => {
-                    item.status = Some(resp.status);
-                    let ok = match &step.expect {
-                        Some(e) => assert::check(e, &resp, &ctx).passed(),
-                        None => (200..300).contains(&resp.status) || matches!(resp.status, 404 | 410),
-                    };
-                    if ok {
-                        item.success = true;
-                        item.error = None;
+                Err(fail) => {
+                    item.status = fail.status;
+                    item.error = Some(masker.mask(&fail.message));
+                    if !fail.retryable {
                         break;
                     }
-                    item.error = Some(masker.mask(&format!("HTTP {}", resp.status)));
                 }
-                Err(f) => item.error = Some(masker.mask(&format!("{}: {}", f.class, f.message))),
             }
         }
         item.duration_ms = ms(started.elapsed());
@@ -113,32 +111,142 @@ impl Runner {
         item
     }
 
+    /// One attempt: the listing (for a sweep), then one delete per target.
+    async fn cleanup_once(
+        &self,
+        ctx: &Context,
+        step: &CleanupStep,
+        trace_id: &str,
+    ) -> Result<Option<u16>, CleanupFailure> {
+        let not_retryable = |message: String| CleanupFailure {
+            status: None,
+            message,
+            retryable: false,
+        };
+        let targets: Vec<Option<Value>> = match &step.find {
+            None => vec![None],
+            Some(find) => {
+                let out = Runner::render_request(ctx, &find.request)
+                    .map_err(|(_, m)| not_retryable(format!("find: {m}")))?;
+                let tp = http::traceparent(trace_id, &http::new_span_id());
+                let resp = self
+                    .http
+                    .send(&out, &tp)
+                    .await
+                    .map_err(|f| CleanupFailure {
+                        status: None,
+                        message: format!("find: {}: {}", f.class, f.message),
+                        retryable: true,
+                    })?;
+                if !(200..300).contains(&resp.status) {
+                    return Err(CleanupFailure {
+                        status: Some(resp.status),
+                        message: format!("find: HTTP {}", resp.status),
+                        retryable: true,
+                    });
+                }
+                let doc = resp.json().ok_or_else(|| CleanupFailure {
+                    status: Some(resp.status),
+                    message: "find: response is not JSON".into(),
+                    retryable: true,
+                })?;
+                find.each
+                    .query(&doc)
+                    .all()
+                    .into_iter()
+                    .cloned()
+                    .map(Some)
+                    .collect()
+            }
+        };
+        let mut status = None;
+        for target in targets {
+            let mut c = ctx.clone();
+            if let (Some(v), Some(find)) = (target, &step.find) {
+                c.set(&find.bind, v);
+            }
+            let out =
+                Runner::render_request(&c, &step.request).map_err(|(_, m)| not_retryable(m))?;
+            let tp = http::traceparent(trace_id, &http::new_span_id());
+            let resp = self
+                .http
+                .send(&out, &tp)
+                .await
+                .map_err(|f| CleanupFailure {
+                    status: None,
+                    message: format!("{}: {}", f.class, f.message),
+                    retryable: true,
+                })?;
+            status = Some(resp.status);
+            let ok = match &step.expect {
+                Some(e) => assert::check(e, &resp, &c).passed(),
+                None => (200..300).contains(&resp.status) || matches!(resp.status, 404 | 410),
+            };
+            if !ok {
+                return Err(CleanupFailure {
+                    status: Some(resp.status),
+                    message: format!("HTTP {}", resp.status),
+                    retryable: true,
+                });
+            }
+        }
+        Ok(status)
+    }
+
     /// Replays ledger entries (all, or one probe's). Entries whose probe or cleanup step no
     /// longer exists are reported and kept: a person must decide about them.
-    pub async fn replay_ledger(&self, probes: &[Probe], only: Option<&str>) -> Result<Vec<LedgerReplay>, crate::store::StoreError> {
+    pub async fn replay_ledger(
+        &self,
+        probes: &[Probe],
+        only: Option<&str>,
+    ) -> Result<Vec<LedgerReplay>, crate::store::StoreError> {
         let entries = self.ledger.pending(only.map(str::to_string)).await?;
         let mut out = Vec::new();
-        // Newest first, like a run's own cleanup.
-        for entry in entries.into_iter().rev() {
+        // Like a run's own cleanup: newest step first, one step's records in listed order.
+        let mut ordered = Vec::new();
+        for group in entries
+            .chunk_by(|a, b| a.run_id == b.run_id && a.created_by == b.created_by)
+            .rev()
+        {
+            ordered.extend(group.iter().cloned());
+        }
+        for entry in ordered {
             let Some(probe) = probes.iter().find(|p| p.name == entry.probe) else {
                 out.push(LedgerReplay {
-                    result: Err(format!("probe `{}` is no longer configured; delete the record by hand", entry.probe)),
+                    result: Err(format!(
+                        "probe `{}` is no longer configured; delete the record by hand",
+                        entry.probe
+                    )),
                     entry,
                 });
                 continue;
             };
             let Some(step) = probe.cleanup_step(&entry.cleanup) else {
                 out.push(LedgerReplay {
-                    result: Err(format!("probe `{}` has no cleanup step `{}` any more", entry.probe, entry.cleanup)),
+                    result: Err(format!(
+                        "probe `{}` has no cleanup step `{}` any more",
+                        entry.probe, entry.cleanup
+                    )),
                     entry,
                 });
                 continue;
             };
             let masker = Masker::default();
             let run = self
-                .run_cleanup(probe, step, &entry.created_by, entry.context.clone(), Some(entry.id), &http::new_trace_id(), &masker)
+                .run_cleanup(
+                    probe,
+                    step,
+                    &entry.created_by,
+                    entry.context.clone(),
+                    Some(entry.id),
+                    &http::new_trace_id(),
+                    &masker,
+                )
                 .await;
-            out.push(LedgerReplay { entry, result: Ok(run) });
+            out.push(LedgerReplay {
+                entry,
+                result: Ok(run),
+            });
         }
         Ok(out)
     }

@@ -64,7 +64,11 @@ impl HttpClient {
     }
 
     /// Sends one request and reads the body up to the cap.
-    pub async fn send(&self, req: &OutgoingRequest, traceparent: &str) -> Result<Response, Failure> {
+    pub async fn send(
+        &self,
+        req: &OutgoingRequest,
+        traceparent: &str,
+    ) -> Result<Response, Failure> {
         let started = Instant::now();
         let mut builder = self
             .client
@@ -92,7 +96,10 @@ impl HttpClient {
         {
             return Err(fail(
                 ErrorClass::BodyTooLarge,
-                format!("response body of {len} bytes exceeds the {} byte limit", self.max_body_bytes),
+                format!(
+                    "response body of {len} bytes exceeds the {} byte limit",
+                    self.max_body_bytes
+                ),
             ));
         }
         let mut body = Vec::new();
@@ -102,7 +109,10 @@ impl HttpClient {
                     if body.len() as u64 + chunk.len() as u64 > self.max_body_bytes {
                         return Err(fail(
                             ErrorClass::BodyTooLarge,
-                            format!("response body exceeds the {} byte limit", self.max_body_bytes),
+                            format!(
+                                "response body exceeds the {} byte limit",
+                                self.max_body_bytes
+                            ),
                         ));
                     }
                     body.extend_from_slice(&chunk);
@@ -133,8 +143,10 @@ pub struct OutgoingRequest {
 
 impl OutgoingRequest {
     pub fn header(&mut self, name: &str, value: &str) -> Result<(), String> {
-        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name `{name}`"))?;
-        let v = HeaderValue::from_str(value).map_err(|_| format!("header `{name}` has a value that is not valid in HTTP"))?;
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name `{name}`"))?;
+        let v = HeaderValue::from_str(value)
+            .map_err(|_| format!("header `{name}` has a value that is not valid in HTTP"))?;
         self.headers.insert(n, v);
         Ok(())
     }
@@ -160,7 +172,10 @@ impl Response {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
 }
 
@@ -178,10 +193,17 @@ pub fn classify(e: &reqwest::Error) -> ErrorClass {
         return ErrorClass::Timeout;
     }
     let chain = chain_text(e);
-    if chain.contains("dns error") || chain.contains("failed to lookup address") || chain.contains("resolve") {
+    if chain.contains("dns error")
+        || chain.contains("failed to lookup address")
+        || chain.contains("resolve")
+    {
         return ErrorClass::Dns;
     }
-    if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") || chain.contains("invalidcontenttype") {
+    if chain.contains("certificate")
+        || chain.contains("tls")
+        || chain.contains("handshake")
+        || chain.contains("invalidcontenttype")
+    {
         return ErrorClass::Tls;
     }
     if e.is_connect() {
@@ -231,7 +253,9 @@ pub fn new_span_id() -> String {
 fn hex_id(bytes: usize) -> String {
     let mut rng = rand::rng();
     loop {
-        let s: String = (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect();
+        let s: String = (0..bytes)
+            .map(|_| format!("{:02x}", rng.random::<u8>()))
+            .collect();
         // All-zero ids are invalid in W3C trace context.
         if s.chars().any(|c| c != '0') {
             return s;

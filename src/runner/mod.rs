@@ -31,10 +31,22 @@ use sync::EventWindow;
 /// Live progress for a terminal; the runner calls it as things happen.
 #[derive(Debug, Clone)]
 pub enum Progress {
-    StepStarted { step: String },
-    PollAttempt { step: String, attempt: u32, elapsed: Duration, status: Option<u16>, hit: bool },
-    StepFinished { step: StepRun },
-    CleanupFinished { item: CleanupRun },
+    StepStarted {
+        step: String,
+    },
+    PollAttempt {
+        step: String,
+        attempt: u32,
+        elapsed: Duration,
+        status: Option<u16>,
+        hit: bool,
+    },
+    StepFinished {
+        step: Box<StepRun>,
+    },
+    CleanupFinished {
+        item: CleanupRun,
+    },
 }
 
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -58,6 +70,9 @@ struct RunState {
     wall_start: chrono::DateTime<chrono::Utc>,
     windows: Vec<Option<EventWindow>>,
 }
+
+/// Why a run did not succeed: outcome, class, failed step, message.
+type RunFailure = (Outcome, Option<ErrorClass>, Option<String>, Option<String>);
 
 /// What a step produced besides its report.
 struct StepResult {
@@ -118,7 +133,10 @@ fn body_snippet(resp: &Response) -> String {
         return String::new();
     }
     let short: String = t.chars().take(160).collect();
-    format!("; body: {short}{}", if t.chars().count() > 160 { "…" } else { "" })
+    format!(
+        "; body: {short}{}",
+        if t.chars().count() > 160 { "…" } else { "" }
+    )
 }
 
 impl Runner {
@@ -145,7 +163,7 @@ impl Runner {
         let deadline = st.t0 + probe.timeout;
         let mut steps = Vec::new();
         let mut created: Vec<(i64, String, String)> = Vec::new();
-        let mut failure: Option<(Outcome, Option<ErrorClass>, Option<String>, Option<String>)> = None;
+        let mut failure: Option<RunFailure> = None;
 
         // vars, in order.
         for (name, value) in &probe.vars {
@@ -166,31 +184,36 @@ impl Runner {
         if failure.is_none() {
             for step in &probe.steps {
                 if let Some(p) = progress {
-                    p(&Progress::StepStarted { step: step.name.clone() });
+                    p(&Progress::StepStarted {
+                        step: step.name.clone(),
+                    });
                 }
                 let started = st.t0.elapsed();
-                let result = match tokio::time::timeout_at(deadline, self.run_step(&mut st, step, progress)).await {
-                    Ok(r) => r,
-                    Err(_) => StepResult {
-                        run: StepRun {
-                            name: step.name.clone(),
-                            outcome: Outcome::Error,
-                            error_class: Some(ErrorClass::ProbeTimeout),
-                            message: Some(format!(
-                                "probe timeout of {} reached during this step",
-                                humantime::format_duration(probe.timeout)
-                            )),
-                            started_ms: ms(started),
-                            duration_ms: ms(st.t0.elapsed() - started),
-                            request: None,
-                            attempts: 0,
-                            assertions: Vec::new(),
-                            captures: BTreeMap::new(),
-                            sync: None,
+                let result =
+                    match tokio::time::timeout_at(deadline, self.run_step(&mut st, step, progress))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => StepResult {
+                            run: StepRun {
+                                name: step.name.clone(),
+                                outcome: Outcome::Error,
+                                error_class: Some(ErrorClass::ProbeTimeout),
+                                message: Some(format!(
+                                    "probe timeout of {} reached during this step",
+                                    humantime::format_duration(probe.timeout)
+                                )),
+                                started_ms: ms(started),
+                                duration_ms: ms(st.t0.elapsed() - started),
+                                request: None,
+                                attempts: 0,
+                                assertions: Vec::new(),
+                                captures: BTreeMap::new(),
+                                sync: None,
+                            },
+                            accepted: false,
                         },
-                        accepted: false,
-                    },
-                };
+                    };
                 if st.windows.len() < steps.len() + 1 {
                     st.windows.push(None);
                 }
@@ -212,17 +235,25 @@ impl Runner {
                             // try to delete what this step made.
                             run.outcome = Outcome::Error;
                             run.error_class = Some(ErrorClass::Ledger);
-                            run.message = Some(format!("cannot record the created record for cleanup: {e}"));
+                            run.message =
+                                Some(format!("cannot record the created record for cleanup: {e}"));
                             created.push((-1, cleanup.clone(), step.name.clone()));
                         }
                     }
                 }
                 if let Some(p) = progress {
-                    p(&Progress::StepFinished { step: run.clone() });
+                    p(&Progress::StepFinished {
+                        step: Box::new(run.clone()),
+                    });
                 }
                 let outcome = run.outcome;
                 if outcome != Outcome::Success {
-                    failure = Some((outcome, run.error_class, Some(run.name.clone()), run.message.clone()));
+                    failure = Some((
+                        outcome,
+                        run.error_class,
+                        Some(run.name.clone()),
+                        run.message.clone(),
+                    ));
                 }
                 steps.push(run);
                 if outcome != Outcome::Success {
@@ -233,12 +264,28 @@ impl Runner {
         let duration = st.t0.elapsed();
         let finished_at = self.clock.now();
 
-        // Cleanup, newest record first, whatever happened above.
+        // Cleanup whatever happened above: the newest step's records first; within one
+        // step in the order its `creates` lists them (delete the source, then sweep what
+        // it propagated to).
         let mut report = CleanupReport::default();
-        for (id, name, created_by) in created.iter().rev() {
-            let Some(cs) = probe.cleanup_step(name) else { continue };
+        let mut ordered: Vec<&(i64, String, String)> = Vec::new();
+        for group in created.chunk_by(|a, b| a.2 == b.2).rev() {
+            ordered.extend(group.iter());
+        }
+        for (id, name, created_by) in ordered {
+            let Some(cs) = probe.cleanup_step(name) else {
+                continue;
+            };
             let item = self
-                .run_cleanup(probe, cs, created_by, st.ctx.values().clone(), (*id >= 0).then_some(*id), &st.trace_id, &masker)
+                .run_cleanup(
+                    probe,
+                    cs,
+                    created_by,
+                    st.ctx.values().clone(),
+                    (*id >= 0).then_some(*id),
+                    &st.trace_id,
+                    &masker,
+                )
                 .await;
             if let Some(p) = progress {
                 p(&Progress::CleanupFinished { item: item.clone() });
@@ -253,7 +300,8 @@ impl Runner {
             CleanupOutcome::Failed
         };
 
-        let (outcome, error_class, failed_step, message) = failure.unwrap_or((Outcome::Success, None, None, None));
+        let (outcome, error_class, failed_step, message) =
+            failure.unwrap_or((Outcome::Success, None, None, None));
         let runbook = failed_step
             .as_ref()
             .and_then(|name| probe.steps.iter().find(|s| &s.name == name))
@@ -280,12 +328,15 @@ impl Runner {
     }
 
     /// Renders a request template with the run's context.
-    fn render_request(ctx: &Context, req: &Request) -> Result<OutgoingRequest, (ErrorClass, String)> {
-        let fail = |what: &str, e: crate::template::RenderError, source: &str| {
-            match ctx.secret_problem(source) {
-                Some(m) => (ErrorClass::Secret, m),
-                None => (ErrorClass::Template, format!("{what}: {e}")),
-            }
+    fn render_request(
+        ctx: &Context,
+        req: &Request,
+    ) -> Result<OutgoingRequest, (ErrorClass, String)> {
+        let fail = |what: &str, e: crate::template::RenderError, source: &str| match ctx
+            .secret_problem(source)
+        {
+            Some(m) => (ErrorClass::Secret, m),
+            None => (ErrorClass::Template, format!("{what}: {e}")),
         };
         let url = ctx.render(&req.url).map_err(|e| fail("url", e, &req.url))?;
         let mut out = OutgoingRequest {
@@ -303,18 +354,29 @@ impl Runner {
                     fail("json body", e, &src)
                 })?;
                 out.body = Some(serde_json::to_vec(&rendered).unwrap_or_default());
-                out.header("content-type", "application/json").map_err(|m| (ErrorClass::Template, m))?;
+                out.header("content-type", "application/json")
+                    .map_err(|m| (ErrorClass::Template, m))?;
             }
-            Body::Text(t) => out.body = Some(ctx.render(t).map_err(|e| fail("body", e, t))?.into_bytes()),
+            Body::Text(t) => {
+                out.body = Some(ctx.render(t).map_err(|e| fail("body", e, t))?.into_bytes())
+            }
         }
         for (name, value) in &req.headers {
-            let v = ctx.render(value).map_err(|e| fail(&format!("header {name}"), e, value))?;
-            out.header(name, &v).map_err(|m| (ErrorClass::Template, m))?;
+            let v = ctx
+                .render(value)
+                .map_err(|e| fail(&format!("header {name}"), e, value))?;
+            out.header(name, &v)
+                .map_err(|m| (ErrorClass::Template, m))?;
         }
         Ok(out)
     }
 
-    async fn run_step(&self, st: &mut RunState, step: &Step, progress: Option<&ProgressFn>) -> StepResult {
+    async fn run_step(
+        &self,
+        st: &mut RunState,
+        step: &Step,
+        progress: Option<&ProgressFn>,
+    ) -> StepResult {
         let started = st.t0.elapsed();
         let masker = st.ctx.masker().clone();
         let mut run = StepRun {
@@ -330,7 +392,12 @@ impl Runner {
             captures: BTreeMap::new(),
             sync: None,
         };
-        let finish = |mut run: StepRun, st: &RunState, outcome: Outcome, class: Option<ErrorClass>, message: Option<String>, accepted: bool| {
+        let finish = |mut run: StepRun,
+                      st: &RunState,
+                      outcome: Outcome,
+                      class: Option<ErrorClass>,
+                      message: Option<String>,
+                      accepted: bool| {
             run.outcome = outcome;
             run.error_class = class;
             run.message = message.map(|m| masker.mask(&m));
@@ -344,48 +411,61 @@ impl Runner {
         };
 
         // Send once, or poll until the condition holds.
-        type Payload = (Result<Response, Failure>, RequestRecord, Option<assert::Verdict>);
-        let (payload, poll_result): (Payload, Option<poll::PollResult<()>>) = match (&step.until, &step.poll) {
-            (Some(until), Some(plan)) => {
-                let last: std::cell::RefCell<Option<Payload>> = std::cell::RefCell::new(None);
-                let (t0, ctx, trace_id, masker_ref, last_ref) = (st.t0, &st.ctx, st.trace_id.as_str(), &masker, &last);
-                let poll_started = Instant::now();
-                let result = poll::poll_until(plan, t0, |n| {
-                    let out = out.clone();
-                    async move {
-                        let (res, rec) = self.send(t0, &out, trace_id, masker_ref).await;
-                        let (kind, verdict) = match &res {
-                            Ok(resp) => {
-                                let v = assert::check(until, resp, ctx);
-                                (poll_kind(resp, &v), Some(v))
+        type Payload = (
+            Result<Response, Failure>,
+            RequestRecord,
+            Option<assert::Verdict>,
+        );
+        let (payload, poll_result): (Payload, Option<poll::PollResult<()>>) =
+            match (&step.until, &step.poll) {
+                (Some(until), Some(plan)) => {
+                    let last: std::cell::RefCell<Option<Payload>> = std::cell::RefCell::new(None);
+                    let (t0, ctx, trace_id, masker_ref, last_ref) =
+                        (st.t0, &st.ctx, st.trace_id.as_str(), &masker, &last);
+                    let poll_started = Instant::now();
+                    let result = poll::poll_until(plan, t0, |n| {
+                        let out = out.clone();
+                        async move {
+                            let (res, rec) = self.send(t0, &out, trace_id, masker_ref).await;
+                            let (kind, verdict) = match &res {
+                                Ok(resp) => {
+                                    let v = assert::check(until, resp, ctx);
+                                    (poll_kind(resp, &v), Some(v))
+                                }
+                                Err(_) => (Attempt::Transient, None),
+                            };
+                            if let Some(p) = progress {
+                                p(&Progress::PollAttempt {
+                                    step: step.name.clone(),
+                                    attempt: n,
+                                    elapsed: poll_started.elapsed(),
+                                    status: rec.status,
+                                    hit: kind == Attempt::Hit,
+                                });
                             }
-                            Err(_) => (Attempt::Transient, None),
-                        };
-                        if let Some(p) = progress {
-                            p(&Progress::PollAttempt {
-                                step: step.name.clone(),
-                                attempt: n,
-                                elapsed: poll_started.elapsed(),
-                                status: rec.status,
-                                hit: kind == Attempt::Hit,
-                            });
+                            *last_ref.borrow_mut() = Some((res, rec, verdict));
+                            (kind, ())
                         }
-                        *last_ref.borrow_mut() = Some((res, rec, verdict));
-                        (kind, ())
-                    }
-                })
-                .await;
-                let last = last.into_inner();
-                let Some(payload) = last else {
-                    return finish(run, st, Outcome::Error, Some(ErrorClass::Protocol), Some("no poll attempt was made".into()), false);
-                };
-                (payload, Some(result))
-            }
-            _ => {
-                let (res, rec) = self.send(st.t0, &out, &st.trace_id, &masker).await;
-                ((res, rec, None), None)
-            }
-        };
+                    })
+                    .await;
+                    let last = last.into_inner();
+                    let Some(payload) = last else {
+                        return finish(
+                            run,
+                            st,
+                            Outcome::Error,
+                            Some(ErrorClass::Protocol),
+                            Some("no poll attempt was made".into()),
+                            false,
+                        );
+                    };
+                    (payload, Some(result))
+                }
+                _ => {
+                    let (res, rec) = self.send(st.t0, &out, &st.trace_id, &masker).await;
+                    ((res, rec, None), None)
+                }
+            };
         let (res, record, until_verdict) = payload;
         run.attempts = poll_result.as_ref().map_or(1, |p| p.attempts);
         let window = Window {
@@ -398,7 +478,10 @@ impl Runner {
         if let Some(pr) = &poll_result
             && pr.end != Attempt::Hit
         {
-            let within = step.poll.map(|p| humantime::format_duration(p.within).to_string()).unwrap_or_default();
+            let within = step
+                .poll
+                .map(|p| humantime::format_duration(p.within).to_string())
+                .unwrap_or_default();
             if let Some(v) = &until_verdict {
                 run.assertions = v.results.clone();
             }
@@ -408,8 +491,16 @@ impl Runner {
                     finish(run, st, Outcome::Error, Some(f.class), Some(m), false)
                 }
                 (Ok(resp), Attempt::Fatal) => {
-                    let class = if matches!(resp.status, 401 | 403) { ErrorClass::Auth } else { ErrorClass::Http4xx };
-                    let m = format!("polling stopped: HTTP {}{}", resp.status, body_snippet(resp));
+                    let class = if matches!(resp.status, 401 | 403) {
+                        ErrorClass::Auth
+                    } else {
+                        ErrorClass::Http4xx
+                    };
+                    let m = format!(
+                        "polling stopped: HTTP {}{}",
+                        resp.status,
+                        body_snippet(resp)
+                    );
                     finish(run, st, Outcome::Error, Some(class), Some(m), false)
                 }
                 (Ok(resp), Attempt::Transient) => {
@@ -418,7 +509,10 @@ impl Runner {
                         Some((c, m)) => (c, m),
                         None => match resp.status {
                             429 => (ErrorClass::RateLimited, "HTTP 429".to_string()),
-                            s if s >= 500 => (ErrorClass::Http5xx, format!("HTTP {s}{}", body_snippet(resp))),
+                            s if s >= 500 => (
+                                ErrorClass::Http5xx,
+                                format!("HTTP {s}{}", body_snippet(resp)),
+                            ),
                             s => (ErrorClass::Http4xx, format!("HTTP {s}")),
                         },
                     };
@@ -426,16 +520,38 @@ impl Runner {
                     finish(run, st, Outcome::Error, Some(class), Some(m), false)
                 }
                 (Ok(_), _) => {
-                    let why = until_verdict.as_ref().and_then(|v| v.first_failure()).unwrap_or_default();
-                    let m = format!("not synced within {within} ({} polls); last answer: {why}", pr.attempts);
-                    finish(run, st, Outcome::SyncTimeout, Some(ErrorClass::SyncTimeout), Some(m), false)
+                    let why = until_verdict
+                        .as_ref()
+                        .and_then(|v| v.first_failure())
+                        .unwrap_or_default();
+                    let m = format!(
+                        "not synced within {within} ({} polls); last answer: {why}",
+                        pr.attempts
+                    );
+                    finish(
+                        run,
+                        st,
+                        Outcome::SyncTimeout,
+                        Some(ErrorClass::SyncTimeout),
+                        Some(m),
+                        false,
+                    )
                 }
             };
         }
 
         let resp = match res {
             Ok(r) => r,
-            Err(f) => return finish(run, st, Outcome::Error, Some(f.class), Some(f.message), false),
+            Err(f) => {
+                return finish(
+                    run,
+                    st,
+                    Outcome::Error,
+                    Some(f.class),
+                    Some(f.message),
+                    false,
+                );
+            }
         };
         let accepted = (200..300).contains(&resp.status);
 
@@ -447,31 +563,40 @@ impl Runner {
         run.assertions.extend(verdict.results.iter().cloned());
         let (mut outcome, mut class) = judge(&resp, &verdict);
         let mut message = verdict.first_failure().map(|m| {
-            if verdict.status_passed() { m } else { format!("{m}{}", body_snippet(&resp)) }
+            if verdict.status_passed() {
+                m
+            } else {
+                format!("{m}{}", body_snippet(&resp))
+            }
         });
 
         // Captures, from any accepted response (cleanup may need them even after a failure).
         if accepted {
-            match assert::capture(&step.captures, &resp) {
-                Ok(values) => {
-                    for (name, v) in values {
-                        run.captures.insert(name.clone(), masker.mask_value(&v));
-                        st.ctx.set(&name, v);
-                    }
-                }
-                Err((c, m)) if outcome == Outcome::Success => {
-                    outcome = if c == ErrorClass::InvalidJson { Outcome::Error } else { Outcome::Failed };
-                    class = Some(c);
-                    message = Some(m);
-                }
-                Err(_) => {}
+            let (values, problem) = assert::capture(&step.captures, &resp);
+            for (name, v) in values {
+                run.captures.insert(name.clone(), masker.mask_value(&v));
+                st.ctx.set(&name, v);
+            }
+            if let Some((c, m)) = problem
+                && outcome == Outcome::Success
+            {
+                outcome = if c == ErrorClass::InvalidJson {
+                    Outcome::Error
+                } else {
+                    Outcome::Failed
+                };
+                class = Some(c);
+                message = Some(m);
             }
         }
 
         // Event window and sync latency.
         let event = match &poll_result {
             Some(pr) => {
-                let since = step.sync.as_ref().and_then(|s| st.windows.get(s.since_index).copied().flatten());
+                let since = step
+                    .sync
+                    .as_ref()
+                    .and_then(|s| st.windows.get(s.since_index).copied().flatten());
                 EventWindow::of_poll(pr.last_miss, pr.hit.unwrap_or(window), since.as_ref())
             }
             None => EventWindow::of_request(window),
@@ -480,10 +605,20 @@ impl Runner {
             && let Some(Some(since)) = st.windows.get(spec.since_index)
         {
             let l = sync::latency(since, &event);
-            let (downstream_ms, skew) = match spec.timestamp.as_ref().and_then(|name| st.ctx.get(name)).and_then(|v| v.as_str().map(str::to_string)) {
+            let (downstream_ms, skew) = match spec
+                .timestamp
+                .as_ref()
+                .and_then(|name| st.ctx.get(name))
+                .and_then(|v| v.as_str().map(str::to_string))
+            {
                 Some(ts) => match chrono::DateTime::parse_from_rfc3339(&ts) {
                     Ok(t) => {
-                        let (d, s) = sync::downstream_latency(st.wall_start, since, t.with_timezone(&chrono::Utc), &l);
+                        let (d, s) = sync::downstream_latency(
+                            st.wall_start,
+                            since,
+                            t.with_timezone(&chrono::Utc),
+                            &l,
+                        );
                         (Some(d), s)
                     }
                     Err(_) => (None, false),
@@ -509,7 +644,13 @@ impl Runner {
     }
 
     /// Sends one request and records its timings.
-    async fn send(&self, t0: Instant, out: &OutgoingRequest, trace_id: &str, masker: &Masker) -> (Result<Response, Failure>, RequestRecord) {
+    async fn send(
+        &self,
+        t0: Instant,
+        out: &OutgoingRequest,
+        trace_id: &str,
+        masker: &Masker,
+    ) -> (Result<Response, Failure>, RequestRecord) {
         let span_id = http::new_span_id();
         let tp = http::traceparent(trace_id, &span_id);
         let sent = t0.elapsed();
@@ -544,7 +685,11 @@ fn ledger_context(ctx: &Context) -> BTreeMap<String, Value> {
         .iter()
         .map(|(k, v)| {
             let text = v.to_string();
-            if masker.reveals(&text) { (k.clone(), masker.mask_value(v)) } else { (k.clone(), v.clone()) }
+            if masker.reveals(&text) {
+                (k.clone(), masker.mask_value(v))
+            } else {
+                (k.clone(), v.clone())
+            }
         })
         .collect()
 }

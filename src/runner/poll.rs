@@ -140,9 +140,15 @@ mod tests {
 
     #[test]
     fn offsets_grow_then_cap_then_stop_at_the_deadline() {
-        let secs: Vec<u64> = attempt_offsets(&plan(2, 2.0, 10, 30)).iter().map(|d| d.as_secs()).collect();
+        let secs: Vec<u64> = attempt_offsets(&plan(2, 2.0, 10, 30))
+            .iter()
+            .map(|d| d.as_secs())
+            .collect();
         assert_eq!(secs, vec![0, 2, 6, 14, 24, 30]);
-        let fixed: Vec<u64> = attempt_offsets(&plan(5, 1.0, 5, 20)).iter().map(|d| d.as_secs()).collect();
+        let fixed: Vec<u64> = attempt_offsets(&plan(5, 1.0, 5, 20))
+            .iter()
+            .map(|d| d.as_secs())
+            .collect();
         assert_eq!(fixed, vec![0, 5, 10, 15, 20]);
     }
 
@@ -155,7 +161,16 @@ mod tests {
         let result = poll_until(&p, t0, |_| {
             let now = t0.elapsed();
             seen.push(now.as_secs());
-            async move { (if now >= appears_at { Attempt::Hit } else { Attempt::Miss }, now) }
+            async move {
+                (
+                    if now >= appears_at {
+                        Attempt::Hit
+                    } else {
+                        Attempt::Miss
+                    },
+                    now,
+                )
+            }
         })
         .await;
         assert_eq!(seen, vec![0, 2, 6, 14]);
@@ -178,7 +193,14 @@ mod tests {
     async fn transient_errors_keep_polling_and_fatal_stops() {
         let t0 = Instant::now();
         let r = poll_until(&plan(1, 1.0, 1, 10), t0, |n| async move {
-            (if n < 3 { Attempt::Transient } else { Attempt::Hit }, n)
+            (
+                if n < 3 {
+                    Attempt::Transient
+                } else {
+                    Attempt::Hit
+                },
+                n,
+            )
         })
         .await;
         assert_eq!((r.end, r.attempts, r.last_miss), (Attempt::Hit, 3, None));

@@ -91,7 +91,10 @@ pub fn downstream_latency(
 ) -> (f64, bool) {
     let event_wall = run_started_wall
         + chrono::Duration::from_std(since.est).unwrap_or_else(|_| chrono::Duration::zero());
-    let ms = (downstream_ts - event_wall).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
+    let ms = (downstream_ts - event_wall)
+        .num_microseconds()
+        .unwrap_or(i64::MAX) as f64
+        / 1000.0;
     let lo = interval.lower.as_secs_f64() * 1000.0 - SKEW_TOLERANCE.as_secs_f64() * 1000.0;
     let hi = interval.upper.as_secs_f64() * 1000.0 + SKEW_TOLERANCE.as_secs_f64() * 1000.0;
     (ms, ms < lo || ms > hi)
@@ -131,7 +134,10 @@ mod tests {
         // instant the polls allow, the true latency lies inside the reported interval.
         let post = w(100, 140);
         let (miss, hit) = (w(2100, 2120), w(4100, 4150));
-        let l = latency(&EventWindow::of_request(post), &EventWindow::of_poll(Some(miss), hit, None));
+        let l = latency(
+            &EventWindow::of_request(post),
+            &EventWindow::of_poll(Some(miss), hit, None),
+        );
         for c in post.sent.as_millis()..=post.received.as_millis() {
             for p in (miss.sent.as_millis() + 1)..=hit.received.as_millis() {
                 assert!(l.contains(ms((p - c) as u64)), "c={c} p={p} {l:?}");

@@ -79,11 +79,14 @@ impl Ledger {
             source,
         };
         let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
         // WAL survives a killed process; FULL makes each committed entry survive power loss,
         // which matters here: a lost entry is a synthetic record nobody will delete.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
         migrate(&conn).map_err(err)?;
         Ok(Ledger {
             conn: Arc::new(Mutex::new(conn)),
@@ -103,7 +106,9 @@ impl Ledger {
         let conn = self.conn.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let guard = conn.lock().map_err(|_| StoreError::Task("store lock poisoned".into()))?;
+            let guard = conn
+                .lock()
+                .map_err(|_| StoreError::Task("store lock poisoned".into()))?;
             f(&guard).map_err(|source| StoreError::Sqlite { path, source })
         })
         .await
@@ -126,12 +131,20 @@ impl Ledger {
 
     /// The record is gone: forget it.
     pub async fn remove(&self, id: i64) -> Result<(), StoreError> {
-        self.with_conn(move |c| c.execute("DELETE FROM cleanup_ledger WHERE id = ?1", params![id]).map(|_| ()))
-            .await
+        self.with_conn(move |c| {
+            c.execute("DELETE FROM cleanup_ledger WHERE id = ?1", params![id])
+                .map(|_| ())
+        })
+        .await
     }
 
     /// A cleanup attempt failed; keep the entry with the reason.
-    pub async fn record_failure(&self, id: i64, attempts: u32, error: String) -> Result<(), StoreError> {
+    pub async fn record_failure(
+        &self,
+        id: i64,
+        attempts: u32,
+        error: String,
+    ) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             c.execute(
                 "UPDATE cleanup_ledger SET attempts = attempts + ?2, last_error = ?3 WHERE id = ?1",
@@ -172,8 +185,13 @@ impl Ledger {
     }
 
     pub async fn count(&self) -> Result<u64, StoreError> {
-        self.with_conn(|c| c.query_row("SELECT COUNT(*) FROM cleanup_ledger", [], |r| r.get::<_, i64>(0)).map(|n| n as u64))
-            .await
+        self.with_conn(|c| {
+            c.query_row("SELECT COUNT(*) FROM cleanup_ledger", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+        })
+        .await
     }
 }
 

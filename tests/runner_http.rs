@@ -1,0 +1,187 @@
+//! The runner against a small HTTP server of its own on 127.0.0.1: transport failures get
+//! the right bounded error class, the body cap holds, `traceparent` carries the run's
+//! trace id, and polling treats 404/5xx as "not yet" but 401 as final.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use rooftop::clock::SystemClock;
+use rooftop::config::{Defaults, load_probe_text};
+use rooftop::runner::http::{HttpClient, HttpSettings};
+use rooftop::runner::{ErrorClass, Outcome, ProbeRun, Runner};
+use rooftop::secrets::SecretStore;
+use rooftop::store::Ledger;
+
+#[derive(Clone, Default)]
+struct Seen {
+    traceparents: Arc<Mutex<Vec<String>>>,
+    polls: Arc<Mutex<u32>>,
+}
+
+async fn server() -> (String, Seen) {
+    let seen = Seen::default();
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "late"
+            }),
+        )
+        .route("/big", get(|| async { "x".repeat(64 * 1024) }))
+        .route(
+            "/echo",
+            get(|State(s): State<Seen>, h: HeaderMap| async move {
+                let tp = h
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                s.traceparents.lock().unwrap().push(tp.clone());
+                axum::Json(serde_json::json!({"traceparent": tp}))
+            }),
+        )
+        // 404, then 503, then the record.
+        .route(
+            "/eventually",
+            get(|State(s): State<Seen>| async move {
+                let mut n = s.polls.lock().unwrap();
+                *n += 1;
+                match *n {
+                    1 => (StatusCode::NOT_FOUND, "{}".to_string()),
+                    2 => (StatusCode::SERVICE_UNAVAILABLE, "busy".to_string()),
+                    _ => (StatusCode::OK, r#"{"items":[{"id":"X1"}]}"#.to_string()),
+                }
+            }),
+        )
+        .route(
+            "/denied",
+            get(|| async { (StatusCode::UNAUTHORIZED, "{}") }),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("127.0.0.1:{}", addr.port()), seen)
+}
+
+/// Resolves every name to an error, like a dealership whose DNS server is down.
+struct FailingResolver;
+
+impl reqwest::dns::Resolve for FailingResolver {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async { Err::<reqwest::dns::Addrs, _>("no such host (test resolver)".into()) })
+    }
+}
+
+fn runner(state: &Path, max_body: u64, resolver: Option<Arc<dyn reqwest::dns::Resolve>>) -> Runner {
+    Runner {
+        http: HttpClient::with_resolver(
+            &HttpSettings {
+                max_body_bytes: max_body,
+                verify_tls: true,
+            },
+            resolver,
+        )
+        .unwrap(),
+        env: Arc::new(BTreeMap::new()),
+        secrets: Arc::new(SecretStore::default()),
+        ledger: Ledger::open_in(state).unwrap(),
+        clock: Arc::new(SystemClock),
+    }
+}
+
+async fn run_one(r: &Runner, url: &str, extra: &str) -> ProbeRun {
+    let text = format!(
+        "name: t\nsteps:\n  - name: s\n    request: {{url: \"{url}\", timeout: 300ms}}\n{extra}"
+    );
+    let probe = load_probe_text(
+        Path::new("t.yaml"),
+        &text,
+        &Defaults::default(),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    r.run(&probe, None).await
+}
+
+fn class(run: &ProbeRun) -> (Outcome, Option<ErrorClass>) {
+    (run.outcome, run.error_class)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_failures_get_their_error_class() {
+    let (addr, _) = server().await;
+    let state = tempfile::tempdir().unwrap();
+    let r = runner(state.path(), 16 * 1024, None);
+    assert_eq!(
+        class(&run_one(&r, &format!("http://{addr}/slow"), "").await),
+        (Outcome::Error, Some(ErrorClass::Timeout))
+    );
+    assert_eq!(
+        class(&run_one(&r, &format!("http://{addr}/big"), "").await),
+        (Outcome::Error, Some(ErrorClass::BodyTooLarge))
+    );
+    // TLS spoken to a plaintext port: the handshake fails.
+    assert_eq!(
+        class(&run_one(&r, &format!("https://{addr}/echo"), "").await),
+        (Outcome::Error, Some(ErrorClass::Tls))
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    assert_eq!(
+        class(&run_one(&r, &format!("http://127.0.0.1:{port}/"), "").await),
+        (Outcome::Error, Some(ErrorClass::Connect))
+    );
+    assert_eq!(
+        class(&run_one(&r, &format!("http://{addr}/denied"), "").await),
+        (Outcome::Error, Some(ErrorClass::Auth))
+    );
+
+    let dns = runner(state.path(), 16 * 1024, Some(Arc::new(FailingResolver)));
+    let run = run_one(&dns, "http://crm.dealer.test/api", "").await;
+    assert_eq!(
+        class(&run),
+        (Outcome::Error, Some(ErrorClass::Dns)),
+        "{:?}",
+        run.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traceparent_carries_the_runs_trace_id() {
+    let (addr, seen) = server().await;
+    let state = tempfile::tempdir().unwrap();
+    let r = runner(state.path(), 1 << 20, None);
+    let run = run_one(
+        &r,
+        &format!("http://{addr}/echo"),
+        "    capture: {tp: \"$.traceparent\"}\n",
+    )
+    .await;
+    assert_eq!(run.outcome, Outcome::Success, "{:?}", run.message);
+    let tp = seen.traceparents.lock().unwrap()[0].clone();
+    let span = &run.steps[0].request.as_ref().unwrap().span_id;
+    assert_eq!(tp, format!("00-{}-{}-01", run.trace_id, span));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_rides_out_404_and_503_but_stops_on_401() {
+    let (addr, _) = server().await;
+    let state = tempfile::tempdir().unwrap();
+    let r = runner(state.path(), 1 << 20, None);
+    let poll = "    until: {json: {\"$.items[0].id\": {exists: true}}}\n    poll: {interval: 50ms, backoff: 1, within: 5s}\n";
+    let run = run_one(&r, &format!("http://{addr}/eventually"), poll).await;
+    assert_eq!(run.outcome, Outcome::Success, "{:?}", run.message);
+    assert_eq!(run.steps[0].attempts, 3);
+    let run = run_one(&r, &format!("http://{addr}/denied"), poll).await;
+    assert_eq!(class(&run), (Outcome::Error, Some(ErrorClass::Auth)));
+    assert_eq!(run.steps[0].attempts, 1);
+}
