@@ -5,6 +5,7 @@
 
 mod check;
 mod cleanup;
+mod demo;
 mod once;
 mod sandbox;
 mod schema;
@@ -77,6 +78,22 @@ pub enum Command {
         #[arg(long)]
         probe: Option<String>,
     },
+    /// The embedded default: a simulated dealership on loopback, the bundled probes run
+    /// against it continuously, live results. Nothing to configure.
+    Demo {
+        /// Fault scenario: a built-in name (dms-stall, crm-outage, bad-day) or a YAML file.
+        #[arg(long, value_name = "NAME|FILE")]
+        scenario: Option<String>,
+        /// Stop after this long (e.g. `90s`, `10m`); default: until Ctrl-C.
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        run_for: Option<std::time::Duration>,
+        /// Pause between two runs of the same probe.
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+        pause: std::time::Duration,
+        /// Sandbox control address (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
     /// Serve the simulated dealership (CRM, DMS, survey) on loopback until Ctrl-C.
     Sandbox {
         /// Control address; each system gets its own port next to it.
@@ -103,6 +120,12 @@ pub async fn main() -> ExitCode {
         Command::Check { cfg } => check::run(&cfg),
         Command::Once { probe, cfg, json } => once::run(&cfg, &probe, json).await,
         Command::Cleanup { cfg, probe } => cleanup::run(&cfg, probe.as_deref()).await,
+        Command::Demo {
+            scenario,
+            run_for,
+            pause,
+            listen,
+        } => demo::run(listen, scenario.as_deref(), run_for, pause).await,
         Command::Sandbox {
             listen,
             config,

@@ -225,6 +225,49 @@ fn read_runbooks(dir: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// A config from in-memory files: the demo's embedded probes and runbooks, with default
+/// agent settings. `probes` and `runbooks` are (path, text) pairs, paths relative to a
+/// config directory (`probes/x.yaml`, `runbooks/y.md`).
+pub fn load_embedded(
+    name: &str,
+    probes: &[(&str, &str)],
+    runbooks: &[(&str, &str)],
+) -> Result<Config, ConfigErrors> {
+    let (agent, defaults) = validate::validate_agent(
+        &raw::AgentConfig::default(),
+        &Document::default(),
+        Path::new("rooftop.yaml"),
+    )
+    .map_err(|d| ConfigErrors {
+        diagnostics: d,
+        sources: BTreeMap::new(),
+    })?;
+    let runbook_map: BTreeMap<String, String> = runbooks
+        .iter()
+        .map(|(p, t)| (p.to_string(), t.to_string()))
+        .collect();
+    let mut errors = ConfigErrors::default();
+    let mut out = Vec::new();
+    for (path, text) in probes {
+        match load_probe_text(Path::new(path), text, &defaults, &runbook_map) {
+            Ok(p) => out.push(p),
+            Err(mut d) => {
+                errors.sources.insert(PathBuf::from(path), text.to_string());
+                errors.diagnostics.append(&mut d);
+            }
+        }
+    }
+    if !errors.diagnostics.is_empty() {
+        return Err(errors);
+    }
+    Ok(Config {
+        dir: PathBuf::from(name),
+        agent,
+        defaults,
+        probes: out,
+    })
+}
+
 /// Parses and validates one probe file's text (no I/O: runbooks come in as data).
 pub fn load_probe_text(
     file: &Path,

@@ -419,7 +419,7 @@ impl Runner {
         let (payload, poll_result): (Payload, Option<poll::PollResult<()>>) =
             match (&step.until, &step.poll) {
                 (Some(until), Some(plan)) => {
-                    let last: std::cell::RefCell<Option<Payload>> = std::cell::RefCell::new(None);
+                    let last: std::sync::Mutex<Option<Payload>> = std::sync::Mutex::new(None);
                     let (t0, ctx, trace_id, masker_ref, last_ref) =
                         (st.t0, &st.ctx, st.trace_id.as_str(), &masker, &last);
                     let poll_started = Instant::now();
@@ -443,12 +443,14 @@ impl Runner {
                                     hit: kind == Attempt::Hit,
                                 });
                             }
-                            *last_ref.borrow_mut() = Some((res, rec, verdict));
+                            if let Ok(mut slot) = last_ref.lock() {
+                                *slot = Some((res, rec, verdict));
+                            }
                             (kind, ())
                         }
                     })
                     .await;
-                    let last = last.into_inner();
+                    let last = last.into_inner().unwrap_or_else(|p| p.into_inner());
                     let Some(payload) = last else {
                         return finish(
                             run,

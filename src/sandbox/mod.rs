@@ -242,6 +242,11 @@ impl Sandbox {
         self.shared.faults.replace(faults);
     }
 
+    /// The active faults as JSON, like `GET /_sandbox/faults`.
+    pub fn faults(&self) -> Vec<serde_json::Value> {
+        self.shared.faults.list_json()
+    }
+
     /// The ground truth so far, like `GET /_sandbox/truth`.
     pub fn truth(&self) -> Vec<TruthRecord> {
         self.shared.world().truth.clone()

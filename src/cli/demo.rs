@@ -1,0 +1,65 @@
+//! `rooftop demo`: the embedded default; see `crate::demo`.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{EXIT_CANNOT_RUN, EXIT_CONFIG, EXIT_FAILED};
+use crate::demo::{self, DemoOptions};
+
+pub async fn run(
+    listen: SocketAddr,
+    scenario: Option<&str>,
+    run_for: Option<Duration>,
+    pause: Duration,
+) -> ExitCode {
+    let scenario = match scenario {
+        None => None,
+        Some(name) => match demo::builtin(name) {
+            Some(s) => Some((name.to_string(), s)),
+            None if std::path::Path::new(name).is_file() => {
+                match super::sandbox::load_scenario(std::path::Path::new(name)) {
+                    Ok(s) => Some((name.to_string(), s)),
+                    Err(code) => return code,
+                }
+            }
+            None => {
+                eprintln!("error: no scenario file or built-in scenario named `{name}`");
+                for (n, d, _) in demo::BUILTIN {
+                    eprintln!("  = built-in: {n:<11} {d}");
+                }
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    let opts = DemoOptions {
+        listen,
+        scenario,
+        run_for,
+        pause,
+        live: std::io::stdout().is_terminal(),
+    };
+    match demo::run_demo(opts, super::shutdown_signal()).await {
+        Ok(report) => {
+            println!("\n{}", report.table);
+            println!("{} runs, {} succeeded", report.runs, report.successes);
+            if report.leftovers == 0 {
+                println!(
+                    "synthetic leftovers in the sandbox: 0 (everything rooftop created was cleaned up)"
+                );
+                ExitCode::SUCCESS
+            } else {
+                println!(
+                    "synthetic leftovers in the sandbox: {} — cleanup did not remove everything",
+                    report.leftovers
+                );
+                ExitCode::from(EXIT_FAILED)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_CANNOT_RUN)
+        }
+    }
+}
