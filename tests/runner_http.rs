@@ -185,3 +185,38 @@ async fn polling_rides_out_404_and_503_but_stops_on_401() {
     assert_eq!(class(&run), (Outcome::Error, Some(ErrorClass::Auth)));
     assert_eq!(run.steps[0].attempts, 1);
 }
+
+/// Regression: the first run after a connector went down reused a pooled keep-alive
+/// connection that the peer closed only when the next request arrived, and was reported
+/// as `protocol` instead of `connect` (the page for the outage named the wrong cause).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_run_after_the_connector_goes_down_reports_connect() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // A raw HTTP/1.1 peer: answers the first request on a connection, then stops
+    // listening and closes the connection when the next request comes in.
+    let peer = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        drop(listener);
+        let mut buf = vec![0u8; 4096];
+        let _ = sock.read(&mut buf).await.unwrap();
+        sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+            .await
+            .unwrap();
+        let _ = sock.read(&mut buf).await;
+        drop(sock);
+    });
+    let state = tempfile::tempdir().unwrap();
+    let r = runner(state.path(), 1 << 20, None);
+    let url = format!("http://{addr}/ok");
+    assert_eq!(run_one(&r, &url, "").await.outcome, Outcome::Success);
+    let run = run_one(&r, &url, "").await;
+    assert_eq!(
+        class(&run),
+        (Outcome::Error, Some(ErrorClass::Connect)),
+        "{:?}",
+        run.message
+    );
+    peer.await.unwrap();
+}

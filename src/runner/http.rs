@@ -83,11 +83,12 @@ impl HttpClient {
             class,
             message,
             elapsed: started.elapsed(),
+            stale_connection: false,
         };
-        let mut resp = builder
-            .send()
-            .await
-            .map_err(|e| fail(classify(&e), describe(&e)))?;
+        let mut resp = builder.send().await.map_err(|e| Failure {
+            stale_connection: is_connection_lost(&e),
+            ..fail(classify(&e), describe(&e))
+        })?;
         let ttfb = started.elapsed();
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -185,6 +186,16 @@ pub struct Failure {
     pub class: ErrorClass,
     pub message: String,
     pub elapsed: Duration,
+    /// The connection was closed or reset under the request.
+    pub stale_connection: bool,
+}
+
+/// The peer closed or reset the connection before answering.
+fn is_connection_lost(e: &reqwest::Error) -> bool {
+    let chain = chain_text(e);
+    chain.contains("connection closed before message completed")
+        || chain.contains("connection reset")
+        || chain.contains("broken pipe")
 }
 
 /// Maps a reqwest error to a bounded class by inspecting its cause chain.
@@ -206,7 +217,9 @@ pub fn classify(e: &reqwest::Error) -> ErrorClass {
     {
         return ErrorClass::Tls;
     }
-    if e.is_connect() {
+    // A connection that is refused, reset or closed under us is the connector going
+    // away: the same class whether or not the socket was fresh.
+    if e.is_connect() || is_connection_lost(e) {
         return ErrorClass::Connect;
     }
     if chain.contains("timed out") {
