@@ -142,10 +142,16 @@ pub async fn main() -> ExitCode {
 
 /// Loads the config, printing every error; `Err` carries the exit code.
 pub fn load_config(dir: &Path) -> Result<Config, ExitCode> {
-    config::load(dir).map_err(|errors| {
+    let config = config::load(dir).map_err(|errors| {
         eprint!("{}", errors.render());
         ExitCode::from(EXIT_CONFIG)
-    })
+    })?;
+    if !config.agent.verify_tls {
+        eprintln!(
+            "warning: TLS certificate verification is OFF (defaults.verify_tls: false in rooftop.yaml); probes send real credentials to whoever answers"
+        );
+    }
+    Ok(config)
 }
 
 /// Resolves on Ctrl-C or SIGTERM: the one place signals become a shutdown.

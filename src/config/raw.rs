@@ -294,7 +294,8 @@ pub struct DefaultsConfig {
     /// Largest response body read, in bytes (default 1048576); larger is an error.
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
-    /// Verify TLS certificates (default true). Turning this off is logged on every run.
+    /// Verify TLS certificates (default true). Turning this off prints a warning on every
+    /// command, since a probe could then talk to an impostor with real credentials.
     #[serde(default)]
     pub verify_tls: Option<bool>,
     /// Cleanup attempts after the first (default 3).

@@ -1,0 +1,97 @@
+//! The binary's other commands: `demo` (the embedded default) under a fault scenario
+//! leaves no synthetic records behind; `schema` prints JSON Schemas carrying the field docs;
+//! `check` accepts the repository root as a config directory.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rooftop");
+
+#[test]
+fn demo_with_a_fault_scenario_reports_failures_and_leaves_no_litter() {
+    let out = Command::new(BIN)
+        .args([
+            "demo",
+            "--for",
+            "8s",
+            "--pause",
+            "200ms",
+            "--scenario",
+            "tests/scenarios/crm-auth-blip.yaml",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Not a terminal: one line per run, failures with their class and runbook.
+    assert!(stdout.contains("[auth at "), "{stdout}");
+    assert!(stdout.contains("runbooks/connector-down.md"), "{stdout}");
+    assert!(
+        stdout.contains(" success "),
+        "recovered after the blip:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("synthetic leftovers in the sandbox: 0"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn demo_rejects_an_unknown_scenario_listing_the_built_in_ones() {
+    let out = Command::new(BIN)
+        .args(["demo", "--scenario", "dms-stal"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("dms-stall") && stderr.contains("bad-day"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn schema_describes_probe_and_agent_files() {
+    for (kind, field, doc) in [
+        ("probe", "steps", "run in order"),
+        ("agent", "secrets", "systemd credentials"),
+    ] {
+        let out = Command::new(BIN).args(["schema", kind]).output().unwrap();
+        assert!(out.status.success());
+        let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(schema["type"], "object", "{kind}");
+        assert!(
+            schema["properties"][field]["description"]
+                .as_str()
+                .unwrap()
+                .contains(doc),
+            "{kind}: {:#}",
+            schema["properties"][field]
+        );
+        assert_eq!(
+            schema["additionalProperties"], false,
+            "{kind}: unknown fields are rejected"
+        );
+    }
+}
+
+#[test]
+fn the_repository_root_is_a_valid_config_directory() {
+    let out = Command::new(BIN)
+        .args(["check", "--config", "."])
+        .env_remove("ROOFTOP_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("ok: 5 probes in ."), "{stdout}");
+}
