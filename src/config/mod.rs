@@ -61,7 +61,7 @@ impl ConfigErrors {
         out
     }
 
-    fn push_file_error(&mut self, file: &Path, message: String) {
+    fn push_file_error(&mut self, file: &Path, message: String, hint: &str) {
         self.diagnostics.push(Diagnostic {
             file: file.to_path_buf(),
             loc: yaml::Loc {
@@ -71,7 +71,7 @@ impl ConfigErrors {
             },
             path: "(file)".into(),
             message,
-            hint: None,
+            hint: Some(hint.to_string()),
         });
     }
 }
@@ -102,7 +102,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
                     Err(mut d) => errors.diagnostics.append(&mut d),
                 }
             }
-            Err(e) => errors.push_file_error(&agent_file, format!("cannot read: {e}")),
+            Err(e) => errors.push_file_error(&agent_file, format!("cannot read: {e}"), "check the file's permissions for the rooftop user"),
         }
     } else {
         let (agent, defaults) = validate::validate_agent(
@@ -133,7 +133,8 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
         Err(e) => {
             errors.push_file_error(
                 &probes_dir,
-                format!("cannot read the probes directory ({e}); a config directory holds `probes/*.yaml`"),
+                format!("cannot read the probes directory ({e})"),
+                "a config directory holds `probes/*.yaml`; pass it with --config DIR",
             );
             Vec::new()
         }
@@ -145,7 +146,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) => {
-                errors.push_file_error(&file, format!("cannot read: {e}"));
+                errors.push_file_error(&file, format!("cannot read: {e}"), "check the file's permissions for the rooftop user");
                 continue;
             }
         };
@@ -174,10 +175,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
         }
     }
     if probes.is_empty() && errors.diagnostics.is_empty() {
-        errors.push_file_error(
-            &probes_dir,
-            "no probes found: add a file such as `probes/appointment-to-ro.yaml`".into(),
-        );
+        errors.push_file_error(&probes_dir, "no probes found".into(), "add a file such as `probes/appointment-to-ro.yaml`");
     }
     if !errors.diagnostics.is_empty() {
         return Err(errors);
@@ -443,7 +441,11 @@ fn describe_serde_error(
         return (diag, None);
     }
     // "invalid type: integer `5`, expected a string"
-    let diag = Diagnostic::new(file, doc.locate(path), path, message.to_string());
+    let hint = match message.rsplit_once("expected ") {
+        Some((_, what)) => format!("this field takes {what}"),
+        None => "see the README's probe language reference, or `rooftop schema`".to_string(),
+    };
+    let diag = Diagnostic::new(file, doc.locate(path), path, message.to_string()).with_hint(Some(hint));
     (diag, (!path.is_root()).then(|| path.clone()))
 }
 

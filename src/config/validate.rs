@@ -66,12 +66,14 @@ struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     fn err(&mut self, path: &FieldPath, message: impl Into<String>, hint: Option<String>) {
+        let hint = hint.or_else(|| Some(schema_hint(path)));
         let loc = self.doc.locate(path);
         self.errors
             .push(Diagnostic::new(self.file, loc, path, message).with_hint(hint));
     }
 
     fn err_key(&mut self, path: &FieldPath, message: impl Into<String>, hint: Option<String>) {
+        let hint = hint.or_else(|| Some(schema_hint(path)));
         let loc = self.doc.locate_key(path);
         self.errors
             .push(Diagnostic::new(self.file, loc, path, message).with_hint(hint));
@@ -83,7 +85,7 @@ impl<'a> Checker<'a> {
                 self.err(
                     path,
                     format!("duration `{text}` must be greater than zero"),
-                    None,
+                    Some("e.g. `30s`, `5m`, `2h`".into()),
                 );
                 None
             }
@@ -137,7 +139,7 @@ impl<'a> Checker<'a> {
                 self.err(
                     path,
                     "a schedule has either `cron` or `every`, not both",
-                    None,
+                    Some("keep one: `{every: 30m}` or `{cron: \"0 15 */2 * * *\", timezone: America/Toronto}`".into()),
                 );
                 None
             }
@@ -154,7 +156,7 @@ impl<'a> Checker<'a> {
                     self.err_key(
                         &path.key("timezone"),
                         "`timezone` only applies to `cron` schedules",
-                        None,
+                        Some("remove `timezone`, or use `cron` instead of `every`".into()),
                     );
                 }
                 self.duration(&path.key("every"), every)
@@ -196,6 +198,11 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// The last-resort hint: where the field is documented.
+fn schema_hint(path: &FieldPath) -> String {
+    format!("see the README's probe language reference, or `rooftop schema`, for `{path}`")
 }
 
 fn is_name(s: &str) -> bool {
@@ -266,7 +273,7 @@ pub fn validate_probe(
             c.err_key(
                 &root.key("labels").key(key),
                 format!("label name `{key}` must be letters, digits and underscores"),
-                None,
+                Some("e.g. `flow`, `connector`".into()),
             );
         }
     }
@@ -275,7 +282,7 @@ pub fn validate_probe(
             c.err(
                 &root.key("labels").key(key),
                 "label values are fixed text, not templates (labels must stay bounded)",
-                None,
+                Some("write the value itself, e.g. `connector: crm-to-dms`".into()),
             );
         }
     }
@@ -326,14 +333,14 @@ pub fn validate_probe(
             c.err_key(
                 &root.key("steps").index(i).key("capture").key(name),
                 format!("capture `{name}` would hide a var or built-in of the same name"),
-                None,
+                Some("rename the capture, e.g. `{name}_found`".replace("{name}", name)),
             );
         }
     }
 
     // Steps.
     if raw.steps.is_empty() {
-        c.err(&root.key("steps"), "a probe needs at least one step", None);
+        c.err(&root.key("steps"), "a probe needs at least one step", Some("add a step with a `name` and a `request`".into()));
     }
     let cleanup_names: Vec<&str> = raw.cleanup.iter().map(|s| s.name.as_str()).collect();
     let mut seen_steps: Vec<&str> = Vec::new();
@@ -404,7 +411,7 @@ pub fn validate_probe(
             c.err(
                 &path.key("name"),
                 format!("duplicate cleanup name `{}`", raw_c.name),
-                None,
+                Some("cleanup names must be unique within a probe".into()),
             );
         }
         seen_cleanup.push(&raw_c.name);
@@ -472,7 +479,7 @@ fn check_runbook(
         return Some(Runbook::Url(text.to_string()));
     }
     if text.starts_with("http://") {
-        c.err(path, "runbook URLs must use https", None);
+        c.err(path, "runbook URLs must use https", Some(format!("e.g. `{}`", text.replacen("http://", "https://", 1))));
         return None;
     }
     let rel = text.trim_start_matches("./");
@@ -558,7 +565,7 @@ fn check_step(
             c.err_key(
                 &cpath,
                 format!("capture name `{name}` must be letters, digits and underscores"),
-                None,
+                Some("e.g. `appointment_id`".into()),
             );
             continue;
         }
@@ -595,7 +602,7 @@ fn check_step(
                 c.err(
                     &pp.key("max_interval"),
                     "max_interval is shorter than interval",
-                    None,
+                    Some("max_interval caps the growing wait; make it at least `interval`".into()),
                 );
             }
             if let (Some(w), Some(t)) = (within, probe_timeout)
@@ -642,7 +649,7 @@ fn check_step(
             c.err_key(
                 &sp,
                 "`sync` measures how long `until` takes to hold; add `until` and `poll`",
-                None,
+                Some("e.g. `until: {json: {\"$.items[0].id\": {exists: true}}}` and `poll: {within: 15m}`".into()),
             );
         }
         let since_index = earlier_steps.iter().position(|n| *n == s.since);
@@ -683,7 +690,7 @@ fn check_step(
                 c.err_key(
                     &sp,
                     "`slo.sync_latency` needs `sync: {since: STEP}` on this step",
-                    None,
+                    Some("add `sync: {since: <earlier step>}`, or remove the SLO".into()),
                 );
             }
             c.duration(&sp, text)
@@ -697,7 +704,7 @@ fn check_step(
             c.err(
                 &path.key("creates").key("cleanup"),
                 "name at least one cleanup step",
-                None,
+                Some("e.g. `creates: {cleanup: delete-appointment}`".into()),
             );
         }
         for (i, name) in names.into_iter().enumerate() {
@@ -749,7 +756,7 @@ fn check_cleanup(
                 "cleanup name `{}` must be lowercase letters, digits and dashes",
                 raw.name
             ),
-            None,
+            Some("e.g. `delete-appointment`".into()),
         );
     }
     let find = match &raw.find {
@@ -813,7 +820,7 @@ fn check_cleanup(
     };
     let retries = raw.retries.unwrap_or(defaults.cleanup_retries);
     if retries > 20 {
-        c.err(&path.key("retries"), "at most 20 retries", None);
+        c.err(&path.key("retries"), "at most 20 retries", Some("retries back off from 1s doubling to 30s; the ledger retries later anyway".into()));
     }
     Some(CleanupStep {
         name: raw.name.clone(),
@@ -856,7 +863,7 @@ fn check_request(
     for (name, value) in &raw.headers {
         let hp = path.key("headers").key(name);
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            c.err_key(&hp, format!("`{name}` is not a valid header name"), None);
+            c.err_key(&hp, format!("`{name}` is not a valid header name"), Some("header names are letters, digits and `-`, e.g. `X-Dealer-Id`".into()));
         }
         check_template(c, &hp, value, scope);
     }
@@ -865,7 +872,7 @@ fn check_request(
             c.err_key(
                 &path.key("body"),
                 "a request has `json` or `body`, not both",
-                None,
+                Some("`json` sends a JSON document; `body` sends text as written".into()),
             );
             Body::None
         }
@@ -936,7 +943,7 @@ fn check_template(c: &mut Checker<'_>, path: &FieldPath, source: &str, scope: &S
                     c.err(
                         path,
                         format!("`{head}` needs a name, e.g. `{head}.NAME`"),
-                        None,
+                        Some(format!("e.g. `{{{{ {head}.CRM_URL }}}}`")),
                     );
                 }
                 if head == "run"
@@ -1123,7 +1130,7 @@ fn check_ops(
                     c.err(
                         &op_path,
                         format!("`{op}` compares with a number or a string"),
-                        None,
+                        Some(format!("e.g. `{op}: 100` or `{op}: \"2026-01-01T00:00:00Z\"`")),
                     );
                     None
                 } else {
@@ -1139,21 +1146,21 @@ fn check_ops(
             "exists" => match operand.as_bool() {
                 Some(b) => Some(Op::Exists(b)),
                 None => {
-                    c.err(&op_path, "`exists` takes `true` or `false`", None);
+                    c.err(&op_path, "`exists` takes `true` or `false`", Some("e.g. `\"$.id\": {exists: true}`".into()));
                     None
                 }
             },
             "matches" => match operand.as_str().map(Regex::new) {
                 Some(Ok(r)) => Some(Op::Matches(r)),
                 Some(Err(e)) => {
-                    c.err(&op_path, format!("invalid regular expression: {e}"), None);
+                    c.err(&op_path, format!("invalid regular expression: {e}"), Some("Rust regex syntax, e.g. `^RO-[0-9]+$`".into()));
                     None
                 }
                 None => {
                     c.err(
                         &op_path,
                         "`matches` takes a regular expression string",
-                        None,
+                        Some("e.g. `matches: \"^RO-[0-9]+$\"`".into()),
                     );
                     None
                 }
@@ -1161,7 +1168,7 @@ fn check_ops(
             "length" => match operand.as_u64() {
                 Some(n) => Some(Op::Length(n as usize)),
                 None => {
-                    c.err(&op_path, "`length` takes a non-negative integer", None);
+                    c.err(&op_path, "`length` takes a non-negative integer", Some("e.g. `\"$.items\": {length: 1}`".into()));
                     None
                 }
             },
@@ -1202,7 +1209,7 @@ fn check_capture(c: &mut Checker<'_>, path: &FieldPath, spec: &Value) -> Option<
             let (kind, v) = m.iter().next()?;
             let kp = path.key(kind);
             let Some(text) = v.as_str() else {
-                c.err(&kp, format!("`{kind}` takes a string"), None);
+                c.err(&kp, format!("`{kind}` takes a string"), Some("e.g. `{json: \"$.id\"}`, `{header: Location}`, `{regex: \"RO-(\\\\d+)\"}`".into()));
                 return None;
             };
             match kind.as_str() {
@@ -1211,7 +1218,7 @@ fn check_capture(c: &mut Checker<'_>, path: &FieldPath, spec: &Value) -> Option<
                 "regex" => match Regex::new(text) {
                     Ok(r) => Some(CaptureSource::Regex(r)),
                     Err(e) => {
-                        c.err(&kp, format!("invalid regular expression: {e}"), None);
+                        c.err(&kp, format!("invalid regular expression: {e}"), Some("Rust regex syntax; the first group is captured, e.g. `RO-(\\\\d+)`".into()));
                         None
                     }
                 },
@@ -1286,7 +1293,7 @@ pub fn validate_agent(
                 c.err(
                     &dp.key("max_body_bytes"),
                     "max_body_bytes must be at least 1024",
-                    None,
+                    Some("the default is 1048576 (1 MiB)".into()),
                 );
             }
             max_body_bytes = m;
@@ -1302,7 +1309,7 @@ pub fn validate_agent(
             c.err_key(
                 &sp,
                 format!("secret name `{name}` must be letters, digits and underscores"),
-                None,
+                Some("e.g. `crm_token`".into()),
             );
         }
         let chosen: Vec<SecretSource> = [
@@ -1320,7 +1327,7 @@ pub fn validate_agent(
                 if let SecretSource::File(p) = one
                     && p.is_relative()
                 {
-                    c.err(&sp.key("file"), "secret files need an absolute path", None);
+                    c.err(&sp.key("file"), "secret files need an absolute path", Some("e.g. `/etc/rooftop/secrets/crm.token`".into()));
                 }
                 secrets.insert(name.clone(), one.clone());
             }
@@ -1340,7 +1347,7 @@ pub fn validate_agent(
                         "rooftop id `{}` must be lowercase letters, digits and dashes",
                         r.id
                     ),
-                    None,
+                    Some("e.g. `toronto-north`".into()),
                 );
             }
             (r.id.clone(), r.name.clone(), r.dealer_group.clone())
