@@ -136,14 +136,24 @@ pub struct Masker {
 }
 
 impl Masker {
+    /// Registers a secret, with the forms it takes on the way out: percent-encoded (in a
+    /// URL) and JSON-escaped (in a body or a stored value).
     pub fn add(&self, secret: &str) {
         if secret.is_empty() {
             return;
         }
-        if let Ok(mut v) = self.values.lock()
-            && !v.iter().any(|s| s == secret)
-        {
-            v.push(secret.to_string());
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        let forms = [
+            secret.to_string(),
+            percent_encode(secret),
+            json.trim_matches('"').to_string(),
+        ];
+        if let Ok(mut v) = self.values.lock() {
+            for f in forms {
+                if !f.is_empty() && !v.contains(&f) {
+                    v.push(f);
+                }
+            }
             // Longest first so a secret containing another is masked whole.
             v.sort_by_key(|s| std::cmp::Reverse(s.len()));
         }
@@ -184,6 +194,20 @@ impl Masker {
             other => other.clone(),
         }
     }
+}
+
+/// RFC 3986 percent-encoding of everything but unreserved characters (what `urlencode`
+/// and URL serialisation produce for a secret in a query).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -229,6 +253,14 @@ mod tests {
         );
         let store = SecretStore::new(BTreeMap::new(), env);
         assert_eq!(store.get("crm_token").unwrap(), "cred-value");
+    }
+
+    #[test]
+    fn masker_masks_encoded_forms() {
+        let m = Masker::default();
+        m.add("ab+c/d=\"q");
+        assert_eq!(m.mask("?k=ab%2Bc%2Fd%3D%22q"), "?k=***");
+        assert_eq!(m.mask(r#"{"k":"ab+c/d=\"q"}"#), r#"{"k":"***"}"#);
     }
 
     #[test]

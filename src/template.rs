@@ -35,6 +35,19 @@ pub fn analyze(source: &str) -> Result<BTreeSet<String>, String> {
         let detail = e.detail().unwrap_or("invalid template");
         format!("template syntax error: {detail}")
     })?;
+    // Filters and tests are looked up when rendering: render once with every name
+    // undefined (chainable) so a misspelt filter is a config error, not a failing run.
+    let mut lenient = environment();
+    lenient.set_undefined_behavior(UndefinedBehavior::Chainable);
+    if let Err(e) = lenient.render_str(source, ())
+        && matches!(
+            e.kind(),
+            ErrorKind::UnknownFilter | ErrorKind::UnknownTest | ErrorKind::UnknownFunction
+        )
+    {
+        let detail = e.detail().unwrap_or("unknown name");
+        return Err(format!("template error: {} ({detail})", e.kind()));
+    }
     Ok(tmpl.undeclared_variables(true).into_iter().collect())
 }
 
@@ -198,6 +211,9 @@ impl Context {
 /// `{{ expr }}` with nothing else around it → `expr`.
 fn sole_expression(s: &str) -> Option<&str> {
     let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    // Whitespace-control markers (`{{- x -}}`) are not part of the expression.
+    let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
+    let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner);
     (!inner.contains("{{") && !inner.contains("}}") && !inner.trim().is_empty())
         .then_some(inner.trim())
 }
@@ -334,6 +350,10 @@ mod tests {
             .unwrap();
         assert_eq!(v, json!({"p": 129.5, "s": "x129.5", "f": 12.25}));
         assert!(c.render_value(&json!("{{ missing }}")).is_err());
+        assert_eq!(
+            c.render_value(&json!("{{- price -}}")).unwrap(),
+            json!(129.5)
+        );
     }
 
     #[test]
@@ -343,5 +363,8 @@ mod tests {
         assert!(names.contains("ro"));
         assert!(names.iter().any(|n| n.starts_with("synthetic")));
         assert!(analyze("{{ unclosed").is_err());
+        let typo = analyze("{{ price | flaot }}").unwrap_err();
+        assert!(typo.contains("flaot"), "{typo}");
+        assert!(analyze("{{ price | float }}").is_ok());
     }
 }

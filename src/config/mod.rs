@@ -102,7 +102,11 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
                     Err(mut d) => errors.diagnostics.append(&mut d),
                 }
             }
-            Err(e) => errors.push_file_error(&agent_file, format!("cannot read: {e}"), "check the file's permissions for the rooftop user"),
+            Err(e) => errors.push_file_error(
+                &agent_file,
+                format!("cannot read: {e}"),
+                "check the file's permissions for the rooftop user",
+            ),
         }
     } else {
         let (agent, defaults) = validate::validate_agent(
@@ -146,7 +150,11 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) => {
-                errors.push_file_error(&file, format!("cannot read: {e}"), "check the file's permissions for the rooftop user");
+                errors.push_file_error(
+                    &file,
+                    format!("cannot read: {e}"),
+                    "check the file's permissions for the rooftop user",
+                );
                 continue;
             }
         };
@@ -175,7 +183,11 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
         }
     }
     if probes.is_empty() && errors.diagnostics.is_empty() {
-        errors.push_file_error(&probes_dir, "no probes found".into(), "add a file such as `probes/appointment-to-ro.yaml`");
+        errors.push_file_error(
+            &probes_dir,
+            "no probes found".into(),
+            "add a file such as `probes/appointment-to-ro.yaml`",
+        );
     }
     if !errors.diagnostics.is_empty() {
         return Err(errors);
@@ -445,7 +457,8 @@ fn describe_serde_error(
         Some((_, what)) => format!("this field takes {what}"),
         None => "see the README's probe language reference, or `rooftop schema`".to_string(),
     };
-    let diag = Diagnostic::new(file, doc.locate(path), path, message.to_string()).with_hint(Some(hint));
+    let diag =
+        Diagnostic::new(file, doc.locate(path), path, message.to_string()).with_hint(Some(hint));
     (diag, (!path.is_root()).then(|| path.clone()))
 }
 

@@ -33,6 +33,12 @@ pub const RUNBOOK_SECTIONS: [&str; 4] = [
     "Post-incident actions",
 ];
 
+/// Longest duration accepted anywhere (keeps instant arithmetic far from overflow).
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Most cleanup retries allowed (they back off from 1 s doubling to 30 s).
+const MAX_CLEANUP_RETRIES: u32 = 20;
+
 /// Defaults for probes, from `rooftop.yaml` or built in.
 #[derive(Debug, Clone)]
 pub struct Defaults {
@@ -86,6 +92,14 @@ impl<'a> Checker<'a> {
                     path,
                     format!("duration `{text}` must be greater than zero"),
                     Some("e.g. `30s`, `5m`, `2h`".into()),
+                );
+                None
+            }
+            Ok(d) if d > MAX_DURATION => {
+                self.err(
+                    path,
+                    format!("duration `{text}` is longer than a year"),
+                    Some("rooftop's schedules, timeouts and polls are at most `366d`".into()),
                 );
                 None
             }
@@ -340,7 +354,11 @@ pub fn validate_probe(
 
     // Steps.
     if raw.steps.is_empty() {
-        c.err(&root.key("steps"), "a probe needs at least one step", Some("add a step with a `name` and a `request`".into()));
+        c.err(
+            &root.key("steps"),
+            "a probe needs at least one step",
+            Some("add a step with a `name` and a `request`".into()),
+        );
     }
     let cleanup_names: Vec<&str> = raw.cleanup.iter().map(|s| s.name.as_str()).collect();
     let mut seen_steps: Vec<&str> = Vec::new();
@@ -479,7 +497,14 @@ fn check_runbook(
         return Some(Runbook::Url(text.to_string()));
     }
     if text.starts_with("http://") {
-        c.err(path, "runbook URLs must use https", Some(format!("e.g. `{}`", text.replacen("http://", "https://", 1))));
+        c.err(
+            path,
+            "runbook URLs must use https",
+            Some(format!(
+                "e.g. `{}`",
+                text.replacen("http://", "https://", 1)
+            )),
+        );
         return None;
     }
     let rel = text.trim_start_matches("./");
@@ -585,7 +610,8 @@ fn check_step(
             };
             let max_interval = match &p.max_interval {
                 Some(s) => c.duration(&pp.key("max_interval"), s),
-                None => Some(Duration::from_secs(30)),
+                // Never below the first interval when only `interval` is written.
+                None => interval.map(|i| i.max(Duration::from_secs(30))),
             };
             let within = c.duration(&pp.key("within"), &p.within);
             let backoff = p.backoff.unwrap_or(1.5);
@@ -819,8 +845,14 @@ fn check_cleanup(
         None => None,
     };
     let retries = raw.retries.unwrap_or(defaults.cleanup_retries);
-    if retries > 20 {
-        c.err(&path.key("retries"), "at most 20 retries", Some("retries back off from 1s doubling to 30s; the ledger retries later anyway".into()));
+    if raw.retries.is_some_and(|r| r > MAX_CLEANUP_RETRIES) {
+        c.err(
+            &path.key("retries"),
+            format!("at most {MAX_CLEANUP_RETRIES} retries"),
+            Some(
+                "retries back off from 1s doubling to 30s; the ledger retries later anyway".into(),
+            ),
+        );
     }
     Some(CleanupStep {
         name: raw.name.clone(),
@@ -863,7 +895,11 @@ fn check_request(
     for (name, value) in &raw.headers {
         let hp = path.key("headers").key(name);
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            c.err_key(&hp, format!("`{name}` is not a valid header name"), Some("header names are letters, digits and `-`, e.g. `X-Dealer-Id`".into()));
+            c.err_key(
+                &hp,
+                format!("`{name}` is not a valid header name"),
+                Some("header names are letters, digits and `-`, e.g. `X-Dealer-Id`".into()),
+            );
         }
         check_template(c, &hp, value, scope);
     }
@@ -1130,7 +1166,9 @@ fn check_ops(
                     c.err(
                         &op_path,
                         format!("`{op}` compares with a number or a string"),
-                        Some(format!("e.g. `{op}: 100` or `{op}: \"2026-01-01T00:00:00Z\"`")),
+                        Some(format!(
+                            "e.g. `{op}: 100` or `{op}: \"2026-01-01T00:00:00Z\"`"
+                        )),
                     );
                     None
                 } else {
@@ -1146,14 +1184,22 @@ fn check_ops(
             "exists" => match operand.as_bool() {
                 Some(b) => Some(Op::Exists(b)),
                 None => {
-                    c.err(&op_path, "`exists` takes `true` or `false`", Some("e.g. `\"$.id\": {exists: true}`".into()));
+                    c.err(
+                        &op_path,
+                        "`exists` takes `true` or `false`",
+                        Some("e.g. `\"$.id\": {exists: true}`".into()),
+                    );
                     None
                 }
             },
             "matches" => match operand.as_str().map(Regex::new) {
                 Some(Ok(r)) => Some(Op::Matches(r)),
                 Some(Err(e)) => {
-                    c.err(&op_path, format!("invalid regular expression: {e}"), Some("Rust regex syntax, e.g. `^RO-[0-9]+$`".into()));
+                    c.err(
+                        &op_path,
+                        format!("invalid regular expression: {e}"),
+                        Some("Rust regex syntax, e.g. `^RO-[0-9]+$`".into()),
+                    );
                     None
                 }
                 None => {
@@ -1168,7 +1214,11 @@ fn check_ops(
             "length" => match operand.as_u64() {
                 Some(n) => Some(Op::Length(n as usize)),
                 None => {
-                    c.err(&op_path, "`length` takes a non-negative integer", Some("e.g. `\"$.items\": {length: 1}`".into()));
+                    c.err(
+                        &op_path,
+                        "`length` takes a non-negative integer",
+                        Some("e.g. `\"$.items\": {length: 1}`".into()),
+                    );
                     None
                 }
             },
@@ -1209,7 +1259,14 @@ fn check_capture(c: &mut Checker<'_>, path: &FieldPath, spec: &Value) -> Option<
             let (kind, v) = m.iter().next()?;
             let kp = path.key(kind);
             let Some(text) = v.as_str() else {
-                c.err(&kp, format!("`{kind}` takes a string"), Some("e.g. `{json: \"$.id\"}`, `{header: Location}`, `{regex: \"RO-(\\\\d+)\"}`".into()));
+                c.err(
+                    &kp,
+                    format!("`{kind}` takes a string"),
+                    Some(
+                        "e.g. `{json: \"$.id\"}`, `{header: Location}`, `{regex: \"RO-(\\\\d+)\"}`"
+                            .into(),
+                    ),
+                );
                 return None;
             };
             match kind.as_str() {
@@ -1286,6 +1343,16 @@ pub fn validate_agent(
             defaults.request_timeout = t;
         }
         if let Some(r) = d.cleanup_retries {
+            if r > MAX_CLEANUP_RETRIES {
+                c.err(
+                    &dp.key("cleanup_retries"),
+                    format!("at most {MAX_CLEANUP_RETRIES} cleanup retries"),
+                    Some(
+                        "retries back off from 1s doubling to 30s; the ledger retries later anyway"
+                            .into(),
+                    ),
+                );
+            }
             defaults.cleanup_retries = r;
         }
         if let Some(m) = d.max_body_bytes {

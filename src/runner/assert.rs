@@ -88,7 +88,7 @@ pub fn check(expect: &Expect, resp: &Response, ctx: &Context) -> Verdict {
                     format!(
                         "response body is not valid JSON ({} bytes, starts {:?})",
                         resp.body.len(),
-                        truncate(&resp.text(), 60)
+                        truncate(&ctx.masker().mask(&resp.text()), 60)
                     ),
                 ));
             }

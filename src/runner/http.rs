@@ -84,6 +84,7 @@ impl HttpClient {
             message,
             elapsed: started.elapsed(),
             stale_connection: false,
+            status: None,
         };
         let mut resp = builder.send().await.map_err(|e| Failure {
             stale_connection: is_connection_lost(&e),
@@ -91,6 +92,12 @@ impl HttpClient {
         })?;
         let ttfb = started.elapsed();
         let status = resp.status().as_u16();
+        // From here on the server has answered: a body problem keeps the status, since a
+        // 201 with an unreadable body still created the record.
+        let fail = |class: ErrorClass, message: String| Failure {
+            status: Some(status),
+            ..fail(class, message)
+        };
         let headers = resp.headers().clone();
         if let Some(len) = resp.content_length()
             && len > self.max_body_bytes
@@ -188,6 +195,8 @@ pub struct Failure {
     pub elapsed: Duration,
     /// The connection was closed or reset under the request.
     pub stale_connection: bool,
+    /// The status line, when the failure came after it (body too large or cut off).
+    pub status: Option<u16>,
 }
 
 /// The peer closed or reset the connection before answering.
@@ -228,15 +237,27 @@ pub fn classify(e: &reqwest::Error) -> ErrorClass {
     ErrorClass::Protocol
 }
 
+/// The error's cause chain as lower-case text, without the request URL (a path such as
+/// `/certificates` must not make a refused connection look like a TLS failure, and a
+/// percent-encoded secret in a query must not reach a message).
 fn chain_text(e: &reqwest::Error) -> String {
     let mut out = String::new();
     let mut cur: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = cur {
-        out.push_str(&err.to_string().to_ascii_lowercase());
+        out.push_str(&strip_url(e, &err.to_string()).to_ascii_lowercase());
         out.push_str(" | ");
         cur = err.source();
     }
     out
+}
+
+fn strip_url(e: &reqwest::Error, text: &str) -> String {
+    match e.url() {
+        Some(u) => text
+            .replace(&format!(" for url ({})", u.as_str()), "")
+            .replace(u.as_str(), "<url>"),
+        None => text.to_string(),
+    }
 }
 
 /// One-line description: the outermost message plus the innermost cause.
@@ -245,8 +266,8 @@ fn describe(e: &reqwest::Error) -> String {
     while let Some(s) = root.source() {
         root = s;
     }
-    let outer = e.to_string();
-    let inner = root.to_string();
+    let outer = strip_url(e, &e.to_string());
+    let inner = strip_url(e, &root.to_string());
     if outer.contains(&inner) {
         outer
     } else {

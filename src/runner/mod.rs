@@ -126,8 +126,10 @@ fn poll_kind(resp: &Response, until: &assert::Verdict) -> Attempt {
     }
 }
 
-fn body_snippet(resp: &Response) -> String {
-    let text = resp.text();
+/// The start of a response body for a message, masked before it is cut (so no prefix
+/// of a secret survives the cut).
+fn body_snippet(resp: &Response, masker: &Masker) -> String {
+    let text = masker.mask(&resp.text());
     let t = text.trim();
     if t.is_empty() {
         return String::new();
@@ -219,25 +221,37 @@ impl Runner {
                 }
                 // The ledger entry is committed before the next step can create anything.
                 let mut run = result.run;
-                for cleanup in step.creates.iter().filter(|_| result.accepted) {
-                    let entry = NewEntry {
-                        run_id: run_id.clone(),
-                        probe: probe.name.clone(),
-                        cleanup: cleanup.clone(),
-                        created_by: step.name.clone(),
-                        context: ledger_context(&st.ctx),
-                        created_at: self.clock.now(),
-                    };
-                    match self.ledger.record(entry).await {
-                        Ok(id) => created.push((id, cleanup.clone(), step.name.clone())),
+                if result.accepted && !step.creates.is_empty() {
+                    // All of a step's records are committed together: a crash cannot
+                    // leave the source recorded without the sweeps that follow it.
+                    let entries: Vec<NewEntry> = step
+                        .creates
+                        .iter()
+                        .map(|cleanup| NewEntry {
+                            run_id: run_id.clone(),
+                            probe: probe.name.clone(),
+                            cleanup: cleanup.clone(),
+                            created_by: step.name.clone(),
+                            context: ledger_context(&st.ctx),
+                            created_at: self.clock.now(),
+                        })
+                        .collect();
+                    match self.ledger.record_all(entries).await {
+                        Ok(ids) => {
+                            for (id, cleanup) in ids.into_iter().zip(&step.creates) {
+                                created.push((id, cleanup.clone(), step.name.clone()));
+                            }
+                        }
                         Err(e) => {
-                            // Without a ledger entry nothing else may be created; still
+                            // Without ledger entries nothing else may be created; still
                             // try to delete what this step made.
                             run.outcome = Outcome::Error;
                             run.error_class = Some(ErrorClass::Ledger);
                             run.message =
                                 Some(format!("cannot record the created record for cleanup: {e}"));
-                            created.push((-1, cleanup.clone(), step.name.clone()));
+                            for cleanup in &step.creates {
+                                created.push((-1, cleanup.clone(), step.name.clone()));
+                            }
                         }
                     }
                 }
@@ -501,7 +515,7 @@ impl Runner {
                     let m = format!(
                         "polling stopped: HTTP {}{}",
                         resp.status,
-                        body_snippet(resp)
+                        body_snippet(resp, &masker)
                     );
                     finish(run, st, Outcome::Error, Some(class), Some(m), false)
                 }
@@ -513,7 +527,7 @@ impl Runner {
                             429 => (ErrorClass::RateLimited, "HTTP 429".to_string()),
                             s if s >= 500 => (
                                 ErrorClass::Http5xx,
-                                format!("HTTP {s}{}", body_snippet(resp)),
+                                format!("HTTP {s}{}", body_snippet(resp, &masker)),
                             ),
                             s => (ErrorClass::Http4xx, format!("HTTP {s}")),
                         },
@@ -545,13 +559,15 @@ impl Runner {
         let resp = match res {
             Ok(r) => r,
             Err(f) => {
+                // A 2xx whose body could not be read still created the record.
+                let accepted = f.status.is_some_and(|c| (200..300).contains(&c));
                 return finish(
                     run,
                     st,
                     Outcome::Error,
                     Some(f.class),
                     Some(f.message),
-                    false,
+                    accepted,
                 );
             }
         };
@@ -568,7 +584,7 @@ impl Runner {
             if verdict.status_passed() {
                 m
             } else {
-                format!("{m}{}", body_snippet(&resp))
+                format!("{m}{}", body_snippet(&resp, &masker))
             }
         });
 
@@ -674,7 +690,10 @@ impl Runner {
                 record.total_ms = ms(r.total);
                 record.response_bytes = Some(r.body.len() as u64);
             }
-            Err(f) => record.total_ms = ms(f.elapsed),
+            Err(f) => {
+                record.status = f.status;
+                record.total_ms = ms(f.elapsed);
+            }
         }
         (res, record)
     }

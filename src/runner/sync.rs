@@ -29,7 +29,8 @@ impl EventWindow {
     }
 
     /// A record found by polling appeared after the last miss was sent and before the
-    /// hit was answered. Without a miss, the lower bound is the upstream event itself.
+    /// hit was answered. Without a miss, the lower bound is the upstream event itself, or
+    /// the run's start when there is none.
     pub fn of_poll(last_miss: Option<Window>, hit: Window, since: Option<&EventWindow>) -> Self {
         match (last_miss, since) {
             (Some(m), _) => EventWindow {
@@ -42,7 +43,12 @@ impl EventWindow {
                 hi: hit.received,
                 est: (s.est + hit.mid()) / 2,
             },
-            (None, None) => Self::of_request(hit),
+            // Found at once and not created by this run: it may predate the run.
+            (None, None) => EventWindow {
+                lo: Duration::ZERO,
+                hi: hit.received,
+                est: hit.mid(),
+            },
         }
     }
 }

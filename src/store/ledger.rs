@@ -115,6 +115,26 @@ impl Ledger {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    /// Records several entries in one transaction (all or none); ids in the same order.
+    pub async fn record_all(&self, entries: Vec<NewEntry>) -> Result<Vec<i64>, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let mut ids = Vec::new();
+            for e in &entries {
+                let context = serde_json::to_string(&e.context).unwrap_or_else(|_| "{}".into());
+                tx.execute(
+                    "INSERT INTO cleanup_ledger (run_id, probe, cleanup, created_by, context, created_at, attempts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+                    params![e.run_id, e.probe, e.cleanup, e.created_by, context, e.created_at.to_rfc3339()],
+                )?;
+                ids.push(tx.last_insert_rowid());
+            }
+            tx.commit()?;
+            Ok(ids)
+        })
+        .await
+    }
+
     /// Records a created record; returns once it is committed to disk.
     pub async fn record(&self, e: NewEntry) -> Result<i64, StoreError> {
         let context = serde_json::to_string(&e.context).unwrap_or_else(|_| "{}".into());
