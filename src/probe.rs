@@ -298,7 +298,8 @@ pub enum SecretSource {
 }
 
 impl Request {
-    fn template_sources<'a>(&'a self, out: &mut Vec<&'a str>) {
+    /// Every template string of the request.
+    pub fn template_sources<'a>(&'a self, out: &mut Vec<&'a str>) {
         out.push(&self.url);
         out.extend(self.headers.iter().map(|(_, v)| v.as_str()));
         match &self.body {

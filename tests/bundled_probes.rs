@@ -24,7 +24,10 @@
 //! - `Litter::Blocked` cases (the fault also hits a system the cleanup must delete from,
 //!   e.g. DMS rejecting rooftop's token): rooftop cannot delete there, so records may
 //!   remain, but then the run must say so (`cleanup.outcome == failed`), and once the
-//!   fault clears, replaying the ledger (what `rooftop cleanup` does) must remove them.
+//!   fault clears, replaying the ledger (what `rooftop cleanup` does) must remove them;
+//! - `Litter::Unanswered` cases (the create request timed out): whether the record exists
+//!   is unknowable, so the run's cleanup must report failure (an id never captured is
+//!   named as such) rather than success.
 //!
 //! In every case the ledger must end up empty and no new leftover may remain.
 //!
@@ -93,6 +96,9 @@ enum Expect {
 enum Litter {
     None,
     Blocked,
+    /// The create request was sent and never answered (a timeout): rooftop cannot know
+    /// whether the record exists, so its cleanup must not claim success.
+    Unanswered,
 }
 
 /// Which ground-truth record a sync step found.
@@ -178,7 +184,8 @@ fn first_step_faults(system: System, step: &'static str) -> Vec<Case> {
                 delay: SLOW,
             })],
             fails(Outcome::Error, ErrorClass::Timeout, step),
-        ),
+        )
+        .litter(Litter::Unanswered),
         case(
             format!("{s} error_burst 1.0"),
             vec![fault(FaultKind::ErrorBurst {
@@ -553,6 +560,10 @@ async fn run_case(h: &mut Harness, case: &Case) -> (Vec<String>, String) {
                 cleanup_summary(&run)
             ))
         }
+        Litter::Unanswered if cleanup != CleanupOutcome::Failed => problems.push(format!(
+            "the create request got no answer, yet cleanup reported {cleanup:?}: {}",
+            cleanup_summary(&run)
+        )),
         _ => {}
     }
     if case.litter == Litter::None && cleanup == CleanupOutcome::Failed {

@@ -316,3 +316,44 @@ async fn a_killed_run_is_cleaned_up_on_the_next_start() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sb.leftovers().is_empty(), "{:?}", sb.leftovers());
 }
+
+/// Regression: a run killed while its create request was in flight left no ledger entry,
+/// so nobody would ever look for that record. The entry is now written (pending) before
+/// the request is sent, and `rooftop cleanup` reports what it cannot know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_mid_create_request_is_reported_by_cleanup() {
+    let sb = sandbox(100, SandboxConfig::default()).await;
+    sb.set_faults(vec![Fault::new(FaultKind::Slow {
+        system: rooftop::sandbox::System::Crm,
+        delay: Duration::from_secs(3),
+    })]);
+    let state = tempfile::tempdir().unwrap();
+    let mut child = rooftop(
+        &sb,
+        state.path(),
+        &["once", "lead-to-bdc-call-list", "--config", "."],
+    )
+    .spawn()
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    sb.set_faults(Vec::new());
+    let out = rooftop(&sb, state.path(), &["cleanup", "--config", "."])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("lead-to-bdc-call-list / delete-lead")
+            && stdout.contains("`lead_id` was never captured"),
+        "{stdout}"
+    );
+    // Reported once; retrying cannot help, so it is not kept.
+    let again = rooftop(&sb, state.path(), &["cleanup", "--config", "."])
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("ledger is empty"));
+}

@@ -22,6 +22,31 @@ use crate::template::Context;
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Values a cleanup step's templates read that the run never produced (vars and
+/// captures only; `env.*` and `secret.*` problems may be fixed later, so they are retried).
+fn missing_values(step: &CleanupStep, ctx: &Context) -> Vec<String> {
+    let mut sources = Vec::new();
+    step.request.template_sources(&mut sources);
+    if let Some(f) = &step.find {
+        f.request.template_sources(&mut sources);
+    }
+    let bind = step.find.as_ref().map(|f| f.bind.as_str());
+    let mut missing: Vec<String> = sources
+        .into_iter()
+        .filter_map(|s| crate::template::analyze(s).ok())
+        .flatten()
+        .filter_map(|name| name.split('.').next().map(str::to_string))
+        .filter(|head| {
+            !crate::template::RESERVED.contains(&head.as_str())
+                && Some(head.as_str()) != bind
+                && ctx.get(head).is_none()
+        })
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
+}
+
 /// Why one cleanup attempt failed.
 struct CleanupFailure {
     status: Option<u16>,
@@ -71,6 +96,26 @@ impl Runner {
             error: None,
             duration_ms: 0.0,
         };
+        let missing = missing_values(step, &ctx);
+        if !missing.is_empty() {
+            // Retrying cannot help: the value was never captured. Say so once, loudly
+            // (the run's cleanup fails), and stop retrying it.
+            item.error = Some(format!(
+                "the record's id is unknown: {} never captured (the create request got no usable answer); find the record by its synthetic tag and delete it by hand",
+                missing
+                    .iter()
+                    .map(|m| format!("`{m}` was"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            item.duration_ms = ms(started.elapsed());
+            if let Some(id) = ledger_id
+                && let Err(e) = self.ledger.remove(id).await
+            {
+                item.error = Some(format!("cleanup ledger update failed: {e}"));
+            }
+            return item;
+        }
         let mut wait = FIRST_BACKOFF;
         for attempt in 0..=step.retries {
             if attempt > 0 {

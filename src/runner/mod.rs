@@ -85,6 +85,23 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// The report of a step that was cut off or never sent.
+fn not_run(step: &Step, started: Duration, class: ErrorClass, message: String) -> StepRun {
+    StepRun {
+        name: step.name.clone(),
+        outcome: Outcome::Error,
+        error_class: Some(class),
+        message: Some(message),
+        started_ms: ms(started),
+        duration_ms: 0.0,
+        request: None,
+        attempts: 0,
+        assertions: Vec::new(),
+        captures: BTreeMap::new(),
+        sync: None,
+    }
+}
+
 /// Outcome and class of a response judged against its expectation.
 fn judge(resp: &Response, verdict: &assert::Verdict) -> (Outcome, Option<ErrorClass>) {
     if verdict.passed() {
@@ -191,39 +208,12 @@ impl Runner {
                     });
                 }
                 let started = st.t0.elapsed();
-                let result =
-                    match tokio::time::timeout_at(deadline, self.run_step(&mut st, step, progress))
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(_) => StepResult {
-                            run: StepRun {
-                                name: step.name.clone(),
-                                outcome: Outcome::Error,
-                                error_class: Some(ErrorClass::ProbeTimeout),
-                                message: Some(format!(
-                                    "probe timeout of {} reached during this step",
-                                    humantime::format_duration(probe.timeout)
-                                )),
-                                started_ms: ms(started),
-                                duration_ms: ms(st.t0.elapsed() - started),
-                                request: None,
-                                attempts: 0,
-                                assertions: Vec::new(),
-                                captures: BTreeMap::new(),
-                                sync: None,
-                            },
-                            accepted: false,
-                        },
-                    };
-                if st.windows.len() < steps.len() + 1 {
-                    st.windows.push(None);
-                }
-                // The ledger entry is committed before the next step can create anything.
-                let mut run = result.run;
-                if result.accepted && !step.creates.is_empty() {
-                    // All of a step's records are committed together: a crash cannot
-                    // leave the source recorded without the sweeps that follow it.
+                // Records are entered in the ledger as pending *before* the request that
+                // creates them is sent: whatever happens next (no answer, a timeout, a
+                // kill), the ledger knows a record may exist.
+                let pending = if step.creates.is_empty() {
+                    Ok(Vec::new())
+                } else {
                     let entries: Vec<NewEntry> = step
                         .creates
                         .iter()
@@ -236,22 +226,90 @@ impl Runner {
                             created_at: self.clock.now(),
                         })
                         .collect();
-                    match self.ledger.record_all(entries).await {
-                        Ok(ids) => {
-                            for (id, cleanup) in ids.into_iter().zip(&step.creates) {
-                                created.push((id, cleanup.clone(), step.name.clone()));
-                            }
-                        }
-                        Err(e) => {
-                            // Without ledger entries nothing else may be created; still
-                            // try to delete what this step made.
-                            run.outcome = Outcome::Error;
-                            run.error_class = Some(ErrorClass::Ledger);
-                            run.message =
-                                Some(format!("cannot record the created record for cleanup: {e}"));
-                            for cleanup in &step.creates {
-                                created.push((-1, cleanup.clone(), step.name.clone()));
-                            }
+                    self.ledger.record_all(entries).await
+                };
+                let ids = match pending {
+                    Ok(ids) => ids,
+                    Err(e) => {
+                        // A record we could not track is never created.
+                        let run = not_run(
+                            step,
+                            started,
+                            ErrorClass::Ledger,
+                            format!(
+                                "not sent: the cleanup ledger cannot record what this step creates: {e}"
+                            ),
+                        );
+                        failure = Some((
+                            Outcome::Error,
+                            Some(ErrorClass::Ledger),
+                            Some(step.name.clone()),
+                            run.message.clone(),
+                        ));
+                        steps.push(run);
+                        break;
+                    }
+                };
+                let result =
+                    match tokio::time::timeout_at(deadline, self.run_step(&mut st, step, progress))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => StepResult {
+                            run: not_run(
+                                step,
+                                started,
+                                ErrorClass::ProbeTimeout,
+                                format!(
+                                    "probe timeout of {} reached during this step",
+                                    humantime::format_duration(probe.timeout)
+                                ),
+                            ),
+                            accepted: false,
+                        },
+                    };
+                let mut run = result.run;
+                run.duration_ms = ms(st.t0.elapsed()) - run.started_ms;
+                if st.windows.len() < steps.len() + 1 {
+                    st.windows.push(None);
+                }
+                if !ids.is_empty() {
+                    let status = run.request.as_ref().and_then(|r| r.status);
+                    // Not created: the system answered with a non-2xx status, or the
+                    // request never left (refused connection, DNS, TLS, template).
+                    let answered_no = status.is_some_and(|c| !(200..300).contains(&c));
+                    let never_sent = status.is_none()
+                        && matches!(
+                            run.error_class,
+                            Some(
+                                ErrorClass::Dns
+                                    | ErrorClass::Connect
+                                    | ErrorClass::Tls
+                                    | ErrorClass::Template
+                                    | ErrorClass::Secret
+                            )
+                        );
+                    let refused = !result.accepted && (answered_no || never_sent);
+                    let update = if result.accepted {
+                        // Confirmed, with the captures the cleanup needs.
+                        self.ledger
+                            .confirm(ids.clone(), ledger_context(&st.ctx))
+                            .await
+                    } else if refused {
+                        self.ledger.remove_all(ids.clone()).await
+                    } else {
+                        // Sent without an answer (timeout, reset, probe timeout): it may
+                        // exist; cleanup says so if its id was never captured.
+                        Ok(())
+                    };
+                    if let Err(e) = update {
+                        run.outcome = Outcome::Error;
+                        run.error_class = Some(ErrorClass::Ledger);
+                        run.message = Some(format!("cleanup ledger update failed: {e}"));
+                    }
+                    if !refused {
+                        for (id, cleanup) in ids.into_iter().zip(&step.creates) {
+                            created.push((id, cleanup.clone(), step.name.clone()));
                         }
                     }
                 }

@@ -43,6 +43,8 @@ pub struct LedgerEntry {
     pub created_at: DateTime<Utc>,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// The create request got no definitive answer: the record may or may not exist.
+    pub pending: bool,
 }
 
 /// A new entry, before it has an id.
@@ -115,7 +117,8 @@ impl Ledger {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    /// Records several entries in one transaction (all or none); ids in the same order.
+    /// Records several entries in one transaction (all or none), as pending until
+    /// `confirm`; ids in the same order.
     pub async fn record_all(&self, entries: Vec<NewEntry>) -> Result<Vec<i64>, StoreError> {
         self.with_conn(move |c| {
             let tx = c.unchecked_transaction()?;
@@ -123,8 +126,8 @@ impl Ledger {
             for e in &entries {
                 let context = serde_json::to_string(&e.context).unwrap_or_else(|_| "{}".into());
                 tx.execute(
-                    "INSERT INTO cleanup_ledger (run_id, probe, cleanup, created_by, context, created_at, attempts)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+                    "INSERT INTO cleanup_ledger (run_id, probe, cleanup, created_by, context, created_at, attempts, pending)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 1)",
                     params![e.run_id, e.probe, e.cleanup, e.created_by, context, e.created_at.to_rfc3339()],
                 )?;
                 ids.push(tx.last_insert_rowid());
@@ -145,6 +148,38 @@ impl Ledger {
                 params![e.run_id, e.probe, e.cleanup, e.created_by, context, e.created_at.to_rfc3339()],
             )?;
             Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    /// A pending record was created: store the captures its cleanup needs.
+    pub async fn confirm(
+        &self,
+        ids: Vec<i64>,
+        context: BTreeMap<String, Value>,
+    ) -> Result<(), StoreError> {
+        let context = serde_json::to_string(&context).unwrap_or_else(|_| "{}".into());
+        self.with_conn(move |c| {
+            let tx = c.unchecked_transaction()?;
+            for id in &ids {
+                tx.execute(
+                    "UPDATE cleanup_ledger SET context = ?2, pending = 0 WHERE id = ?1",
+                    params![id, context],
+                )?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    /// The system refused the create request: nothing to clean up.
+    pub async fn remove_all(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.unchecked_transaction()?;
+            for id in &ids {
+                tx.execute("DELETE FROM cleanup_ledger WHERE id = ?1", params![id])?;
+            }
+            tx.commit()
         })
         .await
     }
@@ -179,7 +214,7 @@ impl Ledger {
     pub async fn pending(&self, probe: Option<String>) -> Result<Vec<LedgerEntry>, StoreError> {
         self.with_conn(move |c| {
             let mut stmt = c.prepare(
-                "SELECT id, run_id, probe, cleanup, created_by, context, created_at, attempts, last_error
+                "SELECT id, run_id, probe, cleanup, created_by, context, created_at, attempts, last_error, pending
                  FROM cleanup_ledger WHERE (?1 IS NULL OR probe = ?1) ORDER BY id",
             )?;
             let rows = stmt.query_map(params![probe], |r| {
@@ -197,6 +232,7 @@ impl Ledger {
                         .unwrap_or_default(),
                     attempts: r.get(7)?,
                     last_error: r.get(8)?,
+                    pending: r.get::<_, i64>(9)? != 0,
                 })
             })?;
             rows.collect()
@@ -229,7 +265,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
                  context TEXT NOT NULL,
                  created_at TEXT NOT NULL,
                  attempts INTEGER NOT NULL DEFAULT 0,
-                 last_error TEXT
+                 last_error TEXT,
+                 pending INTEGER NOT NULL DEFAULT 0
              );
              CREATE INDEX IF NOT EXISTS cleanup_ledger_probe ON cleanup_ledger (probe);
              PRAGMA user_version = 1;
@@ -274,6 +311,21 @@ mod tests {
         let a = &l.pending(Some("a".into())).await.unwrap()[0];
         assert_eq!((a.attempts, a.last_error.as_deref()), (4, Some("HTTP 503")));
         l.remove(id).await.unwrap();
+        assert_eq!(l.count().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn pending_until_confirmed_and_refusals_forget() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open_in(dir.path()).unwrap();
+        let ids = l.record_all(vec![entry("a"), entry("a")]).await.unwrap();
+        assert!(l.pending(None).await.unwrap().iter().all(|e| e.pending));
+        let mut ctx = BTreeMap::new();
+        ctx.insert("ro".to_string(), Value::from("RO-9"));
+        l.confirm(vec![ids[0]], ctx).await.unwrap();
+        let all = l.pending(None).await.unwrap();
+        assert!(!all[0].pending && all[0].context["ro"] == "RO-9");
+        l.remove_all(vec![ids[1]]).await.unwrap();
         assert_eq!(l.count().await.unwrap(), 1);
     }
 }
