@@ -220,3 +220,38 @@ async fn first_run_after_the_connector_goes_down_reports_connect() {
     );
     peer.await.unwrap();
 }
+
+/// Regression: a poll whose `within` outlasted what remained of the probe's timeout was
+/// cut off as `probe_timeout`, losing its poll count and last answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_cut_by_the_probe_timeout_reports_sync_timeout_with_its_polls() {
+    let (addr, _) = server().await;
+    let state = tempfile::tempdir().unwrap();
+    let r = runner(state.path(), 1 << 20, None);
+    let text = format!(
+        "name: t\ntimeout: 2s\nsteps:\n  - name: s\n    request: {{url: \"http://{addr}/never\", timeout: 300ms}}\n    until: {{json: {{\"$.id\": {{exists: true}}}}}}\n    poll: {{interval: 100ms, backoff: 1, within: 2s}}\n"
+    );
+    let probe = load_probe_text(
+        Path::new("t.yaml"),
+        &text,
+        &Defaults::default(),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let run = r.run(&probe, None).await;
+    assert_eq!(
+        class(&run),
+        (Outcome::SyncTimeout, Some(ErrorClass::SyncTimeout)),
+        "{:?}",
+        run.message
+    );
+    assert!(run.steps[0].attempts > 5, "{}", run.steps[0].attempts);
+    assert!(
+        run.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("before the probe timeout"),
+        "{:?}",
+        run.message
+    );
+}

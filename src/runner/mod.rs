@@ -69,6 +69,8 @@ struct RunState {
     trace_id: String,
     wall_start: chrono::DateTime<chrono::Utc>,
     windows: Vec<Option<EventWindow>>,
+    /// The probe's deadline.
+    deadline: Instant,
 }
 
 /// Why a run did not succeed: outcome, class, failed step, message.
@@ -172,14 +174,16 @@ impl Runner {
             &probe.name,
             masker.clone(),
         );
+        let t0 = Instant::now();
+        let deadline = t0 + probe.timeout;
         let mut st = RunState {
-            t0: Instant::now(),
+            t0,
             ctx,
             trace_id: http::new_trace_id(),
             wall_start: self.clock.now(),
             windows: Vec::new(),
+            deadline,
         };
-        let deadline = st.t0 + probe.timeout;
         let mut steps = Vec::new();
         let mut created: Vec<(i64, String, String)> = Vec::new();
         let mut failure: Option<RunFailure> = None;
@@ -495,7 +499,10 @@ impl Runner {
                     let (t0, ctx, trace_id, masker_ref, last_ref) =
                         (st.t0, &st.ctx, st.trace_id.as_str(), &masker, &last);
                     let poll_started = Instant::now();
-                    let result = poll::poll_until(plan, t0, |n| {
+                    // The final attempt must fit before the probe's own deadline, so a poll
+                    // cut short still reports its polls and last answer.
+                    let cap = st.deadline.checked_sub(step.request.timeout);
+                    let result = poll::poll_until(plan, t0, cap, |n| {
                         let out = out.clone();
                         async move {
                             let (res, rec) = self.send(t0, &out, trace_id, masker_ref).await;
@@ -598,10 +605,21 @@ impl Runner {
                         .as_ref()
                         .and_then(|v| v.first_failure())
                         .unwrap_or_default();
-                    let m = format!(
-                        "not synced within {within} ({} polls); last answer: {why}",
-                        pr.attempts
-                    );
+                    let cut = st
+                        .deadline
+                        .checked_sub(step.request.timeout)
+                        .is_some_and(|c| c < Instant::now());
+                    let m = if cut {
+                        format!(
+                            "not synced before the probe timeout ({} polls); last answer: {why}",
+                            pr.attempts
+                        )
+                    } else {
+                        format!(
+                            "not synced within {within} ({} polls); last answer: {why}",
+                            pr.attempts
+                        )
+                    };
                     finish(
                         run,
                         st,

@@ -49,15 +49,24 @@ pub struct PollResult<T> {
     pub hit: Option<Window>,
 }
 
-/// Runs `attempt` until it hits, fails fatally, or the `within` deadline passes.
-/// `t0` is the run's start; windows are offsets from it.
-pub async fn poll_until<T, F, Fut>(plan: &Poll, t0: Instant, mut attempt: F) -> PollResult<T>
+/// Runs `attempt` until it hits, fails fatally, or the `within` deadline passes (or
+/// `cap`, when earlier: the last moment a final attempt still fits in the probe's
+/// timeout). `t0` is the run's start; windows are offsets from it.
+pub async fn poll_until<T, F, Fut>(
+    plan: &Poll,
+    t0: Instant,
+    cap: Option<Instant>,
+    mut attempt: F,
+) -> PollResult<T>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = (Attempt, T)>,
 {
     let start = Instant::now();
-    let deadline = start + plan.within;
+    let deadline = match cap {
+        Some(c) => (start + plan.within).min(c),
+        None => start + plan.within,
+    };
     let mut wait = plan.interval;
     let mut n = 0;
     let mut last_miss = None;
@@ -158,7 +167,7 @@ mod tests {
         let appears_at = Duration::from_secs(13);
         let p = plan(2, 2.0, 10, 30);
         let mut seen = Vec::new();
-        let result = poll_until(&p, t0, |_| {
+        let result = poll_until(&p, t0, None, |_| {
             let now = t0.elapsed();
             seen.push(now.as_secs());
             async move {
@@ -183,7 +192,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn times_out_after_a_last_attempt_at_the_deadline() {
         let t0 = Instant::now();
-        let result = poll_until(&plan(2, 2.0, 10, 30), t0, |_| async { (Attempt::Miss, ()) }).await;
+        let result = poll_until(&plan(2, 2.0, 10, 30), t0, None, |_| async {
+            (Attempt::Miss, ())
+        })
+        .await;
         assert_eq!(result.end, Attempt::Miss);
         assert_eq!(result.attempts, 6);
         assert_eq!(t0.elapsed(), Duration::from_secs(30));
@@ -192,7 +204,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn transient_errors_keep_polling_and_fatal_stops() {
         let t0 = Instant::now();
-        let r = poll_until(&plan(1, 1.0, 1, 10), t0, |n| async move {
+        let r = poll_until(&plan(1, 1.0, 1, 10), t0, None, |n| async move {
             (
                 if n < 3 {
                     Attempt::Transient
@@ -204,7 +216,26 @@ mod tests {
         })
         .await;
         assert_eq!((r.end, r.attempts, r.last_miss), (Attempt::Hit, 3, None));
-        let r = poll_until(&plan(1, 1.0, 1, 10), t0, |_| async { (Attempt::Fatal, ()) }).await;
+        let r = poll_until(&plan(1, 1.0, 1, 10), t0, None, |_| async {
+            (Attempt::Fatal, ())
+        })
+        .await;
         assert_eq!((r.end, r.attempts), (Attempt::Fatal, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cap_before_within_ends_polling_early() {
+        let t0 = Instant::now();
+        let cap = Some(t0 + Duration::from_secs(7));
+        let r = poll_until(&plan(2, 1.0, 2, 30), t0, cap, |_| async {
+            (Attempt::Miss, ())
+        })
+        .await;
+        assert_eq!(
+            (r.end, r.attempts),
+            (Attempt::Miss, 5),
+            "attempts at 0, 2, 4, 6 and 7 s"
+        );
+        assert_eq!(t0.elapsed(), Duration::from_secs(7));
     }
 }
