@@ -357,3 +357,52 @@ async fn a_run_killed_mid_create_request_is_reported_by_cleanup() {
         .unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("ledger is empty"));
 }
+
+/// Regression: replaying the ledger while another rooftop process was mid-run deleted
+/// that run's records under it (an overlapping timer, a demo). Entries of a live run are
+/// now left alone; once its process is gone they are fair game.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_leaves_a_live_runs_records_alone() {
+    let sb = sandbox(100, SandboxConfig::default()).await;
+    sb.set_faults(vec![Fault::new(FaultKind::JobStalled {
+        job: JobName::AppointmentToRo,
+    })]);
+    let state = tempfile::tempdir().unwrap();
+    let mut child = rooftop(
+        &sb,
+        state.path(),
+        &["once", "vin-identity", "--config", "."],
+    )
+    .spawn()
+    .unwrap();
+    wait_for_leftovers(&sb).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = rooftop(&sb, state.path(), &["cleanup", "--config", "."])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("belong to a run still in progress"),
+        "{stdout}"
+    );
+    assert!(
+        !sb.leftovers().is_empty(),
+        "the live run's appointment was deleted under it"
+    );
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    sb.set_faults(Vec::new());
+    let out = rooftop(&sb, state.path(), &["cleanup", "--config", "."])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sb.leftovers().is_empty(), "{:?}", sb.leftovers());
+}

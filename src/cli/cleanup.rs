@@ -20,8 +20,21 @@ pub async fn run(cfg: &ConfigArgs, probe: Option<&str>) -> ExitCode {
             return ExitCode::from(EXIT_CANNOT_RUN);
         }
     };
+    let in_progress = runner
+        .ledger
+        .pending(probe.map(str::to_string))
+        .await
+        .map(|v| v.into_iter().filter(|e| e.owned_by_a_live_run()).count())
+        .unwrap_or(0);
+    if in_progress > 0 {
+        println!(
+            "{in_progress} record(s) belong to a run still in progress in another rooftop process; not touched"
+        );
+    }
     if replays.is_empty() {
-        println!("cleanup ledger is empty: nothing to do");
+        if in_progress == 0 {
+            println!("cleanup ledger is empty: nothing to do");
+        }
         return ExitCode::SUCCESS;
     }
     let mut left = 0;

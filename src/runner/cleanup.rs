@@ -248,7 +248,14 @@ impl Runner {
         probes: &[Probe],
         only: Option<&str>,
     ) -> Result<Vec<LedgerReplay>, crate::store::StoreError> {
-        let entries = self.ledger.pending(only.map(str::to_string)).await?;
+        // Entries of a run still in progress in another rooftop process are its business.
+        let entries: Vec<LedgerEntry> = self
+            .ledger
+            .pending(only.map(str::to_string))
+            .await?
+            .into_iter()
+            .filter(|e| !e.owned_by_a_live_run())
+            .collect();
         let mut out = Vec::new();
         // Like a run's own cleanup: newest step first, one step's records in listed order.
         let mut ordered = Vec::new();

@@ -45,6 +45,27 @@ pub struct LedgerEntry {
     pub last_error: Option<String>,
     /// The create request got no definitive answer: the record may or may not exist.
     pub pending: bool,
+    /// The rooftop process whose run created the entry.
+    pub owner_pid: Option<u32>,
+}
+
+impl LedgerEntry {
+    /// True while the run that wrote the entry may still be using the record: its
+    /// process, another rooftop, is alive. Such entries are not replayed.
+    pub fn owned_by_a_live_run(&self) -> bool {
+        self.owner_pid
+            .is_some_and(|pid| pid != std::process::id() && is_live_rooftop(pid))
+    }
+}
+
+/// A live process with our own name (guards against a recycled pid). Linux `/proc`;
+/// elsewhere every owner counts as gone.
+fn is_live_rooftop(pid: u32) -> bool {
+    let comm = |p: &str| std::fs::read_to_string(format!("/proc/{p}/comm")).ok();
+    match (comm(&pid.to_string()), comm("self")) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        _ => false,
+    }
 }
 
 /// A new entry, before it has an id.
@@ -126,9 +147,9 @@ impl Ledger {
             for e in &entries {
                 let context = serde_json::to_string(&e.context).unwrap_or_else(|_| "{}".into());
                 tx.execute(
-                    "INSERT INTO cleanup_ledger (run_id, probe, cleanup, created_by, context, created_at, attempts, pending)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 1)",
-                    params![e.run_id, e.probe, e.cleanup, e.created_by, context, e.created_at.to_rfc3339()],
+                    "INSERT INTO cleanup_ledger (run_id, probe, cleanup, created_by, context, created_at, attempts, pending, owner_pid)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 1, ?7)",
+                    params![e.run_id, e.probe, e.cleanup, e.created_by, context, e.created_at.to_rfc3339(), std::process::id()],
                 )?;
                 ids.push(tx.last_insert_rowid());
             }
@@ -214,7 +235,7 @@ impl Ledger {
     pub async fn pending(&self, probe: Option<String>) -> Result<Vec<LedgerEntry>, StoreError> {
         self.with_conn(move |c| {
             let mut stmt = c.prepare(
-                "SELECT id, run_id, probe, cleanup, created_by, context, created_at, attempts, last_error, pending
+                "SELECT id, run_id, probe, cleanup, created_by, context, created_at, attempts, last_error, pending, owner_pid
                  FROM cleanup_ledger WHERE (?1 IS NULL OR probe = ?1) ORDER BY id",
             )?;
             let rows = stmt.query_map(params![probe], |r| {
@@ -233,6 +254,7 @@ impl Ledger {
                     attempts: r.get(7)?,
                     last_error: r.get(8)?,
                     pending: r.get::<_, i64>(9)? != 0,
+                    owner_pid: r.get(10)?,
                 })
             })?;
             rows.collect()
@@ -266,7 +288,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
                  created_at TEXT NOT NULL,
                  attempts INTEGER NOT NULL DEFAULT 0,
                  last_error TEXT,
-                 pending INTEGER NOT NULL DEFAULT 0
+                 pending INTEGER NOT NULL DEFAULT 0,
+                 owner_pid INTEGER
              );
              CREATE INDEX IF NOT EXISTS cleanup_ledger_probe ON cleanup_ledger (probe);
              PRAGMA user_version = 1;
