@@ -197,12 +197,19 @@ pub async fn run_demo(
     println!("\nstopping: waiting for in-flight runs to finish and clean up…");
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(120);
-    let all = futures_util::future::join_all(tasks);
-    if tokio::time::timeout(grace, all).await.is_err() {
+    let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+    if tokio::time::timeout(grace, futures_util::future::join_all(tasks))
+        .await
+        .is_err()
+    {
         eprintln!(
-            "warning: some runs did not finish within {}; replaying the cleanup ledger",
+            "warning: some runs did not finish within {}; stopping them and replaying the cleanup ledger",
             humantime::format_duration(grace)
         );
+        // Stopped before the replay, so it cannot race a run still creating records.
+        for a in &aborts {
+            a.abort();
+        }
     }
     // Whatever a cut-off run left in the ledger is deleted now.
     let _ = runner.replay_ledger(&config.probes, None).await;
