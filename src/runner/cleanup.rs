@@ -63,7 +63,7 @@ pub struct LedgerReplay {
 }
 
 impl Runner {
-    /// Runs one cleanup step with retries; updates the ledger entry `ledger_id` if given.
+    /// Runs one cleanup step with retries, then updates its ledger entry.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn run_cleanup(
         &self,
@@ -71,7 +71,7 @@ impl Runner {
         step: &CleanupStep,
         created_by: &str,
         values: BTreeMap<String, Value>,
-        ledger_id: Option<i64>,
+        ledger_id: i64,
         trace_id: &str,
         masker: &Masker,
     ) -> CleanupRun {
@@ -109,9 +109,7 @@ impl Runner {
                     .join(", ")
             ));
             item.duration_ms = ms(started.elapsed());
-            if let Some(id) = ledger_id
-                && let Err(e) = self.ledger.remove(id).await
-            {
+            if let Err(e) = self.ledger.remove(ledger_id).await {
                 item.error = Some(format!("cleanup ledger update failed: {e}"));
             }
             return item;
@@ -140,18 +138,20 @@ impl Runner {
             }
         }
         item.duration_ms = ms(started.elapsed());
-        if let Some(id) = ledger_id {
-            let r = if item.success {
-                self.ledger.remove(id).await
-            } else {
-                self.ledger
-                    .record_failure(id, item.attempts, item.error.clone().unwrap_or_default())
-                    .await
-            };
-            if let Err(e) = r {
-                item.success = false;
-                item.error = Some(format!("cleanup ledger update failed: {e}"));
-            }
+        let r = if item.success {
+            self.ledger.remove(ledger_id).await
+        } else {
+            self.ledger
+                .record_failure(
+                    ledger_id,
+                    item.attempts,
+                    item.error.clone().unwrap_or_default(),
+                )
+                .await
+        };
+        if let Err(e) = r {
+            item.success = false;
+            item.error = Some(format!("cleanup ledger update failed: {e}"));
         }
         item
     }
@@ -293,7 +293,7 @@ impl Runner {
                     step,
                     &entry.created_by,
                     entry.context.clone(),
-                    Some(entry.id),
+                    entry.id,
                     &http::new_trace_id(),
                     &masker,
                 )

@@ -131,13 +131,10 @@ fn poll_kind(resp: &Response, until: &assert::Verdict) -> Attempt {
     }
     match resp.status {
         401 | 403 => Attempt::Fatal,
-        404 | 408 | 409 | 425 | 429 => {
-            if resp.status == 404 {
-                Attempt::Miss
-            } else {
-                Attempt::Transient
-            }
-        }
+        // Not there yet.
+        404 => Attempt::Miss,
+        // Busy or conflicting right now: may clear up.
+        408 | 409 | 425 | 429 => Attempt::Transient,
         400..=499 => Attempt::Fatal,
         500..=599 => Attempt::Transient,
         _ if until.problem.is_some() => Attempt::Transient,
@@ -358,7 +355,7 @@ impl Runner {
                     cs,
                     created_by,
                     st.ctx.values().clone(),
-                    (*id >= 0).then_some(*id),
+                    *id,
                     &st.trace_id,
                     &masker,
                 )
