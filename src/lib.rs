@@ -11,6 +11,7 @@ pub mod demo;
 pub mod probe;
 pub mod runner;
 pub mod sandbox;
+pub mod scheduler;
 pub mod secrets;
 pub mod store;
 pub mod synthetic;

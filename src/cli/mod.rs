@@ -8,6 +8,7 @@ mod check;
 mod cleanup;
 mod demo;
 mod once;
+mod run;
 mod sandbox;
 mod schema;
 
@@ -60,6 +61,14 @@ pub enum Command {
     Check {
         #[command(flatten)]
         cfg: ConfigArgs,
+    },
+    /// The agent: run every probe on its schedule until SIGTERM / Ctrl-C.
+    Run {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Most probe runs in flight at once.
+        #[arg(long, default_value_t = 16)]
+        max_concurrent: usize,
     },
     /// Run one probe now, with live progress; cleans up what it created.
     Once {
@@ -123,6 +132,10 @@ pub async fn main() -> ExitCode {
     match cli.command {
         Command::Check { cfg } => check::run(&cfg),
         Command::Once { probe, cfg, json } => once::run(&cfg, &probe, json).await,
+        Command::Run {
+            cfg,
+            max_concurrent,
+        } => run::run(&cfg, max_concurrent).await,
         Command::Cleanup { cfg, probe } => cleanup::run(&cfg, probe.as_deref()).await,
         Command::Demo {
             scenario,
@@ -187,17 +200,4 @@ pub fn build_runner(config: &Config, cfg: &ConfigArgs) -> Result<Runner, ExitCod
     })
 }
 
-/// `1.234s`, `56ms`: compact durations for tables.
-pub fn fmt_ms(ms: f64) -> String {
-    if ms >= 60_000.0 {
-        format!(
-            "{}m{:02.0}s",
-            (ms / 60_000.0).floor(),
-            (ms % 60_000.0) / 1000.0
-        )
-    } else if ms >= 1000.0 {
-        format!("{:.2}s", ms / 1000.0)
-    } else {
-        format!("{ms:.0}ms")
-    }
-}
+pub use crate::runner::fmt_ms;

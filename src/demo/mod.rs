@@ -144,7 +144,7 @@ pub async fn run_demo(
             while !*stop.borrow() {
                 let run = runner.run(&probe, None).await;
                 if !live {
-                    println!("{}", view::run_line(&run));
+                    println!("{}", run.summary_line());
                 }
                 if let Ok(mut s) = stats.lock()
                     && let Some(ps) = s.get_mut(&probe.name)

@@ -4,39 +4,6 @@ use std::time::Duration;
 
 use super::Stats;
 use crate::cli::fmt_ms;
-use crate::runner::{Outcome, ProbeRun};
-
-/// One line per finished run, for logs and pipes.
-pub fn run_line(run: &ProbeRun) -> String {
-    let syncs: Vec<String> = run
-        .steps
-        .iter()
-        .filter_map(|s| {
-            s.sync
-                .as_ref()
-                .map(|m| format!("{} {}", s.name, fmt_ms(m.estimate_ms)))
-        })
-        .collect();
-    let mut line = format!(
-        "{} {:<28} {:<12} {:>8}",
-        run.finished_at.format("%H:%M:%S"),
-        run.probe,
-        run.outcome.as_str(),
-        fmt_ms(run.duration_ms)
-    );
-    if !syncs.is_empty() {
-        line.push_str(&format!("  sync: {}", syncs.join(", ")));
-    }
-    if run.outcome != Outcome::Success {
-        line.push_str(&format!(
-            "  [{} at {}] {}",
-            run.error_class.map(|c| c.as_str()).unwrap_or("-"),
-            run.failed_step.as_deref().unwrap_or("-"),
-            run.runbook.as_deref().unwrap_or("")
-        ));
-    }
-    line
-}
 
 /// The live table.
 pub fn table(stats: &Stats, faults: &[serde_json::Value], elapsed: Duration) -> String {

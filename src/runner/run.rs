@@ -11,6 +11,21 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+/// `1.234s`, `56ms`, `2m05s`: compact durations for tables and log lines.
+pub fn fmt_ms(ms: f64) -> String {
+    if ms >= 60_000.0 {
+        format!(
+            "{}m{:02.0}s",
+            (ms / 60_000.0).floor(),
+            (ms % 60_000.0) / 1000.0
+        )
+    } else if ms >= 1000.0 {
+        format!("{:.2}s", ms / 1000.0)
+    } else {
+        format!("{ms:.0}ms")
+    }
+}
+
 /// How a run or a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -133,6 +148,43 @@ pub struct ProbeRun {
 impl ProbeRun {
     pub fn step(&self, name: &str) -> Option<&StepRun> {
         self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// One line for logs and pipes: time, probe, outcome, duration, sync estimates, and
+    /// for a failure its class, step and runbook.
+    pub fn summary_line(&self) -> String {
+        let ms = fmt_ms;
+        let syncs: Vec<String> = self
+            .steps
+            .iter()
+            .filter_map(|s| {
+                s.sync
+                    .as_ref()
+                    .map(|m| format!("{} {}", s.name, ms(m.estimate_ms)))
+            })
+            .collect();
+        let mut line = format!(
+            "{} {:<28} {:<12} {:>8}",
+            self.finished_at.format("%H:%M:%S"),
+            self.probe,
+            self.outcome.as_str(),
+            ms(self.duration_ms)
+        );
+        if !syncs.is_empty() {
+            line.push_str(&format!("  sync: {}", syncs.join(", ")));
+        }
+        if self.outcome != Outcome::Success {
+            line.push_str(&format!(
+                "  [{} at {}] {}",
+                self.error_class.map(|c| c.as_str()).unwrap_or("-"),
+                self.failed_step.as_deref().unwrap_or("-"),
+                self.runbook.as_deref().unwrap_or("")
+            ));
+        }
+        if self.cleanup.outcome == CleanupOutcome::Failed {
+            line.push_str("  CLEANUP FAILED");
+        }
+        line
     }
 }
 

@@ -1,0 +1,394 @@
+//! When probes run: next fire times for cron (with an IANA time zone and a defined DST
+//! rule) and interval schedules, a stable per-probe spread, and the loop that fires runs
+//! without letting a probe overlap itself or exceed a global concurrency limit.
+//!
+//! Pure time arithmetic plus one loop generic over how a run is executed, so it is tested
+//! on paused tokio time with an injected clock. It knows nothing of HTTP or storage.
+//!
+//! DST rule: cron fields match local wall-clock time in the schedule's zone. A local time
+//! that does not exist (spring forward) fires once, at the first instant after the gap;
+//! a local time that happens twice (fall back) fires once, at its first occurrence.
+//! (The `cron` crate alone would skip the first and fire the second twice.)
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
+use tokio::sync::{Semaphore, watch};
+
+use crate::clock::Clock;
+use crate::probe::Schedule;
+
+/// Largest spread added to cron fire times (interval schedules spread over their period).
+pub const CRON_SPREAD: Duration = Duration::from_secs(30);
+
+/// A stable offset for a probe, from its name: FNV-1a, so it does not change between
+/// builds or restarts (std's hasher may).
+pub fn spread(name: &str, schedule: &Schedule) -> Duration {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let range = match schedule {
+        Schedule::Every(period) => *period,
+        Schedule::Cron { .. } => CRON_SPREAD,
+    };
+    let range_ms = range.as_millis().max(1) as u64;
+    Duration::from_millis(h % range_ms)
+}
+
+/// The first fire time strictly after `after`, with `offset` (the probe's spread) added.
+pub fn next_fire(
+    schedule: &Schedule,
+    offset: Duration,
+    after: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let offset = chrono::Duration::from_std(offset).ok()?;
+    match schedule {
+        Schedule::Every(period) => {
+            // Aligned to the Unix epoch, so fire times do not depend on when the agent
+            // started, and a restart does not shift them.
+            let period_ms = i64::try_from(period.as_millis()).ok()?.max(1);
+            let shifted = (after - offset).timestamp_millis();
+            let k = shifted.div_euclid(period_ms) + 1;
+            let t = DateTime::<Utc>::from_timestamp_millis(k.checked_mul(period_ms)?)?;
+            Some(t + offset)
+        }
+        Schedule::Cron {
+            schedule, timezone, ..
+        } => {
+            let base = after - offset;
+            // Iterate candidate local wall times, matching cron fields on the naive
+            // local time (expressed as UTC so the cron crate applies no zone of its own).
+            let local_after = base.with_timezone(timezone).naive_local();
+            let fake = Utc.from_utc_datetime(&local_after);
+            for candidate in schedule.after(&fake).take(10_000) {
+                let fire = resolve_local(timezone, candidate.naive_utc())?;
+                if fire > base {
+                    return Some(fire + offset);
+                }
+            }
+            None
+        }
+    }
+}
+
+/// A local wall time → the instant it happens, by the DST rule above.
+fn resolve_local(tz: &chrono_tz::Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+        LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
+        LocalResult::None => {
+            // In a gap: the first minute that exists after it (gaps are whole minutes).
+            let mut t = naive;
+            for _ in 0..(24 * 60) {
+                t += chrono::Duration::minutes(1);
+                let start = t.with_second(0)?;
+                if let LocalResult::Single(x) | LocalResult::Ambiguous(x, _) =
+                    tz.from_local_datetime(&start)
+                {
+                    return Some(x.with_timezone(&Utc));
+                }
+            }
+            None
+        }
+    }
+}
+
+/// What the loop reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A run started `lag` after its scheduled instant.
+    Started {
+        probe: usize,
+        scheduled: DateTime<Utc>,
+        lag: Duration,
+    },
+    /// The previous run of this probe was still going: this fire was skipped.
+    SkippedOverlap {
+        probe: usize,
+        scheduled: DateTime<Utc>,
+    },
+    /// No further fire time exists (a cron expression with a past year).
+    Exhausted { probe: usize },
+}
+
+/// Runs every schedule until `stop` turns true. `execute(i)` carries out one run of probe
+/// `i`; at most `max_concurrent` run at once. Fires missed while the agent was down are
+/// not replayed: the loop starts from "now". Returns once in-flight runs have finished.
+pub async fn run_schedules<E, Fut>(
+    schedules: Vec<(Schedule, Duration)>,
+    clock: Arc<dyn Clock>,
+    max_concurrent: usize,
+    execute: E,
+    on_event: Arc<dyn Fn(&Event) + Send + Sync>,
+    mut stop: watch::Receiver<bool>,
+) where
+    E: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let execute = Arc::new(execute);
+    let permits = Arc::new(Semaphore::new(max_concurrent.max(1)));
+    let mut loops = Vec::new();
+    for (i, (schedule, offset)) in schedules.into_iter().enumerate() {
+        let (clock, execute, permits, on_event, mut stop) = (
+            clock.clone(),
+            execute.clone(),
+            permits.clone(),
+            on_event.clone(),
+            stop.clone(),
+        );
+        loops.push(tokio::spawn(async move {
+            let busy = Arc::new(AtomicBool::new(false));
+            let mut runs = Vec::new();
+            let mut after = clock.now();
+            loop {
+                let Some(next) = next_fire(&schedule, offset, after) else {
+                    on_event(&Event::Exhausted { probe: i });
+                    break;
+                };
+                let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                after = next;
+                if busy.swap(true, Ordering::SeqCst) {
+                    on_event(&Event::SkippedOverlap {
+                        probe: i,
+                        scheduled: next,
+                    });
+                    continue;
+                }
+                let (execute, permits, on_event, busy, clock) = (
+                    execute.clone(),
+                    permits.clone(),
+                    on_event.clone(),
+                    busy.clone(),
+                    clock.clone(),
+                );
+                runs.push(tokio::spawn(async move {
+                    let Ok(_permit) = permits.acquire_owned().await else {
+                        return;
+                    };
+                    let lag = (clock.now() - next).to_std().unwrap_or(Duration::ZERO);
+                    on_event(&Event::Started {
+                        probe: i,
+                        scheduled: next,
+                        lag,
+                    });
+                    execute(i).await;
+                    busy.store(false, Ordering::SeqCst);
+                }));
+                runs.retain(|r: &tokio::task::JoinHandle<()>| !r.is_finished());
+            }
+            for r in runs {
+                let _ = r.await;
+            }
+        }));
+    }
+    let _ = stop.wait_for(|s| *s).await;
+    for l in loops {
+        let _ = l.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+    use std::sync::Mutex;
+
+    fn cron(expr: &str, tz: chrono_tz::Tz) -> Schedule {
+        Schedule::Cron {
+            expr: expr.into(),
+            schedule: Box::new(cron::Schedule::from_str(expr).unwrap()),
+            timezone: tz,
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn fires(s: &Schedule, from: &str, n: usize) -> Vec<String> {
+        let mut t = at(from);
+        (0..n)
+            .map(|_| {
+                t = next_fire(s, Duration::ZERO, t).unwrap();
+                t.with_timezone(&chrono_tz::America::Toronto)
+                    .format("%m-%d %H:%M %Z")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn spring_forward_runs_a_skipped_local_time_once_after_the_gap() {
+        // 2026-03-08: Toronto jumps from 02:00 EST to 03:00 EDT.
+        let s = cron("0 30 2 * * *", chrono_tz::America::Toronto);
+        assert_eq!(
+            fires(&s, "2026-03-07T12:00:00Z", 3),
+            vec!["03-08 03:00 EDT", "03-09 02:30 EDT", "03-10 02:30 EDT"]
+        );
+        // Every 10 minutes through the missing hour: one fire for the whole gap.
+        let s = cron("0 */10 2 * * *", chrono_tz::America::Toronto);
+        let f = fires(&s, "2026-03-08T06:55:00Z", 2);
+        assert_eq!(f, vec!["03-08 03:00 EDT", "03-09 02:00 EDT"]);
+    }
+
+    #[test]
+    fn fall_back_runs_a_repeated_local_time_once() {
+        // 2026-11-01: Toronto goes from 02:00 EDT back to 01:00 EST.
+        let s = cron("0 30 1 * * *", chrono_tz::America::Toronto);
+        assert_eq!(
+            fires(&s, "2026-10-31T12:00:00Z", 3),
+            vec!["11-01 01:30 EDT", "11-02 01:30 EST", "11-03 01:30 EST"]
+        );
+    }
+
+    #[test]
+    fn cron_in_a_zone_and_every_aligned_to_the_epoch() {
+        let s = cron("0 15 */2 * * *", chrono_tz::America::Toronto);
+        assert_eq!(
+            fires(&s, "2026-06-01T12:00:00Z", 2),
+            vec!["06-01 08:15 EDT", "06-01 10:15 EDT"]
+        );
+        let every = Schedule::Every(Duration::from_secs(1800));
+        let t = next_fire(&every, Duration::ZERO, at("2026-06-01T12:07:00Z")).unwrap();
+        assert_eq!(t, at("2026-06-01T12:30:00Z"));
+        let t = next_fire(&every, Duration::from_secs(60), at("2026-06-01T12:31:00Z")).unwrap();
+        assert_eq!(
+            t,
+            at("2026-06-01T13:01:00Z"),
+            "offset shifts the grid, strictly after"
+        );
+    }
+
+    #[test]
+    fn spread_is_stable_within_range_and_spreads_out() {
+        let every = Schedule::Every(Duration::from_secs(60));
+        assert_eq!(
+            spread("lead-to-bdc-call-list", &every),
+            spread("lead-to-bdc-call-list", &every)
+        );
+        let offsets: std::collections::BTreeSet<u128> = (0..500)
+            .map(|i| spread(&format!("probe-{i}"), &every).as_millis())
+            .collect();
+        assert!(offsets.iter().all(|o| *o < 60_000));
+        assert!(
+            offsets.len() > 450,
+            "500 probes on one schedule land on {} distinct ms",
+            offsets.len()
+        );
+    }
+
+    /// A wall clock that follows tokio's (paused) time.
+    #[derive(Debug)]
+    struct TokioClock(DateTime<Utc>, tokio::time::Instant);
+
+    impl Clock for TokioClock {
+        fn now(&self) -> DateTime<Utc> {
+            self.0 + chrono::Duration::from_std(self.1.elapsed()).unwrap()
+        }
+    }
+
+    async fn drive(
+        schedules: Vec<(Schedule, Duration)>,
+        run_for: Duration,
+        run_len: Duration,
+        max: usize,
+    ) -> Vec<Event> {
+        let clock = Arc::new(TokioClock(
+            at("2026-06-01T12:00:00Z"),
+            tokio::time::Instant::now(),
+        ));
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = watch::channel(false);
+        let ev = events.clone();
+        let sched = tokio::spawn(run_schedules(
+            schedules,
+            clock,
+            max,
+            move |_| tokio::time::sleep(run_len),
+            Arc::new(move |e: &Event| ev.lock().unwrap().push(e.clone())),
+            rx,
+        ));
+        tokio::time::sleep(run_for).await;
+        tx.send(true).unwrap();
+        sched.await.unwrap();
+        events.lock().unwrap().clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_that_outlasts_its_period_makes_the_next_fire_skip() {
+        let every = Schedule::Every(Duration::from_secs(10));
+        let events = drive(
+            vec![(every, Duration::ZERO)],
+            Duration::from_secs(65),
+            Duration::from_secs(15),
+            4,
+        )
+        .await;
+        let started = events
+            .iter()
+            .filter(|e| matches!(e, Event::Started { .. }))
+            .count();
+        let skipped = events
+            .iter()
+            .filter(|e| matches!(e, Event::SkippedOverlap { .. }))
+            .count();
+        // Fires at 10, 20, …, 60 s; each run takes 15 s, so every other fire is skipped.
+        assert_eq!((started, skipped), (3, 3), "{events:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_concurrency_limit_delays_starts_and_shows_as_lag() {
+        let every = Schedule::Every(Duration::from_secs(60));
+        let probes = (0..4).map(|_| (every.clone(), Duration::ZERO)).collect();
+        let events = drive(probes, Duration::from_secs(61), Duration::from_secs(5), 2).await;
+        let mut lags: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Started { lag, .. } => Some(lag.as_secs()),
+                _ => None,
+            })
+            .collect();
+        lags.sort();
+        assert_eq!(
+            lags,
+            vec![0, 0, 5, 5],
+            "two start on time, two wait for a permit"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn missed_fires_are_not_replayed_after_a_late_start() {
+        // The agent starts at 12:00:00 on a 10 s grid: the first fire is the next grid
+        // point, not a burst for fires before the start.
+        let every = Schedule::Every(Duration::from_secs(10));
+        let events = drive(
+            vec![(every, Duration::ZERO)],
+            Duration::from_secs(25),
+            Duration::from_millis(1),
+            4,
+        )
+        .await;
+        let starts: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Started { scheduled, lag, .. } => {
+                    Some((scheduled.format("%H:%M:%S").to_string(), lag.as_millis()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            vec![("12:00:10".to_string(), 0), ("12:00:20".to_string(), 0)]
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! `rooftop run`, the agent, as systemd runs it: against the sandbox on 127.0.0.1, probes
+//! fire on schedule, SIGTERM stops it cleanly with in-flight runs finished and cleaned up.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use rooftop::sandbox::{Sandbox, SandboxConfig};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_runs_probes_on_schedule_and_stops_cleanly_on_sigterm() {
+    let sb = Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig::default().with_fixed_latency(Duration::from_millis(100)),
+    )
+    .await
+    .unwrap();
+    // The bundled lead probe, on a 2-second schedule with short polls.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("probes")).unwrap();
+    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
+        .unwrap()
+        .replace("schedule: {every: 30m}", "schedule: {every: 2s}")
+        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
+        .replace("    runbook: runbooks/connector-down.md\n", "")
+        .replace(
+            "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
+            "poll: {interval: 100ms, backoff: 1, within: 10s}",
+        );
+    std::fs::write(dir.path().join("probes/lead.yaml"), probe).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rooftop"));
+    cmd.args(["run", "--config"])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(state.path());
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
+    for (k, v) in sb.env() {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops within the grace period")
+        .unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    let runs = out
+        .lines()
+        .filter(|l| l.contains("lead-to-bdc-call-list") && l.contains(" success "))
+        .count();
+    assert!(
+        runs >= 2,
+        "expected a run every 2 s:\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(
+        err.contains("next 20"),
+        "prints each probe's next fire time: {err}"
+    );
+    assert!(err.contains("stopping"), "{err}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sb.leftovers().is_empty(), "{:?}", sb.leftovers());
+}
