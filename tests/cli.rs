@@ -95,3 +95,22 @@ fn the_repository_root_is_a_valid_config_directory() {
     );
     assert!(stdout.starts_with("ok: 5 probes in ."), "{stdout}");
 }
+
+#[test]
+fn a_bad_scenario_file_gets_a_positioned_error_with_a_hint() {
+    let out = Command::new(BIN)
+        .args([
+            "demo",
+            "--scenario",
+            "tests/scenarios/invalid-fault-typo.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tests/scenarios/invalid-fault-typo.yaml:3:23"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `job_stalled`?"), "{stderr}");
+}

@@ -8,28 +8,26 @@ use std::process::ExitCode;
 use super::{EXIT_CANNOT_RUN, EXIT_CONFIG};
 use crate::sandbox::{self, SandboxConfig, Scenario};
 
-/// Reads a YAML file into a JSON value, printing a positioned error.
-pub fn read_yaml(path: &Path) -> Result<serde_json::Value, ExitCode> {
+/// Reads and types a YAML file, printing every error with its line and column.
+fn read_typed<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ExitCode> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         eprintln!("error: cannot read {}: {e}", path.display());
         ExitCode::from(EXIT_CONFIG)
     })?;
-    crate::config::yaml::parse(&text)
-        .map(|d| d.value)
-        .map_err(|e| {
-            eprintln!(
-                "error: {}:{}:{}: YAML syntax: {}",
-                path.display(),
-                e.loc.line,
-                e.loc.col,
-                e.message
-            );
-            ExitCode::from(EXIT_CONFIG)
-        })
+    crate::config::load_typed(path, &text).map_err(|e| {
+        eprint!("{}", e.render());
+        ExitCode::from(EXIT_CONFIG)
+    })
 }
 
 pub fn load_scenario(path: &Path) -> Result<Scenario, ExitCode> {
-    let value = read_yaml(path)?;
+    // Typed first for positioned errors, then the sandbox's own checks.
+    let value: serde_json::Value = read_typed::<Scenario>(path).and_then(|s| {
+        serde_json::to_value(&s).map_err(|e| {
+            eprintln!("error: {}: {e}", path.display());
+            ExitCode::from(EXIT_CONFIG)
+        })
+    })?;
     sandbox::parse_scenario(value).map_err(|e| {
         eprintln!("error: {}: {e}", path.display());
         ExitCode::from(EXIT_CONFIG)
@@ -37,14 +35,10 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ExitCode> {
 }
 
 pub fn load_sandbox_config(path: Option<&PathBuf>) -> Result<SandboxConfig, ExitCode> {
-    let Some(path) = path else {
-        return Ok(SandboxConfig::default());
-    };
-    let value = read_yaml(path)?;
-    serde_json::from_value(value).map_err(|e| {
-        eprintln!("error: {}: {e}", path.display());
-        ExitCode::from(EXIT_CONFIG)
-    })
+    match path {
+        None => Ok(SandboxConfig::default()),
+        Some(p) => read_typed(p),
+    }
 }
 
 pub async fn run(

@@ -296,6 +296,28 @@ pub fn load_probe_text(
     )
 }
 
+/// Parses any YAML file into a serde type with positioned errors (every unknown field and
+/// wrong type at once): sandbox scenarios and settings use this.
+pub fn load_typed<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigErrors> {
+    let sources = || {
+        let mut m = BTreeMap::new();
+        m.insert(file.to_path_buf(), text.to_string());
+        m
+    };
+    let mut doc = parse_document(file, text).map_err(|d| ConfigErrors {
+        diagnostics: d,
+        sources: sources(),
+    })?;
+    let (value, errs, _) = deserialize_all::<T>(file, &mut doc);
+    match value {
+        Some(v) if errs.is_empty() => Ok(v),
+        _ => Err(ConfigErrors {
+            diagnostics: errs,
+            sources: sources(),
+        }),
+    }
+}
+
 /// Parses and validates `rooftop.yaml` text.
 pub fn load_agent_text(file: &Path, text: &str) -> Result<(Agent, Defaults), Vec<Diagnostic>> {
     let mut doc = parse_document(file, text)?;
@@ -451,6 +473,18 @@ fn describe_serde_error(
         )
         .with_hint(Some(format!("add `{field}:` here")));
         return (diag, None);
+    }
+    // "unknown variant `job_staled`, expected one of `job_stalled`, ..."
+    if let Some(rest) = message.split("unknown variant `").nth(1) {
+        let wrong = rest.split('`').next().unwrap_or_default();
+        let expected: Vec<&str> = rest
+            .split("expected ")
+            .nth(1)
+            .map(|e| e.split('`').skip(1).step_by(2).collect())
+            .unwrap_or_default();
+        let diag = Diagnostic::new(file, doc.locate(path), path, message.to_string())
+            .with_hint(diagnostic::did_you_mean(wrong, expected.iter().copied()));
+        return (diag, (!path.is_root()).then(|| path.clone()));
     }
     // "invalid type: integer `5`, expected a string"
     let hint = match message.rsplit_once("expected ") {
