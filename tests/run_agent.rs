@@ -84,4 +84,38 @@ async fn the_agent_runs_probes_on_schedule_and_stops_cleanly_on_sigterm() {
     assert!(err.contains("stopping"), "{err}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sb.leftovers().is_empty(), "{:?}", sb.leftovers());
+
+    // The history the agent wrote, read back by `status` and `history`.
+    let read = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
+            .args(args)
+            .arg("--config")
+            .arg(dir.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let status = read(&["status", "--json"]);
+    let p = &status["probes"][0];
+    assert_eq!(p["probe"], "lead-to-bdc-call-list");
+    assert_eq!(p["last"]["outcome"], "success", "{status:#}");
+    let w24 = &p["windows"][1];
+    assert_eq!(w24["window"], "24h");
+    assert_eq!(w24["runs"].as_u64(), Some(runs as u64), "{status:#}");
+    assert_eq!(w24["ratio"].as_f64(), Some(1.0));
+    assert_eq!(p["sync"][0]["step"], "on-bdc-call-list");
+    // Midpoint estimates of a 100 ms sync polled every 100 ms: inside (0, 300] ms.
+    let p50 = p["sync"][0]["p50_ms"].as_u64().unwrap();
+    assert!((1..=300).contains(&p50), "{status:#}");
+    assert_eq!(p["sync"][0]["measurements"].as_u64(), Some(runs as u64));
+    assert!(p["next_run"].is_string());
+    let history = read(&["history", "lead-to-bdc-call-list", "--json"]);
+    assert_eq!(history.as_array().unwrap().len(), runs, "{history:#}");
 }

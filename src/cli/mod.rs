@@ -11,6 +11,7 @@ mod once;
 mod run;
 mod sandbox;
 mod schema;
+mod status;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,30 @@ pub enum Command {
         /// Most probe runs in flight at once.
         #[arg(long, default_value_t = 16)]
         max_concurrent: usize,
+        /// Keep run history this long.
+        #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = humantime::parse_duration)]
+        keep_history: std::time::Duration,
+    },
+    /// Every probe's schedule, next run, last outcome, success ratio per window, sync
+    /// latency p50/p95/p99 and top error classes (read from the store; works while the
+    /// agent runs).
+    Status {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Past runs of one probe.
+    History {
+        probe: String,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// How far back.
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long)]
+        json: bool,
     },
     /// Run one probe now, with live progress; cleans up what it created.
     Once {
@@ -135,7 +160,15 @@ pub async fn main() -> ExitCode {
         Command::Run {
             cfg,
             max_concurrent,
-        } => run::run(&cfg, max_concurrent).await,
+            keep_history,
+        } => run::run(&cfg, max_concurrent, keep_history).await,
+        Command::Status { cfg, json } => status::status(&cfg, json).await,
+        Command::History {
+            probe,
+            cfg,
+            since,
+            json,
+        } => status::history(&cfg, &probe, since, json).await,
         Command::Cleanup { cfg, probe } => cleanup::run(&cfg, probe.as_deref()).await,
         Command::Demo {
             scenario,

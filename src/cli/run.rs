@@ -13,11 +13,12 @@ use tokio::sync::watch;
 use super::{ConfigArgs, EXIT_CANNOT_RUN, build_runner, load_config};
 use crate::clock::{Clock, SystemClock};
 use crate::scheduler::{self, Event};
+use crate::store::RunStore;
 
 /// How long in-flight runs get to finish (cleanup included) after a stop signal.
 const GRACE: Duration = Duration::from_secs(60);
 
-pub async fn run(cfg: &ConfigArgs, max_concurrent: usize) -> ExitCode {
+pub async fn run(cfg: &ConfigArgs, max_concurrent: usize, keep_history: Duration) -> ExitCode {
     let config = match load_config(&cfg.config) {
         Ok(c) => c,
         Err(code) => return code,
@@ -54,8 +55,27 @@ pub async fn run(cfg: &ConfigArgs, max_concurrent: usize) -> ExitCode {
         }
     }
 
+    let state_dir = cfg
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| config.agent.state_dir.clone());
+    let history = match RunStore::open_in(&state_dir) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
+    match history.prune(now, keep_history).await {
+        Ok(n) if n > 0 => eprintln!(
+            "history: removed {n} runs older than {}",
+            humantime::format_duration(keep_history)
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: history retention: {e}"),
+    }
     let schedules: Vec<_> = config
         .probes
         .iter()
@@ -81,12 +101,15 @@ pub async fn run(cfg: &ConfigArgs, max_concurrent: usize) -> ExitCode {
     let probes = Arc::new(config.probes.clone());
     let names: Vec<String> = probes.iter().map(|p| p.name.clone()).collect();
     let execute = {
-        let (runner, probes) = (runner.clone(), probes.clone());
+        let (runner, probes, history) = (runner.clone(), probes.clone(), history.clone());
         move |i: usize| {
-            let (runner, probes) = (runner.clone(), probes.clone());
+            let (runner, probes, history) = (runner.clone(), probes.clone(), history.clone());
             async move {
                 let run = runner.run(&probes[i], None).await;
                 println!("{}", run.summary_line());
+                if let Err(e) = history.record(&run).await {
+                    eprintln!("warning: run {} not stored in the history: {e}", run.run_id);
+                }
             }
         }
     };

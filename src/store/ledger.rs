@@ -12,21 +12,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use serde_json::Value;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot create the state directory {path}: {source}")]
-    StateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("store {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("store task failed: {0}")]
-    Task(String),
-}
+pub use super::StoreError;
 
 /// One record waiting for cleanup.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,31 +75,11 @@ pub struct Ledger {
 impl Ledger {
     /// Opens (creating if needed) `STATE_DIR/rooftop.db`.
     pub fn open_in(state_dir: &Path) -> Result<Ledger, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::StateDir {
-            path: state_dir.to_path_buf(),
-            source,
-        })?;
-        Self::open(&state_dir.join("rooftop.db"))
-    }
-
-    pub fn open(path: &Path) -> Result<Ledger, StoreError> {
-        let err = |source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        // WAL survives a killed process; FULL makes each committed entry survive power loss,
-        // which matters here: a lost entry is a synthetic record nobody will delete.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        migrate(&conn).map_err(err)?;
+        let path = state_dir.join("rooftop.db");
+        let conn = super::open_connection(state_dir, &path)?;
         Ok(Ledger {
             conn: Arc::new(Mutex::new(conn)),
-            path: path.to_path_buf(),
+            path,
         })
     }
 
@@ -273,30 +239,24 @@ impl Ledger {
     }
 }
 
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version < 1 {
-        conn.execute_batch(
-            "BEGIN;
-             CREATE TABLE IF NOT EXISTS cleanup_ledger (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
-                 run_id TEXT NOT NULL,
-                 probe TEXT NOT NULL,
-                 cleanup TEXT NOT NULL,
-                 created_by TEXT NOT NULL,
-                 context TEXT NOT NULL,
-                 created_at TEXT NOT NULL,
-                 attempts INTEGER NOT NULL DEFAULT 0,
-                 last_error TEXT,
-                 pending INTEGER NOT NULL DEFAULT 0,
-                 owner_pid INTEGER
-             );
-             CREATE INDEX IF NOT EXISTS cleanup_ledger_probe ON cleanup_ledger (probe);
-             PRAGMA user_version = 1;
-             COMMIT;",
-        )?;
-    }
-    Ok(())
+/// Migration 1: the cleanup ledger.
+pub(super) fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS cleanup_ledger (
+             id INTEGER PRIMARY KEY AUTOINCREMENT,
+             run_id TEXT NOT NULL,
+             probe TEXT NOT NULL,
+             cleanup TEXT NOT NULL,
+             created_by TEXT NOT NULL,
+             context TEXT NOT NULL,
+             created_at TEXT NOT NULL,
+             attempts INTEGER NOT NULL DEFAULT 0,
+             last_error TEXT,
+             pending INTEGER NOT NULL DEFAULT 0,
+             owner_pid INTEGER
+         );
+         CREATE INDEX IF NOT EXISTS cleanup_ledger_probe ON cleanup_ledger (probe);",
+    )
 }
 
 #[cfg(test)]
