@@ -316,13 +316,18 @@ fn lead_to_bdc_call_list_cases() -> Vec<Case> {
     cases.extend(first_step_faults(System::Crm, "submit-lead"));
     cases.push(stalled(JobName::LeadToBdc, "on-bdc-call-list"));
     // The polled step is on the CRM too: arm after the lead exists. A CRM rejecting the
-    // token also rejects `delete-lead`; a CRM garbling its JSON still deletes (2xx).
+    // token also rejects the cleanup.
     cases.push(
         auth_rejected(System::Crm, "on-bdc-call-list")
             .armed_after("submit-lead")
             .litter(Litter::Blocked),
     );
-    cases.push(malformed_json(System::Crm, "on-bdc-call-list").armed_after("submit-lead"));
+    // Cleanup sweeps leads by e-mail, which needs the CRM's JSON: a garbling CRM blocks it.
+    cases.push(
+        malformed_json(System::Crm, "on-bdc-call-list")
+            .armed_after("submit-lead")
+            .litter(Litter::Blocked),
+    );
     cases
 }
 

@@ -119,3 +119,106 @@ async fn the_agent_runs_probes_on_schedule_and_stops_cleanly_on_sigterm() {
     let history = read(&["history", "lead-to-bdc-call-list", "--json"]);
     assert_eq!(history.as_array().unwrap().len(), runs, "{history:#}");
 }
+
+/// The agent killed with SIGKILL at arbitrary moments, five times over: the store opens
+/// cleanly every time, passes SQLite's integrity check, and every run the agent reported
+/// as finished is in the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_any_moment_loses_no_completed_run() {
+    let sb = Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig::default().with_fixed_latency(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("probes")).unwrap();
+    for (i, every) in ["1s", "1s", "2s"].iter().enumerate() {
+        let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
+            .unwrap()
+            .replace("name: lead-to-bdc-call-list", &format!("name: lead-{i}"))
+            .replace(
+                "schedule: {every: 30m}",
+                &format!("schedule: {{every: {every}}}"),
+            )
+            .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
+            .replace("    runbook: runbooks/connector-down.md\n", "")
+            .replace(
+                "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
+                "poll: {interval: 50ms, backoff: 1, within: 10s}",
+            );
+        std::fs::write(dir.path().join(format!("probes/lead-{i}.yaml")), probe).unwrap();
+    }
+    let state = tempfile::tempdir().unwrap();
+    let mut reported = std::collections::BTreeSet::new();
+    for round in 0..5u64 {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rooftop"));
+        cmd.args(["run", "--config"])
+            .arg(dir.path())
+            .arg("--state-dir")
+            .arg(state.path());
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null());
+        for (k, v) in sb.env() {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        // Different moments in the run cycle each round.
+        tokio::time::sleep(Duration::from_millis(1700 + 370 * round)).await;
+        child.start_kill().unwrap();
+        let _ = child.wait().await;
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
+        reported.extend(out.lines().filter_map(|l| {
+            l.split_whitespace()
+                .last()
+                .filter(|w| w.starts_with("run-"))
+                .map(str::to_string)
+        }));
+
+        let db = rusqlite::Connection::open(state.path().join("rooftop.db")).unwrap();
+        let check: String = db
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "round {round}");
+        let stored: std::collections::BTreeSet<String> = db
+            .prepare("SELECT run_id FROM runs")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let lost: Vec<_> = reported.difference(&stored).collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: reported but not stored: {lost:?}"
+        );
+    }
+    assert!(
+        reported.len() >= 5,
+        "the agent should have completed runs: {reported:?}"
+    );
+    // The next start cleans up whatever the kills left behind.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
+        .args(["cleanup", "--config"])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .envs(sb.env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sb.leftovers().is_empty(), "{:?}", sb.leftovers());
+}

@@ -106,10 +106,11 @@ pub async fn run(cfg: &ConfigArgs, max_concurrent: usize, keep_history: Duration
             let (runner, probes, history) = (runner.clone(), probes.clone(), history.clone());
             async move {
                 let run = runner.run(&probes[i], None).await;
-                println!("{}", run.summary_line());
+                // Stored first: a run that was reported is a run that was kept.
                 if let Err(e) = history.record(&run).await {
                     eprintln!("warning: run {} not stored in the history: {e}", run.run_id);
                 }
+                println!("{}  {}", run.summary_line(), run.run_id);
             }
         }
     };

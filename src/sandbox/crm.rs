@@ -195,6 +195,22 @@ async fn get_appointment(
     Ok(reply(StatusCode::OK, apt.to_json(&world.notes)))
 }
 
+/// `GET /crm/api/appointments?vin=` (a CRM's appointment search; cleanup sweeps use it).
+async fn list_appointments(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let world = shared.world();
+    let vin = query.get("vin");
+    let items: Vec<Value> = world
+        .appointments
+        .values()
+        .filter(|a| vin.is_none_or(|v| v.trim().eq_ignore_ascii_case(&a.vin)))
+        .map(|a| a.to_json(&world.notes))
+        .collect();
+    reply(StatusCode::OK, json!({ "items": items }))
+}
+
 async fn remove_appointment(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
@@ -240,6 +256,22 @@ async fn get_lead(
     Ok(reply(StatusCode::OK, lead.to_json()))
 }
 
+/// `GET /crm/api/leads?email=` (a CRM's lead search; cleanup sweeps use it).
+async fn list_leads(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let world = shared.world();
+    let email = query.get("email");
+    let items: Vec<Value> = world
+        .leads
+        .values()
+        .filter(|l| email.is_none_or(|e| e.trim().eq_ignore_ascii_case(&l.email)))
+        .map(|l| l.to_json())
+        .collect();
+    reply(StatusCode::OK, json!({ "items": items }))
+}
+
 async fn remove_lead(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
@@ -282,13 +314,16 @@ pub fn router(shared: Arc<Shared>) -> Router {
         system: System::Crm,
     };
     Router::new()
-        .route("/crm/api/appointments", post(post_appointment))
+        .route(
+            "/crm/api/appointments",
+            post(post_appointment).get(list_appointments),
+        )
         .route(
             "/crm/api/appointments/{id}",
             get(get_appointment).delete(remove_appointment),
         )
         .route("/crm/api/appointments/{id}/notes", post(post_note))
-        .route("/crm/api/leads", post(post_lead))
+        .route("/crm/api/leads", post(post_lead).get(list_leads))
         .route("/crm/api/leads/{id}", get(get_lead).delete(remove_lead))
         .route("/crm/api/bdc/call-list", get(call_list))
         .route("/crm/api/service-menu/{part}", get(service_menu))
