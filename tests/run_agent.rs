@@ -8,6 +8,26 @@ use rooftop::sandbox::{Sandbox, SandboxConfig};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+/// The bundled lead probe under another name, on a short schedule with fast polls, in
+/// `dir/probes/NAME.yaml` (runbooks dropped: the test config has none).
+fn write_lead_probe(dir: &std::path::Path, name: &str, every: &str, poll_interval: &str) {
+    std::fs::create_dir_all(dir.join("probes")).unwrap();
+    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
+        .unwrap()
+        .replace("name: lead-to-bdc-call-list", &format!("name: {name}"))
+        .replace(
+            "schedule: {every: 30m}",
+            &format!("schedule: {{every: {every}}}"),
+        )
+        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
+        .replace("    runbook: runbooks/connector-down.md\n", "")
+        .replace(
+            "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
+            &format!("poll: {{interval: {poll_interval}, backoff: 1, within: 10s}}"),
+        );
+    std::fs::write(dir.join(format!("probes/{name}.yaml")), probe).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_runs_probes_on_schedule_and_stops_cleanly_on_sigterm() {
     let sb = Sandbox::start(
@@ -18,17 +38,7 @@ async fn the_agent_runs_probes_on_schedule_and_stops_cleanly_on_sigterm() {
     .unwrap();
     // The bundled lead probe, on a 2-second schedule with short polls.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("probes")).unwrap();
-    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
-        .unwrap()
-        .replace("schedule: {every: 30m}", "schedule: {every: 2s}")
-        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
-        .replace("    runbook: runbooks/connector-down.md\n", "")
-        .replace(
-            "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
-            "poll: {interval: 100ms, backoff: 1, within: 10s}",
-        );
-    std::fs::write(dir.path().join("probes/lead.yaml"), probe).unwrap();
+    write_lead_probe(dir.path(), "lead-to-bdc-call-list", "2s", "100ms");
     let state = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rooftop"));
     cmd.args(["run", "--config"])
@@ -134,20 +144,7 @@ async fn kill_9_at_any_moment_loses_no_completed_run() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("probes")).unwrap();
     for (i, every) in ["1s", "1s", "2s"].iter().enumerate() {
-        let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
-            .unwrap()
-            .replace("name: lead-to-bdc-call-list", &format!("name: lead-{i}"))
-            .replace(
-                "schedule: {every: 30m}",
-                &format!("schedule: {{every: {every}}}"),
-            )
-            .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
-            .replace("    runbook: runbooks/connector-down.md\n", "")
-            .replace(
-                "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
-                "poll: {interval: 50ms, backoff: 1, within: 10s}",
-            );
-        std::fs::write(dir.path().join(format!("probes/lead-{i}.yaml")), probe).unwrap();
+        write_lead_probe(dir.path(), &format!("lead-{i}"), every, "50ms");
     }
     let state = tempfile::tempdir().unwrap();
     let mut reported = std::collections::BTreeSet::new();

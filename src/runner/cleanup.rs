@@ -11,8 +11,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::http::Response;
 use super::{CleanupRun, Runner, assert, http, ms};
-use crate::probe::{CleanupStep, Probe};
+use crate::probe::{CleanupStep, Probe, Request};
 use crate::secrets::Masker;
 use crate::store::LedgerEntry;
 use crate::synthetic::Synthetic;
@@ -163,26 +164,12 @@ impl Runner {
         step: &CleanupStep,
         trace_id: &str,
     ) -> Result<Option<u16>, CleanupFailure> {
-        let not_retryable = |message: String| CleanupFailure {
-            status: None,
-            message,
-            retryable: false,
-        };
         let targets: Vec<Option<Value>> = match &step.find {
             None => vec![None],
             Some(find) => {
-                let out = Runner::render_request(ctx, &find.request)
-                    .map_err(|(_, m)| not_retryable(format!("find: {m}")))?;
-                let tp = http::traceparent(trace_id, &http::new_span_id());
                 let resp = self
-                    .http
-                    .send(&out, &tp)
-                    .await
-                    .map_err(|f| CleanupFailure {
-                        status: None,
-                        message: format!("find: {}: {}", f.class, f.message),
-                        retryable: true,
-                    })?;
+                    .send_cleanup_request(ctx, &find.request, trace_id, "find: ")
+                    .await?;
                 if !(200..300).contains(&resp.status) {
                     return Err(CleanupFailure {
                         status: Some(resp.status),
@@ -210,18 +197,9 @@ impl Runner {
             if let (Some(v), Some(find)) = (target, &step.find) {
                 c.set(&find.bind, v);
             }
-            let out =
-                Runner::render_request(&c, &step.request).map_err(|(_, m)| not_retryable(m))?;
-            let tp = http::traceparent(trace_id, &http::new_span_id());
             let resp = self
-                .http
-                .send(&out, &tp)
-                .await
-                .map_err(|f| CleanupFailure {
-                    status: None,
-                    message: format!("{}: {}", f.class, f.message),
-                    retryable: true,
-                })?;
+                .send_cleanup_request(&c, &step.request, trace_id, "")
+                .await?;
             status = Some(resp.status);
             // 404/410 always mean "already gone" (e.g. a replay after the delete had
             // succeeded); a custom `expect` sets the condition for the other answers.
@@ -239,6 +217,28 @@ impl Runner {
             }
         }
         Ok(status)
+    }
+
+    /// Renders and sends one cleanup request; `label` prefixes its error messages.
+    async fn send_cleanup_request(
+        &self,
+        ctx: &Context,
+        request: &Request,
+        trace_id: &str,
+        label: &str,
+    ) -> Result<Response, CleanupFailure> {
+        let out = Runner::render_request(ctx, request).map_err(|(_, m)| CleanupFailure {
+            status: None,
+            message: format!("{label}{m}"),
+            // Rendering will not get better by retrying.
+            retryable: false,
+        })?;
+        let tp = http::traceparent(trace_id, &http::new_span_id());
+        self.http.send(&out, &tp).await.map_err(|f| CleanupFailure {
+            status: None,
+            message: format!("{label}{}: {}", f.class, f.message),
+            retryable: true,
+        })
     }
 
     /// Replays ledger entries (all, or one probe's). Entries whose probe or cleanup step no

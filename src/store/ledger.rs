@@ -5,13 +5,13 @@
 //! Stores the values the cleanup template needs (vars and captures), never a secret.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use serde_json::Value;
 
+use super::Db;
 pub use super::StoreError;
 
 /// One record waiting for cleanup.
@@ -68,46 +68,21 @@ pub struct NewEntry {
 /// The SQLite-backed ledger; clones share one connection.
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    conn: Arc<Mutex<Connection>>,
-    path: PathBuf,
+    db: Db,
 }
 
 impl Ledger {
     /// Opens (creating if needed) `STATE_DIR/rooftop.db`.
     pub fn open_in(state_dir: &Path) -> Result<Ledger, StoreError> {
-        let path = state_dir.join("rooftop.db");
-        let conn = super::open_connection(state_dir, &path)?;
         Ok(Ledger {
-            conn: Arc::new(Mutex::new(conn)),
-            path,
+            db: Db::open_in(state_dir)?,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    {
-        let conn = self.conn.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let guard = conn
-                .lock()
-                .map_err(|_| StoreError::Task("store lock poisoned".into()))?;
-            f(&guard).map_err(|source| StoreError::Sqlite { path, source })
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// Records several entries in one transaction (all or none), as pending until
     /// `confirm`; ids in the same order.
     pub async fn record_all(&self, entries: Vec<NewEntry>) -> Result<Vec<i64>, StoreError> {
-        self.with_conn(move |c| {
+        self.db.with_conn(move |c| {
             let tx = c.unchecked_transaction()?;
             let mut ids = Vec::new();
             for e in &entries {
@@ -128,7 +103,7 @@ impl Ledger {
     /// Records a created record; returns once it is committed to disk.
     pub async fn record(&self, e: NewEntry) -> Result<i64, StoreError> {
         let context = serde_json::to_string(&e.context).unwrap_or_else(|_| "{}".into());
-        self.with_conn(move |c| {
+        self.db.with_conn(move |c| {
             c.execute(
                 "INSERT INTO cleanup_ledger (run_id, probe, cleanup, created_by, context, created_at, attempts)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
@@ -146,38 +121,41 @@ impl Ledger {
         context: BTreeMap<String, Value>,
     ) -> Result<(), StoreError> {
         let context = serde_json::to_string(&context).unwrap_or_else(|_| "{}".into());
-        self.with_conn(move |c| {
-            let tx = c.unchecked_transaction()?;
-            for id in &ids {
-                tx.execute(
-                    "UPDATE cleanup_ledger SET context = ?2, pending = 0 WHERE id = ?1",
-                    params![id, context],
-                )?;
-            }
-            tx.commit()
-        })
-        .await
+        self.db
+            .with_conn(move |c| {
+                let tx = c.unchecked_transaction()?;
+                for id in &ids {
+                    tx.execute(
+                        "UPDATE cleanup_ledger SET context = ?2, pending = 0 WHERE id = ?1",
+                        params![id, context],
+                    )?;
+                }
+                tx.commit()
+            })
+            .await
     }
 
     /// The system refused the create request: nothing to clean up.
     pub async fn remove_all(&self, ids: Vec<i64>) -> Result<(), StoreError> {
-        self.with_conn(move |c| {
-            let tx = c.unchecked_transaction()?;
-            for id in &ids {
-                tx.execute("DELETE FROM cleanup_ledger WHERE id = ?1", params![id])?;
-            }
-            tx.commit()
-        })
-        .await
+        self.db
+            .with_conn(move |c| {
+                let tx = c.unchecked_transaction()?;
+                for id in &ids {
+                    tx.execute("DELETE FROM cleanup_ledger WHERE id = ?1", params![id])?;
+                }
+                tx.commit()
+            })
+            .await
     }
 
     /// The record is gone: forget it.
     pub async fn remove(&self, id: i64) -> Result<(), StoreError> {
-        self.with_conn(move |c| {
-            c.execute("DELETE FROM cleanup_ledger WHERE id = ?1", params![id])
-                .map(|_| ())
-        })
-        .await
+        self.db
+            .with_conn(move |c| {
+                c.execute("DELETE FROM cleanup_ledger WHERE id = ?1", params![id])
+                    .map(|_| ())
+            })
+            .await
     }
 
     /// A cleanup attempt failed; keep the entry with the reason.
@@ -187,19 +165,20 @@ impl Ledger {
         attempts: u32,
         error: String,
     ) -> Result<(), StoreError> {
-        self.with_conn(move |c| {
-            c.execute(
+        self.db
+            .with_conn(move |c| {
+                c.execute(
                 "UPDATE cleanup_ledger SET attempts = attempts + ?2, last_error = ?3 WHERE id = ?1",
                 params![id, attempts, error],
             )
             .map(|_| ())
-        })
-        .await
+            })
+            .await
     }
 
     /// Entries still waiting, oldest first; optionally for one probe.
     pub async fn pending(&self, probe: Option<String>) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.with_conn(move |c| {
+        self.db.with_conn(move |c| {
             let mut stmt = c.prepare(
                 "SELECT id, run_id, probe, cleanup, created_by, context, created_at, attempts, last_error, pending, owner_pid
                  FROM cleanup_ledger WHERE (?1 IS NULL OR probe = ?1) ORDER BY id",
@@ -229,13 +208,14 @@ impl Ledger {
     }
 
     pub async fn count(&self) -> Result<u64, StoreError> {
-        self.with_conn(|c| {
-            c.query_row("SELECT COUNT(*) FROM cleanup_ledger", [], |r| {
-                r.get::<_, i64>(0)
+        self.db
+            .with_conn(|c| {
+                c.query_row("SELECT COUNT(*) FROM cleanup_ledger", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| n as u64)
             })
-            .map(|n| n as u64)
-        })
-        .await
+            .await
     }
 }
 

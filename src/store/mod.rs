@@ -6,6 +6,7 @@ pub mod ledger;
 pub mod runs;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
@@ -26,6 +27,40 @@ pub enum StoreError {
     },
     #[error("store task failed: {0}")]
     Task(String),
+}
+
+/// One connection to `rooftop.db`, shared by clones; queries run on the blocking pool.
+#[derive(Debug, Clone)]
+pub(crate) struct Db {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl Db {
+    pub(crate) fn open_in(state_dir: &Path) -> Result<Db, StoreError> {
+        let path = state_dir.join("rooftop.db");
+        let conn = open_connection(state_dir, &path)?;
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    pub(crate) async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (conn, path) = (self.conn.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || {
+            let guard = conn
+                .lock()
+                .map_err(|_| StoreError::Task("store lock poisoned".into()))?;
+            f(&guard).map_err(|source| StoreError::Sqlite { path, source })
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
 }
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.

@@ -3,8 +3,7 @@
 //! status` and `rooftop history` read it from another process while the agent writes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,14 +11,13 @@ use hdrhistogram::Histogram;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::StoreError;
+use super::{Db, StoreError};
 use crate::runner::ProbeRun;
 
 /// The history store; clones share one connection.
 #[derive(Debug, Clone)]
 pub struct RunStore {
-    conn: Arc<Mutex<Connection>>,
-    path: PathBuf,
+    db: Db,
 }
 
 /// One stored run, as `rooftop history` shows it.
@@ -70,35 +68,16 @@ const WINDOWS: [(&str, i64); 3] = [("1h", 3600), ("24h", 86_400), ("7d", 7 * 86_
 
 impl RunStore {
     pub fn open_in(state_dir: &Path) -> Result<RunStore, StoreError> {
-        let path = state_dir.join("rooftop.db");
-        let conn = super::open_connection(state_dir, &path)?;
         Ok(RunStore {
-            conn: Arc::new(Mutex::new(conn)),
-            path,
+            db: Db::open_in(state_dir)?,
         })
-    }
-
-    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    {
-        let (conn, path) = (self.conn.clone(), self.path.clone());
-        tokio::task::spawn_blocking(move || {
-            let guard = conn
-                .lock()
-                .map_err(|_| StoreError::Task("store lock poisoned".into()))?;
-            f(&guard).map_err(|source| StoreError::Sqlite { path, source })
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// Stores a finished run and its sync measurements in one transaction.
     pub async fn record(&self, run: &ProbeRun) -> Result<(), StoreError> {
         let json = serde_json::to_string(run).unwrap_or_default();
         let run = run.clone();
-        self.with_conn(move |c| {
+        self.db.with_conn(move |c| {
             let tx = c.unchecked_transaction()?;
             let connector = run.labels.get("connector").cloned().unwrap_or_else(|| "-".into());
             tx.execute(
@@ -138,7 +117,7 @@ impl RunStore {
         probe: String,
         since: DateTime<Utc>,
     ) -> Result<Vec<RunRow>, StoreError> {
-        self.with_conn(move |c| {
+        self.db.with_conn(move |c| {
             let mut stmt = c.prepare(
                 "SELECT run_id, probe, finished_at, duration_ms, outcome, error_class, failed_step, cleanup
                  FROM runs WHERE probe = ?1 AND finished_ms >= ?2 ORDER BY finished_ms DESC",
@@ -155,7 +134,7 @@ impl RunStore {
         probes: Vec<String>,
         now: DateTime<Utc>,
     ) -> Result<Vec<ProbeStatus>, StoreError> {
-        self.with_conn(move |c| {
+        self.db.with_conn(move |c| {
             let now_ms = now.timestamp_millis();
             let mut out = Vec::new();
             for probe in probes {
@@ -228,17 +207,18 @@ impl RunStore {
     pub async fn prune(&self, now: DateTime<Utc>, keep: Duration) -> Result<u64, StoreError> {
         let cutoff =
             now.timestamp_millis() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX / 2);
-        self.with_conn(move |c| {
-            let tx = c.unchecked_transaction()?;
-            let n = tx.execute("DELETE FROM runs WHERE finished_ms < ?1", params![cutoff])?;
-            tx.execute(
-                "DELETE FROM sync_measurements WHERE finished_ms < ?1",
-                params![cutoff],
-            )?;
-            tx.commit()?;
-            Ok(n as u64)
-        })
-        .await
+        self.db
+            .with_conn(move |c| {
+                let tx = c.unchecked_transaction()?;
+                let n = tx.execute("DELETE FROM runs WHERE finished_ms < ?1", params![cutoff])?;
+                tx.execute(
+                    "DELETE FROM sync_measurements WHERE finished_ms < ?1",
+                    params![cutoff],
+                )?;
+                tx.commit()?;
+                Ok(n as u64)
+            })
+            .await
     }
 }
 
