@@ -87,13 +87,13 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// The report of a step that was cut off or never sent.
-fn not_run(step: &Step, started: Duration, class: ErrorClass, message: String) -> StepRun {
+/// A step's report before anything has happened: successful until shown otherwise.
+fn blank_step_run(step: &Step, started: Duration) -> StepRun {
     StepRun {
         name: step.name.clone(),
-        outcome: Outcome::Error,
-        error_class: Some(class),
-        message: Some(message),
+        outcome: Outcome::Success,
+        error_class: None,
+        message: None,
         started_ms: ms(started),
         duration_ms: 0.0,
         request: None,
@@ -101,6 +101,16 @@ fn not_run(step: &Step, started: Duration, class: ErrorClass, message: String) -
         assertions: Vec::new(),
         captures: BTreeMap::new(),
         sync: None,
+    }
+}
+
+/// The report of a step that was cut off or never sent.
+fn not_run(step: &Step, started: Duration, class: ErrorClass, message: String) -> StepRun {
+    StepRun {
+        outcome: Outcome::Error,
+        error_class: Some(class),
+        message: Some(message),
+        ..blank_step_run(step, started)
     }
 }
 
@@ -452,19 +462,7 @@ impl Runner {
     ) -> StepResult {
         let started = st.t0.elapsed();
         let masker = st.ctx.masker().clone();
-        let mut run = StepRun {
-            name: step.name.clone(),
-            outcome: Outcome::Success,
-            error_class: None,
-            message: None,
-            started_ms: ms(started),
-            duration_ms: 0.0,
-            request: None,
-            attempts: 0,
-            assertions: Vec::new(),
-            captures: BTreeMap::new(),
-            sync: None,
-        };
+        let mut run = blank_step_run(step, started);
         let finish = |mut run: StepRun,
                       st: &RunState,
                       outcome: Outcome,
