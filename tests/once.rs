@@ -317,6 +317,21 @@ async fn a_killed_run_is_cleaned_up_on_the_next_start() {
     assert!(sb.leftovers().is_empty(), "{:?}", sb.leftovers());
 }
 
+/// Slows the CRM, starts `rooftop once PROBE` and kills it with SIGKILL while its create
+/// request is in flight.
+async fn kill_during_a_slow_create(sb: &Sandbox, state: &Path, probe: &str, config: &str) {
+    sb.set_faults(vec![Fault::new(FaultKind::Slow {
+        system: rooftop::sandbox::System::Crm,
+        delay: Duration::from_secs(2),
+    })]);
+    let mut child = rooftop(sb, state, &["once", probe, "--config", config])
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
+
 /// Regression: a run killed while its create request was in flight left no ledger entry,
 /// so nobody would ever look for that record. The entry is now written (pending) before
 /// the request is sent. The bundled probe sweeps by its synthetic e-mail, so the lead is
@@ -324,21 +339,8 @@ async fn a_killed_run_is_cleaned_up_on_the_next_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_mid_create_request_is_cleaned_up_by_its_sweep() {
     let sb = sandbox(100, SandboxConfig::default()).await;
-    sb.set_faults(vec![Fault::new(FaultKind::Slow {
-        system: rooftop::sandbox::System::Crm,
-        delay: Duration::from_secs(2),
-    })]);
     let state = tempfile::tempdir().unwrap();
-    let mut child = rooftop(
-        &sb,
-        state.path(),
-        &["once", "lead-to-bdc-call-list", "--config", "."],
-    )
-    .spawn()
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
+    kill_during_a_slow_create(&sb, state.path(), "lead-to-bdc-call-list", ".").await;
     // The slowed request still lands after rooftop died.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     sb.set_faults(Vec::new());
@@ -360,10 +362,6 @@ async fn a_run_killed_mid_create_request_is_cleaned_up_by_its_sweep() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknowable_id_is_reported_once_by_cleanup() {
     let sb = sandbox(100, SandboxConfig::default()).await;
-    sb.set_faults(vec![Fault::new(FaultKind::Slow {
-        system: rooftop::sandbox::System::Crm,
-        delay: Duration::from_secs(2),
-    })]);
     let cfg = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(cfg.path().join("probes")).unwrap();
     std::fs::write(
@@ -390,12 +388,7 @@ cleanup:
     .unwrap();
     let cfg_path = cfg.path().to_str().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let mut child = rooftop(&sb, state.path(), &["once", "by-id", "--config", cfg_path])
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
+    kill_during_a_slow_create(&sb, state.path(), "by-id", cfg_path).await;
     sb.set_faults(Vec::new());
     let out = rooftop(&sb, state.path(), &["cleanup", "--config", cfg_path])
         .output()

@@ -28,6 +28,25 @@ fn write_lead_probe(dir: &std::path::Path, name: &str, every: &str, poll_interva
     std::fs::write(dir.join(format!("probes/{name}.yaml")), probe).unwrap();
 }
 
+/// `rooftop run` on `config` against the sandbox, stdout piped.
+fn spawn_agent(
+    sb: &Sandbox,
+    config: &std::path::Path,
+    state: &std::path::Path,
+    stderr: Stdio,
+) -> tokio::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rooftop"));
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state);
+    cmd.stdout(Stdio::piped())
+        .stderr(stderr)
+        .stdin(Stdio::null());
+    cmd.envs(sb.env());
+    cmd.spawn().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_runs_probes_on_schedule_and_stops_cleanly_on_sigterm() {
     let sb = Sandbox::start(
@@ -40,18 +59,7 @@ async fn the_agent_runs_probes_on_schedule_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     write_lead_probe(dir.path(), "lead-to-bdc-call-list", "2s", "100ms");
     let state = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rooftop"));
-    cmd.args(["run", "--config"])
-        .arg(dir.path())
-        .arg("--state-dir")
-        .arg(state.path());
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::null());
-    for (k, v) in sb.env() {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = spawn_agent(&sb, dir.path(), state.path(), Stdio::piped());
     tokio::time::sleep(Duration::from_millis(6500)).await;
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
@@ -149,18 +157,7 @@ async fn kill_9_at_any_moment_loses_no_completed_run() {
     let state = tempfile::tempdir().unwrap();
     let mut reported = std::collections::BTreeSet::new();
     for round in 0..5u64 {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rooftop"));
-        cmd.args(["run", "--config"])
-            .arg(dir.path())
-            .arg("--state-dir")
-            .arg(state.path());
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .stdin(Stdio::null());
-        for (k, v) in sb.env() {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
+        let mut child = spawn_agent(&sb, dir.path(), state.path(), Stdio::null());
         // Different moments in the run cycle each round.
         tokio::time::sleep(Duration::from_millis(1700 + 370 * round)).await;
         child.start_kill().unwrap();

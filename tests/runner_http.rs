@@ -97,18 +97,24 @@ fn runner(state: &Path, max_body: u64, resolver: Option<Arc<dyn reqwest::dns::Re
     }
 }
 
-async fn run_one(r: &Runner, url: &str, extra: &str) -> ProbeRun {
-    let text = format!(
-        "name: t\nsteps:\n  - name: s\n    request: {{url: \"{url}\", timeout: 300ms}}\n{extra}"
-    );
+/// Runs a probe given as YAML text.
+async fn run_text(r: &Runner, text: &str) -> ProbeRun {
     let probe = load_probe_text(
         Path::new("t.yaml"),
-        &text,
+        text,
         &Defaults::default(),
         &BTreeMap::new(),
     )
     .unwrap();
     r.run(&probe, None).await
+}
+
+/// Runs a one-step probe against `url`; `extra` adds lines to the step.
+async fn run_one(r: &Runner, url: &str, extra: &str) -> ProbeRun {
+    let text = format!(
+        "name: t\nsteps:\n  - name: s\n    request: {{url: \"{url}\", timeout: 300ms}}\n{extra}"
+    );
+    run_text(r, &text).await
 }
 
 fn class(run: &ProbeRun) -> (Outcome, Option<ErrorClass>) {
@@ -231,14 +237,7 @@ async fn a_poll_cut_by_the_probe_timeout_reports_sync_timeout_with_its_polls() {
     let text = format!(
         "name: t\ntimeout: 2s\nsteps:\n  - name: s\n    request: {{url: \"http://{addr}/never\", timeout: 300ms}}\n    until: {{json: {{\"$.id\": {{exists: true}}}}}}\n    poll: {{interval: 100ms, backoff: 1, within: 2s}}\n"
     );
-    let probe = load_probe_text(
-        Path::new("t.yaml"),
-        &text,
-        &Defaults::default(),
-        &BTreeMap::new(),
-    )
-    .unwrap();
-    let run = r.run(&probe, None).await;
+    let run = run_text(&r, &text).await;
     assert_eq!(
         class(&run),
         (Outcome::SyncTimeout, Some(ErrorClass::SyncTimeout)),
