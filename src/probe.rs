@@ -287,6 +287,49 @@ pub struct Agent {
     pub env: BTreeMap<String, String>,
     pub max_body_bytes: u64,
     pub verify_tls: bool,
+    pub scheduler: SchedulerSettings,
+    pub history: HistorySettings,
+}
+
+/// How `rooftop run` schedules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerSettings {
+    pub max_concurrent: usize,
+    pub missed_runs: MissedRuns,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings {
+            max_concurrent: 16,
+            missed_runs: MissedRuns::Skip,
+        }
+    }
+}
+
+/// What happens to fires missed while the agent was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissedRuns {
+    /// Nothing: the next run is the next scheduled one.
+    Skip,
+    /// One run at start for each probe that missed at least one fire.
+    RunOnce,
+}
+
+/// History retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistorySettings {
+    pub keep: Duration,
+    pub max_bytes: u64,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings {
+            keep: Duration::from_secs(30 * 86_400),
+            max_bytes: 1 << 30,
+        }
+    }
 }
 
 /// Where a secret is read from.

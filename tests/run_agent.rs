@@ -59,34 +59,9 @@ async fn the_agent_runs_probes_on_schedule_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     write_lead_probe(dir.path(), "lead-to-bdc-call-list", "2s", "100ms");
     let state = tempfile::tempdir().unwrap();
-    let mut child = spawn_agent(&sb, dir.path(), state.path(), Stdio::piped());
+    let child = spawn_agent(&sb, dir.path(), state.path(), Stdio::piped());
     tokio::time::sleep(Duration::from_millis(6500)).await;
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("stops within the grace period")
-        .unwrap();
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .await
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .await
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    let (out, err) = sigterm(child).await;
     let runs = out
         .lines()
         .filter(|l| l.contains("lead-to-bdc-call-list") && l.contains(" success "))
@@ -134,8 +109,124 @@ async fn the_agent_runs_probes_on_schedule_and_stops_cleanly_on_sigterm() {
     assert!((1..=300).contains(&p50), "{status:#}");
     assert_eq!(p["sync"][0]["measurements"].as_u64(), Some(runs as u64));
     assert!(p["next_run"].is_string());
+    // Per-step durations, run durations and start lag, one value per run.
+    assert_eq!(p["duration_24h"]["count"].as_u64(), Some(runs as u64));
+    assert_eq!(p["lag_24h"]["count"].as_u64(), Some(runs as u64));
+    let steps: Vec<&str> = p["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps[0], "submit-lead", "{status:#}");
+    assert!(steps.contains(&"on-bdc-call-list"), "{status:#}");
+    assert!(p["sync"][0]["polls_mean"].as_f64().unwrap() >= 1.0);
+    assert_eq!(p["recovery"]["outages_7d"].as_u64(), Some(0));
     let history = read(&["history", "lead-to-bdc-call-list", "--json"]);
     assert_eq!(history.as_array().unwrap().len(), runs, "{history:#}");
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["trigger"] == "schedule" && r["lag_ms"].is_number()),
+        "{history:#}"
+    );
+}
+
+/// SIGTERM, then the agent's exit status (must be 0), stdout and stderr.
+async fn sigterm(mut child: tokio::process::Child) -> (String, String) {
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops within the grace period")
+        .unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    (out, err)
+}
+
+/// A run that outlasts its period makes the next fire skip, and the skip is in the
+/// history. After a restart with `missed_runs: run-once`, a probe that missed fires
+/// while the agent was down runs once right away, marked as a catch-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlaps_are_recorded_and_run_once_catches_up_after_downtime() {
+    // Sync takes 2.5 s; the probe fires every 2 s.
+    let sb = Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig::default().with_fixed_latency(Duration::from_millis(2500)),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_lead_probe(dir.path(), "slow-lead", "2s", "100ms");
+    let state = tempfile::tempdir().unwrap();
+    let child = spawn_agent(&sb, dir.path(), state.path(), Stdio::piped());
+    tokio::time::sleep(Duration::from_millis(7000)).await;
+    let (out, _) = sigterm(child).await;
+    assert!(out.contains("skipped: overlap"), "{out}");
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    std::fs::write(
+        dir.path().join("rooftop.yaml"),
+        "scheduler: {missed_runs: run-once}\n",
+    )
+    .unwrap();
+    let child = spawn_agent(&sb, dir.path(), state.path(), Stdio::piped());
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (out, err) = sigterm(child).await;
+    assert!(
+        err.contains("missed while down; one catch-up run now"),
+        "{err}"
+    );
+    assert!(out.contains("(catch-up)"), "{out}");
+
+    let history = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
+        .args(["history", "slow-lead", "--json", "--config"])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let triggers: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["trigger"].as_str().unwrap())
+        .collect();
+    assert!(triggers.contains(&"overlap"), "{history:#}");
+    assert_eq!(
+        triggers.iter().filter(|t| **t == "catch_up").count(),
+        1,
+        "one catch-up run, not a burst: {history:#}"
+    );
+    let skipped = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["trigger"] == "overlap")
+        .unwrap();
+    assert_eq!(skipped["outcome"], "skipped");
 }
 
 /// The agent killed with SIGKILL at arbitrary moments, five times over: the store opens

@@ -67,12 +67,13 @@ pub enum Command {
     Run {
         #[command(flatten)]
         cfg: ConfigArgs,
-        /// Most probe runs in flight at once.
-        #[arg(long, default_value_t = 16)]
-        max_concurrent: usize,
-        /// Keep run history this long.
-        #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = humantime::parse_duration)]
-        keep_history: std::time::Duration,
+        /// Most probe runs in flight at once (overrides rooftop.yaml's
+        /// scheduler.max_concurrent; default 16).
+        #[arg(long)]
+        max_concurrent: Option<usize>,
+        /// Keep run history this long (overrides rooftop.yaml's history.keep; default 30d).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        keep_history: Option<std::time::Duration>,
     },
     /// Every probe's schedule, next run, last outcome, success ratio per window, sync
     /// latency p50/p95/p99 and top error classes (read from the store; works while the
@@ -161,7 +162,13 @@ pub async fn main() -> ExitCode {
             cfg,
             max_concurrent,
             keep_history,
-        } => run::run(&cfg, max_concurrent, keep_history).await,
+        } => {
+            let overrides = run::Overrides {
+                max_concurrent: max_concurrent.filter(|n| *n > 0),
+                keep_history,
+            };
+            run::run(&cfg, overrides).await
+        }
         Command::Status { cfg, json } => status::status(&cfg, json).await,
         Command::History {
             probe,

@@ -12,13 +12,60 @@ use tokio::sync::watch;
 
 use super::{ConfigArgs, EXIT_CANNOT_RUN, build_runner, load_config};
 use crate::clock::{Clock, SystemClock};
-use crate::scheduler::{self, Event};
+use crate::probe::{HistorySettings, MissedRuns};
+use crate::scheduler::{self, Event, Fire};
 use crate::store::RunStore;
 
 /// How long in-flight runs get to finish (cleanup included) after a stop signal.
 const GRACE: Duration = Duration::from_secs(60);
 
-pub async fn run(cfg: &ConfigArgs, max_concurrent: usize, keep_history: Duration) -> ExitCode {
+/// How often retention runs while the agent is up (and once at start).
+const RETENTION_EVERY: Duration = Duration::from_secs(600);
+/// Missed fires are counted up to this many for the start-up message.
+const MISSED_COUNT_CAP: usize = 100_000;
+
+/// Command-line overrides of `rooftop.yaml`'s scheduler and history settings.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub max_concurrent: Option<usize>,
+    pub keep_history: Option<Duration>,
+}
+
+fn count(n: usize) -> String {
+    if n >= MISSED_COUNT_CAP {
+        format!("{MISSED_COUNT_CAP}+ fires")
+    } else if n == 1 {
+        "1 fire".into()
+    } else {
+        format!("{n} fires")
+    }
+}
+
+/// Applies retention and says what it removed.
+async fn retain(history: &RunStore, now: chrono::DateTime<chrono::Utc>, limits: &HistorySettings) {
+    match history.retain(now, limits).await {
+        Ok(p) => {
+            if p.by_age > 0 {
+                eprintln!(
+                    "history: removed {} runs older than {}",
+                    p.by_age,
+                    humantime::format_duration(limits.keep)
+                );
+            }
+            if p.by_size > 0 {
+                eprintln!(
+                    "history: removed the {} oldest runs to stay under {} MB (now {} MB)",
+                    p.by_size,
+                    limits.max_bytes / 1_000_000,
+                    p.used_bytes / 1_000_000
+                );
+            }
+        }
+        Err(e) => eprintln!("warning: history retention: {e}"),
+    }
+}
+
+pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
     let config = match load_config(&cfg.config) {
         Ok(c) => c,
         Err(code) => return code,
@@ -66,70 +113,123 @@ pub async fn run(cfg: &ConfigArgs, max_concurrent: usize, keep_history: Duration
             return ExitCode::from(EXIT_CANNOT_RUN);
         }
     };
+    let mut limits = config.agent.history.clone();
+    if let Some(keep) = overrides.keep_history {
+        limits.keep = keep;
+    }
+    let max_concurrent = overrides
+        .max_concurrent
+        .unwrap_or(config.agent.scheduler.max_concurrent);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
-    match history.prune(now, keep_history).await {
-        Ok(n) if n > 0 => eprintln!(
-            "history: removed {n} runs older than {}",
-            humantime::format_duration(keep_history)
-        ),
-        Ok(_) => {}
-        Err(e) => eprintln!("warning: history retention: {e}"),
-    }
-    let schedules: Vec<_> = config
-        .probes
-        .iter()
-        .map(|p| (p.schedule.clone(), scheduler::spread(&p.name, &p.schedule)))
-        .collect();
+    retain(&history, now, &limits).await;
+
+    let names: Vec<String> = config.probes.iter().map(|p| p.name.clone()).collect();
+    let last = match history.last_scheduled(names.clone()).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+    };
+    let catch_up = config.agent.scheduler.missed_runs == MissedRuns::RunOnce;
     eprintln!(
-        "rooftop {}: {} probes from {}",
+        "rooftop {}: {} probes from {}, at most {max_concurrent} runs at once",
         env!("CARGO_PKG_VERSION"),
         config.probes.len(),
         config.dir.display()
     );
-    for (p, (s, offset)) in config.probes.iter().zip(&schedules) {
-        let next = scheduler::next_fire(s, *offset, now)
+    let mut plans = Vec::with_capacity(config.probes.len());
+    for (p, last) in config.probes.iter().zip(last) {
+        let offset = scheduler::spread(&p.name, &p.schedule);
+        let (missed, latest) = last.map_or((0, None), |l| {
+            scheduler::missed_fires(&p.schedule, offset, l, now, MISSED_COUNT_CAP)
+        });
+        let next = scheduler::next_fire(&p.schedule, offset, now)
             .map(|t| t.to_rfc3339())
             .unwrap_or_else(|| "never".into());
+        let note = match (missed, catch_up) {
+            (0, _) => String::new(),
+            (n, false) => format!("  ({} missed while down; not replayed)", count(n)),
+            (n, true) => format!("  ({} missed while down; one catch-up run now)", count(n)),
+        };
         eprintln!(
-            "  {:<32} {:<36} next {next}",
+            "  {:<32} {:<36} next {next}{note}",
             p.name,
             p.schedule.to_string()
         );
+        plans.push(scheduler::Plan {
+            schedule: p.schedule.clone(),
+            offset,
+            catch_up: latest.filter(|_| catch_up),
+        });
     }
 
     let probes = Arc::new(config.probes.clone());
-    let names: Vec<String> = probes.iter().map(|p| p.name.clone()).collect();
     let execute = {
         let (runner, probes, history) = (runner.clone(), probes.clone(), history.clone());
-        move |i: usize| {
+        move |i: usize, fire: Fire| {
             let (runner, probes, history) = (runner.clone(), probes.clone(), history.clone());
             async move {
                 let run = runner.run(&probes[i], None).await;
                 // Stored first: a run that was reported is a run that was kept.
-                if let Err(e) = history.record(&run).await {
+                if let Err(e) = history.record(&run, Some(fire)).await {
                     eprintln!("warning: run {} not stored in the history: {e}", run.run_id);
                 }
-                println!("{}  {}", run.summary_line(), run.run_id);
+                let catch_up = if fire.catch_up.is_some() {
+                    "  (catch-up)"
+                } else {
+                    ""
+                };
+                println!("{}{catch_up}  {}", run.summary_line(), run.run_id);
             }
         }
     };
-    let on_event = Arc::new(move |e: &Event| match e {
-        Event::SkippedOverlap { probe, scheduled } => println!(
-            "{} {:<28} skipped: overlap (the run scheduled before {} is still going)",
-            scheduled.format("%H:%M:%S"),
-            names[*probe],
-            scheduled.to_rfc3339()
-        ),
-        Event::Exhausted { probe } => eprintln!(
-            "warning: {} has no future fire time; it will not run again",
-            names[*probe]
-        ),
-        Event::Started { .. } => {}
-    });
+    let on_event = {
+        let (history, probes) = (history.clone(), probes.clone());
+        Arc::new(move |e: &Event| match e {
+            Event::SkippedOverlap { probe, scheduled } => {
+                let p = &probes[*probe];
+                println!(
+                    "{} {:<28} skipped: overlap (the run before {} is still going)",
+                    scheduled.format("%H:%M:%S"),
+                    p.name,
+                    scheduled.to_rfc3339()
+                );
+                let (history, name, scheduled) = (history.clone(), p.name.clone(), *scheduled);
+                let connector = p
+                    .labels
+                    .get("connector")
+                    .cloned()
+                    .unwrap_or_else(|| "-".into());
+                tokio::spawn(async move {
+                    if let Err(e) = history.record_skip(&name, &connector, scheduled).await {
+                        eprintln!("warning: skipped fire of {name} not stored: {e}");
+                    }
+                });
+            }
+            Event::Exhausted { probe } => eprintln!(
+                "warning: {} has no future fire time; it will not run again",
+                probes[*probe].name
+            ),
+            Event::Started { .. } => {}
+        })
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let retention = tokio::spawn({
+        let (history, clock, mut stop) = (history.clone(), clock.clone(), stop_rx.clone());
+        async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(RETENTION_EVERY) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                retain(&history, clock.now(), &limits).await;
+            }
+        }
+    });
     let mut agent = tokio::spawn(scheduler::run_schedules(
-        schedules,
+        plans,
         clock,
         max_concurrent,
         execute,
@@ -145,6 +245,7 @@ pub async fn run(cfg: &ConfigArgs, max_concurrent: usize, keep_history: Duration
         humantime::format_duration(GRACE)
     );
     let _ = stop_tx.send(true);
+    let _ = retention.await;
     if tokio::time::timeout(GRACE, &mut agent).await.is_err() {
         agent.abort();
         eprintln!(

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_CONFIG, fmt_ms, load_config};
 use crate::config::diagnostic::did_you_mean;
 use crate::store::RunStore;
+use crate::store::stats::ProbeStatus;
 
 fn open(cfg: &ConfigArgs, config: &crate::config::Config) -> Result<RunStore, ExitCode> {
     let state_dir = cfg
@@ -55,16 +56,19 @@ pub async fn status(cfg: &ConfigArgs, as_json: bool) -> ExitCode {
         let probes: Vec<_> = rows
             .iter()
             .map(|(p, next, st)| {
-                json!({
+                let mut v = json!({
                     "probe": p.name,
                     "schedule": p.schedule.to_string(),
                     "next_run": next.map(|t| t.to_rfc3339()),
                     "severity": p.severity,
-                    "last": st.last,
-                    "windows": st.windows,
-                    "sync": st.sync,
-                    "errors_24h": st.errors_24h.iter().map(|(c, e, n)| json!({"connector": c, "error_class": e, "count": n})).collect::<Vec<_>>(),
-                })
+                    "labels": p.labels,
+                });
+                if let (Some(obj), Ok(serde_json::Value::Object(st))) =
+                    (v.as_object_mut(), serde_json::to_value(st))
+                {
+                    obj.extend(st.into_iter().filter(|(k, _)| k != "probe"));
+                }
+                v
             })
             .collect();
         println!(
@@ -77,54 +81,129 @@ pub async fn status(cfg: &ConfigArgs, as_json: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     println!(
-        "{:<30} {:<13} {:<10} {:>7} {:>7} {:>7}  {:<28} NEXT RUN",
-        "PROBE", "LAST", "AT", "OK 1h", "OK 24h", "OK 7d", "SYNC p50 / p95 / p99 (24h)"
+        "{:<30} {:<13} {:<9} {:>7} {:>7} {:>7}  {:<17} NEXT RUN",
+        "PROBE", "LAST", "AT", "OK 1h", "OK 24h", "OK 7d", "RUN p50 / p95"
     );
     for (p, next, st) in &rows {
-        let ratio = |i: usize| {
-            st.windows
-                .get(i)
-                .and_then(|w| w.ratio)
-                .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
-        };
-        let (last, at) = st
-            .last
-            .as_ref()
-            .map_or(("never run".to_string(), "-".to_string()), |l| {
-                (
-                    l.outcome.clone(),
-                    l.finished_at.format("%H:%M:%S").to_string(),
-                )
-            });
-        let mut sync = st.sync.iter().map(|s| {
-            format!(
-                "{}: {} / {} / {}",
-                s.step,
-                fmt_ms(s.p50_ms as f64),
-                fmt_ms(s.p95_ms as f64),
-                fmt_ms(s.p99_ms as f64)
-            )
-        });
-        println!(
-            "{:<30} {:<13} {:<10} {:>7} {:>7} {:>7}  {:<28} {}",
-            p.name,
-            last,
-            at,
-            ratio(0),
-            ratio(1),
-            ratio(2),
-            sync.next().unwrap_or_default(),
-            next.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                .unwrap_or_else(|| "never".into())
-        );
-        for s in sync {
-            println!("{:<80}{s}", "");
-        }
-        for (connector, class, n) in &st.errors_24h {
-            println!("{:<6}{n} × {class} on {connector} (24h)", "");
+        for line in probe_lines(p, *next, st) {
+            println!("{line}");
         }
     }
     ExitCode::SUCCESS
+}
+
+/// One probe in the status table: a summary row, then indented detail lines for what
+/// there is to say (sync latency, steps, errors, outages).
+fn probe_lines(
+    p: &crate::probe::Probe,
+    next: Option<chrono::DateTime<chrono::Utc>>,
+    st: &ProbeStatus,
+) -> Vec<String> {
+    let ratio = |i: usize| {
+        st.windows
+            .get(i)
+            .and_then(|w| w.ratio)
+            .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
+    };
+    let (last, at) = st
+        .last
+        .as_ref()
+        .map_or(("never run".to_string(), "-".to_string()), |l| {
+            (
+                l.outcome.clone(),
+                l.finished_at.format("%H:%M:%S").to_string(),
+            )
+        });
+    let run = st.duration_24h.as_ref().map_or("-".to_string(), |d| {
+        format!("{} / {}", fmt_ms(d.p50_ms as f64), fmt_ms(d.p95_ms as f64))
+    });
+    let mut lines = vec![format!(
+        "{:<30} {:<13} {:<9} {:>7} {:>7} {:>7}  {:<17} {}",
+        p.name,
+        last,
+        at,
+        ratio(0),
+        ratio(1),
+        ratio(2),
+        run,
+        next.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "never".into())
+    )];
+    let pad = "      ";
+    if let Some(since) = st.recovery.failing_since {
+        lines.push(format!(
+            "{pad}FAILING since {}",
+            since.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+    }
+    for s in &st.sync {
+        lines.push(format!(
+            "{pad}sync {}: p50 {} p95 {} p99 {} (24h, {} measurements; median interval {}, {:.1} polls)",
+            s.step,
+            fmt_ms(s.p50_ms as f64),
+            fmt_ms(s.p95_ms as f64),
+            fmt_ms(s.p99_ms as f64),
+            s.measurements,
+            fmt_ms(s.median_width_ms as f64),
+            s.polls_mean
+        ));
+    }
+    if !st.steps.is_empty() {
+        let steps: Vec<String> = st
+            .steps
+            .iter()
+            .map(|s| {
+                let failures = if s.failures > 0 {
+                    format!(" ({} failed)", s.failures)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} {}/{}{failures}",
+                    s.step,
+                    fmt_ms(s.duration.p50_ms as f64),
+                    fmt_ms(s.duration.p95_ms as f64)
+                )
+            })
+            .collect();
+        lines.push(format!("{pad}steps p50/p95: {}", steps.join(", ")));
+    }
+    for e in &st.errors_24h {
+        lines.push(format!(
+            "{pad}{} × {} on {} (24h)",
+            e.count, e.error_class, e.connector
+        ));
+    }
+    let unusual: Vec<String> = st
+        .http_status_24h
+        .iter()
+        .filter(|h| !(200..300).contains(&h.status))
+        .map(|h| format!("{} × HTTP {} on {}", h.count, h.status, h.connector))
+        .collect();
+    if !unusual.is_empty() {
+        lines.push(format!("{pad}{} (24h)", unusual.join(", ")));
+    }
+    let skipped = st
+        .windows
+        .get(1)
+        .and_then(|w| w.outcomes.get("skipped"))
+        .copied()
+        .unwrap_or(0);
+    if skipped > 0 {
+        lines.push(format!(
+            "{pad}{skipped} fires skipped: overlap (24h; runs outlast the schedule's period)"
+        ));
+    }
+    if st.recovery.outages_7d > 0 {
+        lines.push(format!(
+            "{pad}{} outages in 7d, mean time to recover {}",
+            st.recovery.outages_7d,
+            st.recovery
+                .mttr_ms
+                .map_or("- (not recovered yet)".to_string(), fmt_ms)
+        ));
+    }
+    lines
 }
 
 pub async fn history(cfg: &ConfigArgs, probe: &str, since: Duration, as_json: bool) -> ExitCode {
@@ -175,9 +254,14 @@ pub async fn history(cfg: &ConfigArgs, probe: &str, since: Duration, as_json: bo
             r.run_id,
             r.outcome,
             fmt_ms(r.duration_ms),
-            r.error_class
-                .map(|c| format!("[{c} at {}] ", r.failed_step.unwrap_or_default()))
-                .unwrap_or_default(),
+            match (&r.error_class, r.outcome.as_str(), r.trigger.as_str()) {
+                (Some(c), _, _) => format!("[{c} at {}] ", r.failed_step.unwrap_or_default()),
+                (None, "skipped", _) =>
+                    "skipped: overlap (the previous run was still going) ".into(),
+                (None, _, "catch_up") =>
+                    "(catch-up for fires missed while the agent was down) ".into(),
+                _ => String::new(),
+            },
             if r.cleanup == "failed" {
                 "CLEANUP FAILED"
             } else {

@@ -256,6 +256,39 @@ pub struct AgentConfig {
     /// Default values for `env.*` in templates; the process environment wins.
     #[serde(default)]
     pub env: IndexMap<String, String>,
+    /// How `rooftop run` schedules probes.
+    #[serde(default)]
+    pub scheduler: Option<SchedulerConfig>,
+    /// How much run history the store keeps.
+    #[serde(default)]
+    pub history: Option<HistoryConfig>,
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Most probe runs in flight at once (default 16).
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    /// Fires missed while the agent was down: `skip` (default; the next run is the next
+    /// scheduled one) or `run-once` (one run at start for each probe that missed any,
+    /// never a burst).
+    #[serde(default)]
+    pub missed_runs: Option<String>,
+}
+
+/// History retention: runs go when older than `keep` or when the store is over
+/// `max_size`, oldest first.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Age limit (default `30d`).
+    #[serde(default)]
+    pub keep: Option<String>,
+    /// Size limit of the store, e.g. `512MB`, `2GiB` (default `1GiB`).
+    #[serde(default)]
+    pub max_size: Option<String>,
 }
 
 /// Identity of this rooftop.

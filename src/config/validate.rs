@@ -19,8 +19,9 @@ use super::raw::{
 };
 use super::yaml::{Document, FieldPath};
 use crate::probe::{
-    Agent, Body, Capture, CaptureSource, CleanupStep, Expect, JsonAssertion, OPERATORS, Op, Poll,
-    Probe, Request, Runbook, Schedule, SecretSource, Severity, StatusMatch, Step, SyncSpec,
+    Agent, Body, Capture, CaptureSource, CleanupStep, Expect, HistorySettings, JsonAssertion,
+    MissedRuns, OPERATORS, Op, Poll, Probe, Request, Runbook, Schedule, SchedulerSettings,
+    SecretSource, Severity, StatusMatch, Step, SyncSpec,
 };
 use crate::synthetic::HELPERS;
 use crate::template::{self, RESERVED};
@@ -1300,6 +1301,30 @@ fn check_capture(c: &mut Checker<'_>, path: &FieldPath, spec: &Value) -> Option<
     }
 }
 
+/// Upper bound of `scheduler.max_concurrent`.
+const MAX_CONCURRENT_RUNS: u32 = 4096;
+/// Lower bound of `history.max_size`.
+const MIN_HISTORY_BYTES: u64 = 16_000_000;
+
+/// `512MB`, `2GiB`, `1024` (bytes): decimal (kB, MB, GB) and binary (KiB, MiB, GiB) units.
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
 /// Validates `rooftop.yaml`.
 pub fn validate_agent(
     raw: &AgentConfig,
@@ -1405,6 +1430,59 @@ pub fn validate_agent(
             ),
         }
     }
+    let mut scheduler = SchedulerSettings::default();
+    if let Some(sc) = &raw.scheduler {
+        let sp = root.key("scheduler");
+        if let Some(n) = sc.max_concurrent {
+            if n == 0 || n > MAX_CONCURRENT_RUNS {
+                c.err(
+                    &sp.key("max_concurrent"),
+                    format!("max_concurrent must be between 1 and {MAX_CONCURRENT_RUNS}"),
+                    Some(
+                        "the default, 16, suits most rooftops; raise it only for many slow probes"
+                            .into(),
+                    ),
+                );
+            }
+            scheduler.max_concurrent = n as usize;
+        }
+        if let Some(m) = &sc.missed_runs {
+            match m.as_str() {
+                "skip" => scheduler.missed_runs = MissedRuns::Skip,
+                "run-once" => scheduler.missed_runs = MissedRuns::RunOnce,
+                other => c.err(
+                    &sp.key("missed_runs"),
+                    format!("unknown missed_runs `{other}`"),
+                    did_you_mean(other, ["skip", "run-once"])
+                        .or_else(|| Some("`skip` (default) or `run-once`".into())),
+                ),
+            }
+        }
+    }
+    let mut history = HistorySettings::default();
+    if let Some(h) = &raw.history {
+        let hp = root.key("history");
+        if let Some(k) = &h.keep
+            && let Some(k) = c.duration(&hp.key("keep"), k)
+        {
+            history.keep = k;
+        }
+        if let Some(m) = &h.max_size {
+            match parse_size(m) {
+                Some(b) if b >= MIN_HISTORY_BYTES => history.max_bytes = b,
+                Some(_) => c.err(
+                    &hp.key("max_size"),
+                    format!("max_size `{m}` is below the minimum of 16MB"),
+                    Some("a day of one probe every minute takes about 3MB".into()),
+                ),
+                None => c.err(
+                    &hp.key("max_size"),
+                    format!("`{m}` is not a size"),
+                    Some("a number and a unit: `512MB`, `2GiB`".into()),
+                ),
+            }
+        }
+    }
     let (rooftop_id, rooftop_name, dealer_group) = match &raw.rooftop {
         Some(r) => {
             if !is_name(&r.id) {
@@ -1442,6 +1520,8 @@ pub fn validate_agent(
                 .collect(),
             max_body_bytes,
             verify_tls,
+            scheduler,
+            history,
         },
         defaults,
     ))

@@ -98,15 +98,33 @@ fn resolve_local(tz: &chrono_tz::Tz, naive: NaiveDateTime) -> Option<DateTime<Ut
     }
 }
 
+/// One probe's place in the loop.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub schedule: Schedule,
+    /// The probe's spread.
+    pub offset: Duration,
+    /// Run once right at start, for a fire missed while the agent was down (only with
+    /// `missed_runs: run-once`); the instant is the missed fire, for the record.
+    pub catch_up: Option<DateTime<Utc>>,
+}
+
+/// Why a run started and how late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fire {
+    /// The instant the run was due (for a catch-up run: the start of the agent).
+    pub scheduled: DateTime<Utc>,
+    /// Actual start − `scheduled`: waiting for the runtime and for a concurrency permit.
+    pub lag: Duration,
+    /// The missed fire this run makes up for.
+    pub catch_up: Option<DateTime<Utc>>,
+}
+
 /// What the loop reports as it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A run started `lag` after its scheduled instant.
-    Started {
-        probe: usize,
-        scheduled: DateTime<Utc>,
-        lag: Duration,
-    },
+    /// A run started.
+    Started { probe: usize, fire: Fire },
     /// The previous run of this probe was still going: this fire was skipped.
     SkippedOverlap {
         probe: usize,
@@ -116,24 +134,48 @@ pub enum Event {
     Exhausted { probe: usize },
 }
 
-/// Runs every schedule until `stop` turns true. `execute(i)` carries out one run of probe
-/// `i`; at most `max_concurrent` run at once. Fires missed while the agent was down are
-/// not replayed: the loop starts from "now". Returns once in-flight runs have finished.
+/// Fires of `schedule` strictly after `last` and up to `now`: how many (counting at most
+/// `cap`) and the latest one counted. What the agent missed while it was down.
+pub fn missed_fires(
+    schedule: &Schedule,
+    offset: Duration,
+    last: DateTime<Utc>,
+    now: DateTime<Utc>,
+    cap: usize,
+) -> (usize, Option<DateTime<Utc>>) {
+    let (mut n, mut latest, mut t) = (0, None, last);
+    while n < cap {
+        match next_fire(schedule, offset, t) {
+            Some(f) if f <= now => {
+                n += 1;
+                latest = Some(f);
+                t = f;
+            }
+            _ => break,
+        }
+    }
+    (n, latest)
+}
+
+/// Runs every plan until `stop` turns true. `execute(i, fire)` carries out one run of
+/// probe `i`; at most `max_concurrent` run at once. Fires missed while the agent was down
+/// are not replayed, except one catch-up run per plan that asks for it. Returns once
+/// in-flight runs have finished.
 pub async fn run_schedules<E, Fut>(
-    schedules: Vec<(Schedule, Duration)>,
+    plans: Vec<Plan>,
     clock: Arc<dyn Clock>,
     max_concurrent: usize,
     execute: E,
     on_event: Arc<dyn Fn(&Event) + Send + Sync>,
     mut stop: watch::Receiver<bool>,
 ) where
-    E: Fn(usize) -> Fut + Send + Sync + 'static,
+    E: Fn(usize, Fire) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let execute = Arc::new(execute);
     let permits = Arc::new(Semaphore::new(max_concurrent.max(1)));
     let mut loops = Vec::new();
-    for (i, (schedule, offset)) in schedules.into_iter().enumerate() {
+    for (i, plan) in plans.into_iter().enumerate() {
         let (clock, execute, permits, on_event, mut stop) = (
             clock.clone(),
             execute.clone(),
@@ -143,10 +185,44 @@ pub async fn run_schedules<E, Fut>(
         );
         loops.push(tokio::spawn(async move {
             let busy = Arc::new(AtomicBool::new(false));
-            let mut runs = Vec::new();
+            let mut runs: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+            // Starts one run unless the previous one is still going.
+            let start = |scheduled: DateTime<Utc>, catch_up: Option<DateTime<Utc>>| {
+                if busy.swap(true, Ordering::SeqCst) {
+                    on_event(&Event::SkippedOverlap {
+                        probe: i,
+                        scheduled,
+                    });
+                    return None;
+                }
+                let (execute, permits, on_event, busy, clock) = (
+                    execute.clone(),
+                    permits.clone(),
+                    on_event.clone(),
+                    busy.clone(),
+                    clock.clone(),
+                );
+                Some(tokio::spawn(async move {
+                    let Ok(_permit) = permits.acquire_owned().await else {
+                        return;
+                    };
+                    let lag = (clock.now() - scheduled).to_std().unwrap_or(Duration::ZERO);
+                    let fire = Fire {
+                        scheduled,
+                        lag,
+                        catch_up,
+                    };
+                    on_event(&Event::Started { probe: i, fire });
+                    execute(i, fire).await;
+                    busy.store(false, Ordering::SeqCst);
+                }))
+            };
             let mut after = clock.now();
+            if plan.catch_up.is_some() {
+                runs.extend(start(after, plan.catch_up));
+            }
             loop {
-                let Some(next) = next_fire(&schedule, offset, after) else {
+                let Some(next) = next_fire(&plan.schedule, plan.offset, after) else {
                     on_event(&Event::Exhausted { probe: i });
                     break;
                 };
@@ -156,34 +232,8 @@ pub async fn run_schedules<E, Fut>(
                     _ = stop.wait_for(|s| *s) => break,
                 }
                 after = next;
-                if busy.swap(true, Ordering::SeqCst) {
-                    on_event(&Event::SkippedOverlap {
-                        probe: i,
-                        scheduled: next,
-                    });
-                    continue;
-                }
-                let (execute, permits, on_event, busy, clock) = (
-                    execute.clone(),
-                    permits.clone(),
-                    on_event.clone(),
-                    busy.clone(),
-                    clock.clone(),
-                );
-                runs.push(tokio::spawn(async move {
-                    let Ok(_permit) = permits.acquire_owned().await else {
-                        return;
-                    };
-                    let lag = (clock.now() - next).to_std().unwrap_or(Duration::ZERO);
-                    on_event(&Event::Started {
-                        probe: i,
-                        scheduled: next,
-                        lag,
-                    });
-                    execute(i).await;
-                    busy.store(false, Ordering::SeqCst);
-                }));
-                runs.retain(|r: &tokio::task::JoinHandle<()>| !r.is_finished());
+                runs.extend(start(next, None));
+                runs.retain(|r| !r.is_finished());
             }
             for r in runs {
                 let _ = r.await;
@@ -286,6 +336,14 @@ mod tests {
         );
     }
 
+    fn plan(schedule: Schedule, catch_up: Option<&str>) -> Plan {
+        Plan {
+            schedule,
+            offset: Duration::ZERO,
+            catch_up: catch_up.map(at),
+        }
+    }
+
     /// A wall clock that follows tokio's (paused) time.
     #[derive(Debug)]
     struct TokioClock(DateTime<Utc>, tokio::time::Instant);
@@ -297,7 +355,7 @@ mod tests {
     }
 
     async fn drive(
-        schedules: Vec<(Schedule, Duration)>,
+        plans: Vec<Plan>,
         run_for: Duration,
         run_len: Duration,
         max: usize,
@@ -310,10 +368,10 @@ mod tests {
         let (tx, rx) = watch::channel(false);
         let ev = events.clone();
         let sched = tokio::spawn(run_schedules(
-            schedules,
+            plans,
             clock,
             max,
-            move |_| tokio::time::sleep(run_len),
+            move |_, _| tokio::time::sleep(run_len),
             Arc::new(move |e: &Event| ev.lock().unwrap().push(e.clone())),
             rx,
         ));
@@ -327,7 +385,7 @@ mod tests {
     async fn a_run_that_outlasts_its_period_makes_the_next_fire_skip() {
         let every = Schedule::Every(Duration::from_secs(10));
         let events = drive(
-            vec![(every, Duration::ZERO)],
+            vec![plan(every, None)],
             Duration::from_secs(65),
             Duration::from_secs(15),
             4,
@@ -348,12 +406,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_concurrency_limit_delays_starts_and_shows_as_lag() {
         let every = Schedule::Every(Duration::from_secs(60));
-        let probes = (0..4).map(|_| (every.clone(), Duration::ZERO)).collect();
+        let probes = (0..4).map(|_| plan(every.clone(), None)).collect();
         let events = drive(probes, Duration::from_secs(61), Duration::from_secs(5), 2).await;
         let mut lags: Vec<u64> = events
             .iter()
             .filter_map(|e| match e {
-                Event::Started { lag, .. } => Some(lag.as_secs()),
+                Event::Started { fire, .. } => Some(fire.lag.as_secs()),
                 _ => None,
             })
             .collect();
@@ -371,7 +429,7 @@ mod tests {
         // point, not a burst for fires before the start.
         let every = Schedule::Every(Duration::from_secs(10));
         let events = drive(
-            vec![(every, Duration::ZERO)],
+            vec![plan(every, None)],
             Duration::from_secs(25),
             Duration::from_millis(1),
             4,
@@ -380,15 +438,66 @@ mod tests {
         let starts: Vec<_> = events
             .iter()
             .filter_map(|e| match e {
-                Event::Started { scheduled, lag, .. } => {
-                    Some((scheduled.format("%H:%M:%S").to_string(), lag.as_millis()))
-                }
+                Event::Started { fire, .. } => Some((
+                    fire.scheduled.format("%H:%M:%S").to_string(),
+                    fire.lag.as_millis(),
+                )),
                 _ => None,
             })
             .collect();
         assert_eq!(
             starts,
             vec![("12:00:10".to_string(), 0), ("12:00:20".to_string(), 0)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_once_catches_up_with_one_run_at_start_not_a_burst() {
+        // Down from 11:00 to 12:00 on a 10 s grid: 360 fires missed, one catch-up run.
+        let every = Schedule::Every(Duration::from_secs(10));
+        let (n, latest) = missed_fires(
+            &every,
+            Duration::ZERO,
+            at("2026-06-01T11:00:00Z"),
+            at("2026-06-01T12:00:00Z"),
+            10_000,
+        );
+        assert_eq!((n, latest), (360, Some(at("2026-06-01T12:00:00Z"))));
+        assert_eq!(
+            missed_fires(
+                &every,
+                Duration::ZERO,
+                at("2026-06-01T11:00:00Z"),
+                at("2026-06-01T12:00:00Z"),
+                5
+            )
+            .0,
+            5,
+            "counting stops at the cap"
+        );
+        let events = drive(
+            vec![plan(every, Some("2026-06-01T12:00:00Z"))],
+            Duration::from_secs(15),
+            Duration::from_millis(1),
+            4,
+        )
+        .await;
+        let starts: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Started { fire, .. } => Some((
+                    fire.scheduled.format("%H:%M:%S").to_string(),
+                    fire.catch_up.is_some(),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            vec![
+                ("12:00:00".to_string(), true),
+                ("12:00:10".to_string(), false)
+            ]
         );
     }
 }

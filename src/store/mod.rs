@@ -4,6 +4,7 @@
 
 pub mod ledger;
 pub mod runs;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 pub use ledger::{Ledger, LedgerEntry, NewEntry};
-pub use runs::RunStore;
+pub use runs::{Pruned, RunStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -64,8 +65,11 @@ impl Db {
 }
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 2] =
-    [ledger::create_tables, runs::create_tables];
+const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 3] = [
+    ledger::create_tables,
+    runs::create_tables,
+    runs::add_steps_and_triggers,
+];
 
 /// Opens `path` (creating the state directory), configured and migrated.
 pub(crate) fn open_connection(state_dir: &Path, path: &Path) -> Result<Connection, StoreError> {
