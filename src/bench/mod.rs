@@ -2,3 +2,4 @@
 //! loopback. Figures, not pass/fail: the machine is shared and noisy.
 
 pub mod accuracy;
+pub mod scheduler;

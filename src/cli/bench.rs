@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use super::EXIT_CANNOT_RUN;
 use crate::bench::accuracy::{self, AccuracyOptions};
+use crate::bench::scheduler;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -19,10 +20,64 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// The agent under load: start lag, CPU per 1,000 runs, peak RSS, store writes, and
+    /// the RSS of an idle agent. Runs the real `rooftop run` against the sandbox.
+    Scheduler {
+        /// Probes to schedule.
+        #[arg(long, default_value_t = 10_000)]
+        probes: usize,
+        /// Every probe's period.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        period: std::time::Duration,
+        /// Wait this long after the first run before measuring.
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        warmup: std::time::Duration,
+        /// Measurement window.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        measure: std::time::Duration,
+        /// Every n-th probe is a full lead flow (create, polled sync, cleanup); 0: none.
+        #[arg(long, default_value_t = 10)]
+        flow_every: usize,
+        /// The agent's scheduler.max_concurrent.
+        #[arg(long, default_value_t = 64)]
+        max_concurrent: usize,
+        /// Probes of the idle-agent measurement.
+        #[arg(long, default_value_t = 50)]
+        idle_probes: usize,
+    },
 }
 
 pub async fn run(cmd: BenchCommand) -> ExitCode {
     match cmd {
+        BenchCommand::Scheduler {
+            probes,
+            period,
+            warmup,
+            measure,
+            flow_every,
+            max_concurrent,
+            idle_probes,
+        } => {
+            let opts = scheduler::SchedulerOptions {
+                probes,
+                period,
+                measure,
+                warmup,
+                flow_every,
+                max_concurrent,
+                idle_probes,
+            };
+            match scheduler::run(&opts).await {
+                Ok(r) => {
+                    print!("{}", scheduler::render(&r));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EXIT_CANNOT_RUN)
+                }
+            }
+        }
         BenchCommand::Accuracy {
             flows,
             concurrency,

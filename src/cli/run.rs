@@ -41,6 +41,17 @@ fn count(n: usize) -> String {
     }
 }
 
+/// Hands the heap pages freed after loading the configuration back to the kernel.
+/// Parsing thousands of probe files leaves glibc's heap fragmented with free pages it
+/// would otherwise keep for the process's lifetime (measured: 88 → see README).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Applies retention and says what it removed.
 async fn retain(history: &RunStore, now: chrono::DateTime<chrono::Utc>, limits: &HistorySettings) {
     match history.retain(now, limits).await {
@@ -66,10 +77,11 @@ async fn retain(history: &RunStore, now: chrono::DateTime<chrono::Utc>, limits: 
 }
 
 pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
-    let config = match load_config(&cfg.config) {
+    let mut config = match load_config(&cfg.config) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    release_freed_memory();
     let runner = match build_runner(&config, cfg) {
         Ok(r) => r,
         Err(code) => return code,
@@ -165,7 +177,8 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
         });
     }
 
-    let probes = Arc::new(config.probes.clone());
+    // Moved, not cloned: with thousands of probes the copy would double their memory.
+    let probes = Arc::new(std::mem::take(&mut config.probes));
     let execute = {
         let (runner, probes, history) = (runner.clone(), probes.clone(), history.clone());
         move |i: usize, fire: Fire| {

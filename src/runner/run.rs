@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// `1.234s`, `56ms`, `2m05s`: compact durations for tables and log lines.
@@ -27,7 +27,7 @@ pub fn fmt_ms(ms: f64) -> String {
 }
 
 /// How a run or a step ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Success,
@@ -57,7 +57,7 @@ impl fmt::Display for Outcome {
 }
 
 /// Why a step did not succeed: a bounded set, usable as a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     Dns,
@@ -122,7 +122,7 @@ impl fmt::Display for ErrorClass {
 }
 
 /// One run of one probe.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeRun {
     pub run_id: String,
     pub probe: String,
@@ -146,6 +146,11 @@ pub struct ProbeRun {
 }
 
 impl ProbeRun {
+    /// A run as the store keeps it (`runs.json`), read back.
+    pub fn from_stored_json(json: &str) -> Result<ProbeRun, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
     pub fn step(&self, name: &str) -> Option<&StepRun> {
         self.steps.iter().find(|s| s.name == name)
     }
@@ -189,7 +194,7 @@ impl ProbeRun {
 }
 
 /// One step of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepRun {
     pub name: String,
     pub outcome: Outcome,
@@ -209,7 +214,7 @@ pub struct StepRun {
 }
 
 /// Timings and result of one HTTP request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestRecord {
     pub method: String,
     /// URL with secrets masked.
@@ -227,7 +232,7 @@ pub struct RequestRecord {
 }
 
 /// One checked condition.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AssertionResult {
     /// `status`, a JSONPath, `header NAME` or `body`.
     pub subject: String,
@@ -238,7 +243,7 @@ pub struct AssertionResult {
 }
 
 /// Propagation latency of a sync step, as an interval that contains the true value.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SyncMeasurement {
     pub since: String,
     /// The record was not yet visible this long after the event (last miss).
@@ -258,13 +263,13 @@ pub struct SyncMeasurement {
 }
 
 /// What cleanup did after the run.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct CleanupReport {
     pub outcome: CleanupOutcome,
     pub items: Vec<CleanupRun>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum CleanupOutcome {
     /// Nothing was created.
@@ -276,7 +281,7 @@ pub enum CleanupOutcome {
 }
 
 /// One cleanup step's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CleanupRun {
     pub name: String,
     /// The step that created the record.

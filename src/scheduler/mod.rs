@@ -10,6 +10,8 @@
 //! a local time that happens twice (fall back) fires once, at its first occurrence.
 //! (The `cron` crate alone would skip the first and fire the second twice.)
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::probe::Schedule;
@@ -161,6 +164,9 @@ pub fn missed_fires(
 /// probe `i`; at most `max_concurrent` run at once. Fires missed while the agent was down
 /// are not replayed, except one catch-up run per plan that asks for it. Returns once
 /// in-flight runs have finished.
+///
+/// One loop and one timer for all probes: a queue ordered by next fire time, so ten
+/// thousand idle probes cost a queue entry each, not a task each.
 pub async fn run_schedules<E, Fut>(
     plans: Vec<Plan>,
     clock: Arc<dyn Clock>,
@@ -174,75 +180,85 @@ pub async fn run_schedules<E, Fut>(
 {
     let execute = Arc::new(execute);
     let permits = Arc::new(Semaphore::new(max_concurrent.max(1)));
-    let mut loops = Vec::new();
-    for (i, plan) in plans.into_iter().enumerate() {
-        let (clock, execute, permits, on_event, mut stop) = (
-            clock.clone(),
+    let busy: Arc<Vec<AtomicBool>> =
+        Arc::new(plans.iter().map(|_| AtomicBool::new(false)).collect());
+    let mut runs = JoinSet::new();
+    // Starts one run of probe `i` unless its previous run is still going.
+    let start = |runs: &mut JoinSet<()>,
+                 i: usize,
+                 scheduled: DateTime<Utc>,
+                 catch_up: Option<DateTime<Utc>>| {
+        if busy[i].swap(true, Ordering::SeqCst) {
+            on_event(&Event::SkippedOverlap {
+                probe: i,
+                scheduled,
+            });
+            return;
+        }
+        let (execute, permits, on_event, busy, clock) = (
             execute.clone(),
             permits.clone(),
             on_event.clone(),
-            stop.clone(),
+            busy.clone(),
+            clock.clone(),
         );
-        loops.push(tokio::spawn(async move {
-            let busy = Arc::new(AtomicBool::new(false));
-            let mut runs: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-            // Starts one run unless the previous one is still going.
-            let start = |scheduled: DateTime<Utc>, catch_up: Option<DateTime<Utc>>| {
-                if busy.swap(true, Ordering::SeqCst) {
-                    on_event(&Event::SkippedOverlap {
-                        probe: i,
-                        scheduled,
-                    });
-                    return None;
-                }
-                let (execute, permits, on_event, busy, clock) = (
-                    execute.clone(),
-                    permits.clone(),
-                    on_event.clone(),
-                    busy.clone(),
-                    clock.clone(),
-                );
-                Some(tokio::spawn(async move {
-                    let Ok(_permit) = permits.acquire_owned().await else {
-                        return;
-                    };
-                    let lag = (clock.now() - scheduled).to_std().unwrap_or(Duration::ZERO);
-                    let fire = Fire {
-                        scheduled,
-                        lag,
-                        catch_up,
-                    };
-                    on_event(&Event::Started { probe: i, fire });
-                    execute(i, fire).await;
-                    busy.store(false, Ordering::SeqCst);
-                }))
+        runs.spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
             };
-            let mut after = clock.now();
-            if plan.catch_up.is_some() {
-                runs.extend(start(after, plan.catch_up));
-            }
-            loop {
-                let Some(next) = next_fire(&plan.schedule, plan.offset, after) else {
-                    on_event(&Event::Exhausted { probe: i });
-                    break;
-                };
-                let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.wait_for(|s| *s) => break,
-                }
-                after = next;
-                runs.extend(start(next, None));
-                runs.retain(|r| !r.is_finished());
-            }
-            for r in runs {
-                let _ = r.await;
-            }
-        }));
+            let lag = (clock.now() - scheduled).to_std().unwrap_or(Duration::ZERO);
+            let fire = Fire {
+                scheduled,
+                lag,
+                catch_up,
+            };
+            on_event(&Event::Started { probe: i, fire });
+            execute(i, fire).await;
+            busy[i].store(false, Ordering::SeqCst);
+        });
+    };
+
+    let now = clock.now();
+    let mut queue = BinaryHeap::with_capacity(plans.len());
+    for (i, plan) in plans.iter().enumerate() {
+        if plan.catch_up.is_some() {
+            start(&mut runs, i, now, plan.catch_up);
+        }
+        match next_fire(&plan.schedule, plan.offset, now) {
+            Some(t) => queue.push(Reverse((t, i))),
+            None => on_event(&Event::Exhausted { probe: i }),
+        }
     }
-    let _ = stop.wait_for(|s| *s).await;
-    for l in loops {
-        let _ = l.await;
+    loop {
+        let wait = queue
+            .peek()
+            .map(|Reverse((t, _))| (*t - clock.now()).to_std().unwrap_or(Duration::ZERO));
+        tokio::select! {
+            _ = sleep_or_forever(wait) => {}
+            _ = stop.wait_for(|s| *s) => break,
+            // Reap finished runs so their results do not pile up.
+            Some(_) = runs.join_next(), if !runs.is_empty() => continue,
+        }
+        let now = clock.now();
+        while let Some(Reverse((t, i))) = queue.peek().copied() {
+            if t > now {
+                break;
+            }
+            queue.pop();
+            start(&mut runs, i, t, None);
+            match next_fire(&plans[i].schedule, plans[i].offset, t) {
+                Some(next) => queue.push(Reverse((next, i))),
+                None => on_event(&Event::Exhausted { probe: i }),
+            }
+        }
+    }
+    while runs.join_next().await.is_some() {}
+}
+
+async fn sleep_or_forever(wait: Option<Duration>) {
+    match wait {
+        Some(w) => tokio::time::sleep(w).await,
+        None => std::future::pending().await,
     }
 }
 
