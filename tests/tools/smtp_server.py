@@ -90,7 +90,8 @@ def authenticator_for(user, password):
             and auth_data.password.decode("utf-8", "replace") == password
         )
         log.info("AUTH %s as %r: %s", mechanism, auth_data.login if ok else auth_data, ok)
-        return AuthResult(success=ok, auth_data=user if ok else None)
+        # handled=False: aiosmtpd answers 535 itself to a failure
+        return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
 
     return authenticate
 
