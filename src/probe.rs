@@ -289,6 +289,56 @@ pub struct Agent {
     pub verify_tls: bool,
     pub scheduler: SchedulerSettings,
     pub history: HistorySettings,
+    pub telemetry: TelemetrySettings,
+}
+
+/// Telemetry as `rooftop.yaml` sets it (the environment may still override at start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetrySettings {
+    /// `None`: no local listener.
+    pub listen: Option<std::net::SocketAddr>,
+    pub interval: Duration,
+    pub otlp_endpoint: Option<String>,
+    pub otlp_protocol: Option<OtlpProtocol>,
+    /// Header name → template (rendered at start with `env.*` and `secret.*`).
+    pub otlp_headers: Vec<(String, String)>,
+    pub otlp_timeout: Option<Duration>,
+    pub metrics: bool,
+    pub traces: bool,
+    pub logs: bool,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9464))),
+            interval: Duration::from_secs(30),
+            otlp_endpoint: None,
+            otlp_protocol: None,
+            otlp_headers: Vec::new(),
+            otlp_timeout: None,
+            metrics: true,
+            traces: true,
+            logs: true,
+        }
+    }
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    pub fn parse(text: &str) -> Option<OtlpProtocol> {
+        match text.trim() {
+            "grpc" => Some(OtlpProtocol::Grpc),
+            "http/protobuf" => Some(OtlpProtocol::HttpProtobuf),
+            _ => None,
+        }
+    }
 }
 
 /// How `rooftop run` schedules.

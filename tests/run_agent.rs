@@ -36,7 +36,7 @@ fn spawn_agent(
     stderr: Stdio,
 ) -> tokio::process::Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rooftop"));
-    cmd.args(["run", "--config"])
+    cmd.args(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
         .arg("--state-dir")
         .arg(state);

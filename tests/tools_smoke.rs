@@ -168,7 +168,7 @@ async fn otlp_receiver_records_every_signal_over_grpc_and_gzipped_http() {
                 let span = &otlp_spans(&line["request"])[0];
                 assert_eq!(span["kind"], "SPAN_KIND_CLIENT");
                 // bytes fields come out base64-encoded: 0x01..0x10
-                assert_eq!(span["trace_id"], "AQIDBAUGBwgJCgsMDQ4PEA==");
+                assert_eq!(span["trace_id"], "0102030405060708090a0b0c0d0e0f10");
             }
         }
     }

@@ -173,7 +173,7 @@ fn spawn_agent(
 ) -> anyhow::Result<(Child, Arc<AtomicU64>, tokio::task::JoinHandle<String>)> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
-        .args(["run", "--config"])
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
         .arg("--state-dir")
         .arg(state)

@@ -74,6 +74,10 @@ pub enum Command {
         /// Keep run history this long (overrides rooftop.yaml's history.keep; default 30d).
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         keep_history: Option<std::time::Duration>,
+        /// Address of the /metrics listener, or `off` (overrides telemetry.listen;
+        /// default 127.0.0.1:9464; port 0 picks a free port).
+        #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
+        listen: Option<Listen>,
     },
     /// Every probe's schedule, next run, last outcome, success ratio per window, sync
     /// latency p50/p95/p99 and top error classes (read from the store; works while the
@@ -162,10 +166,12 @@ pub async fn main() -> ExitCode {
             cfg,
             max_concurrent,
             keep_history,
+            listen,
         } => {
             let overrides = run::Overrides {
                 max_concurrent: max_concurrent.filter(|n| *n > 0),
                 keep_history,
+                listen: listen.map(|l| l.0),
             };
             run::run(&cfg, overrides).await
         }
@@ -194,6 +200,19 @@ pub async fn main() -> ExitCode {
 }
 
 /// Loads the config, printing every error; `Err` carries the exit code.
+/// `--listen`: an address, or `off` (`None` inside).
+#[derive(Debug, Clone)]
+pub struct Listen(pub Option<std::net::SocketAddr>);
+
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    if text == "off" {
+        return Ok(Listen(None));
+    }
+    text.parse()
+        .map(|a| Listen(Some(a)))
+        .map_err(|_| format!("`{text}` is not an address and port (e.g. 127.0.0.1:9464) or `off`"))
+}
+
 pub fn load_config(dir: &Path) -> Result<Config, ExitCode> {
     let config = config::load(dir).map_err(|errors| {
         eprint!("{}", errors.render());

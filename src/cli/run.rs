@@ -10,15 +10,18 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{ConfigArgs, EXIT_CANNOT_RUN, build_runner, load_config};
+use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_CONFIG, build_runner, load_config};
 use crate::clock::{Clock, SystemClock};
 use crate::probe::{HistorySettings, MissedRuns};
 use crate::scheduler::{self, Event, Fire};
 use crate::store::RunStore;
+use crate::telemetry::{Telemetry, settings};
 
 /// How long in-flight runs get to finish (cleanup included) after a stop signal.
 const GRACE: Duration = Duration::from_secs(60);
 
+/// How often the success-ratio, leftover and store-size gauges are refreshed.
+const GAUGES_EVERY: Duration = Duration::from_secs(60);
 /// How often retention runs while the agent is up (and once at start).
 const RETENTION_EVERY: Duration = Duration::from_secs(600);
 /// Missed fires are counted up to this many for the start-up message.
@@ -29,6 +32,8 @@ const MISSED_COUNT_CAP: usize = 100_000;
 pub struct Overrides {
     pub max_concurrent: Option<usize>,
     pub keep_history: Option<Duration>,
+    /// `Some(None)`: no listener.
+    pub listen: Option<Option<std::net::SocketAddr>>,
 }
 
 fn count(n: usize) -> String {
@@ -49,6 +54,60 @@ fn release_freed_memory() {
     // SAFETY: malloc_trim only releases free memory; it has no preconditions.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Resolves telemetry settings (the `OTEL_*` environment over rooftop.yaml) and starts
+/// the exporters; prints where telemetry goes.
+fn start_telemetry(
+    config: &crate::config::Config,
+    runner: &crate::runner::Runner,
+) -> Result<Telemetry, String> {
+    let t = &config.agent.telemetry;
+    let headers = t
+        .otlp_headers
+        .iter()
+        .map(|(k, v)| {
+            runner
+                .render_setting(v)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| format!("telemetry.otlp.headers.{k}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let resolved =
+        settings::resolve(t, &headers, &super::process_env()).map_err(|e| e.to_string())?;
+    for note in &resolved.notes {
+        eprintln!("telemetry: {note}");
+    }
+    for (signal, e) in [
+        ("metrics", &resolved.metrics),
+        ("traces", &resolved.traces),
+        ("logs", &resolved.logs),
+    ] {
+        if let Some(e) = e {
+            eprintln!("telemetry: {signal} → {} ({:?})", e.endpoint, e.protocol);
+        }
+    }
+    Telemetry::start(&config.agent, &config.probes, &resolved).map_err(|e| e.to_string())
+}
+
+/// Refreshes the gauges that come from the store and the ledger.
+async fn refresh_gauges(
+    history: &RunStore,
+    ledger: &crate::store::Ledger,
+    telemetry: &Telemetry,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let ratios = history.ratios(now).await.unwrap_or_default();
+    let pending = ledger.pending(None).await.unwrap_or_default();
+    let size = history.size_bytes();
+    if let Ok(mut g) = telemetry.gauges().lock() {
+        g.ratios = ratios.into_iter().map(|(p, w, r)| ((p, w), r)).collect();
+        g.leftovers.clear();
+        for e in pending {
+            *g.leftovers.entry(e.probe).or_insert(0) += 1;
+        }
+        g.store_bytes = size;
     }
 }
 
@@ -114,6 +173,13 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
         }
     }
 
+    let telemetry = match start_telemetry(&config, &runner) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let state_dir = cfg
         .state_dir
         .clone()
@@ -180,15 +246,27 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
     // Moved, not cloned: with thousands of probes the copy would double their memory.
     let probes = Arc::new(std::mem::take(&mut config.probes));
     let execute = {
-        let (runner, probes, history) = (runner.clone(), probes.clone(), history.clone());
+        let (runner, probes, history, telemetry) = (
+            runner.clone(),
+            probes.clone(),
+            history.clone(),
+            telemetry.clone(),
+        );
         move |i: usize, fire: Fire| {
-            let (runner, probes, history) = (runner.clone(), probes.clone(), history.clone());
+            let (runner, probes, history, telemetry) = (
+                runner.clone(),
+                probes.clone(),
+                history.clone(),
+                telemetry.clone(),
+            );
             async move {
+                telemetry.observe_lag(fire.lag);
                 let run = runner.run(&probes[i], None).await;
                 // Stored first: a run that was reported is a run that was kept.
                 if let Err(e) = history.record(&run, Some(fire)).await {
                     eprintln!("warning: run {} not stored in the history: {e}", run.run_id);
                 }
+                telemetry.observe_run(&run);
                 let catch_up = if fire.catch_up.is_some() {
                     "  (catch-up)"
                 } else {
@@ -199,10 +277,11 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
         }
     };
     let on_event = {
-        let (history, probes) = (history.clone(), probes.clone());
+        let (history, probes, telemetry) = (history.clone(), probes.clone(), telemetry.clone());
         Arc::new(move |e: &Event| match e {
             Event::SkippedOverlap { probe, scheduled } => {
                 let p = &probes[*probe];
+                telemetry.observe_skip(&p.name);
                 println!(
                     "{} {:<28} skipped: overlap (the run before {} is still going)",
                     scheduled.format("%H:%M:%S"),
@@ -229,6 +308,43 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
         })
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let listen = overrides.listen.unwrap_or(config.agent.telemetry.listen);
+    let listener = match listen {
+        Some(addr) => {
+            match crate::listener::serve(addr, telemetry.clone(), stop_rx.clone()).await {
+                Ok((bound, task)) => {
+                    eprintln!("metrics: http://{bound}/metrics");
+                    Some(task)
+                }
+                Err(e) => {
+                    eprintln!("error: cannot listen on {addr} for /metrics: {e}");
+                    eprintln!(
+                        "  = help: set telemetry.listen in rooftop.yaml to a free address, or `off`"
+                    );
+                    return ExitCode::from(EXIT_CANNOT_RUN);
+                }
+            }
+        }
+        None => None,
+    };
+    let gauges = tokio::spawn({
+        let (history, ledger, telemetry, clock, mut stop) = (
+            history.clone(),
+            runner.ledger.clone(),
+            telemetry.clone(),
+            clock.clone(),
+            stop_rx.clone(),
+        );
+        async move {
+            loop {
+                refresh_gauges(&history, &ledger, &telemetry, clock.now()).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(GAUGES_EVERY) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        }
+    });
     let retention = tokio::spawn({
         let (history, clock, mut stop) = (history.clone(), clock.clone(), stop_rx.clone());
         async move {
@@ -259,6 +375,7 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
     );
     let _ = stop_tx.send(true);
     let _ = retention.await;
+    let _ = gauges.await;
     if tokio::time::timeout(GRACE, &mut agent).await.is_err() {
         agent.abort();
         eprintln!(
@@ -266,5 +383,11 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
             humantime::format_duration(GRACE)
         );
     }
+    if let Some(l) = listener {
+        let _ = l.await;
+    }
+    // The SDK's shutdown blocks (bounded by the export timeouts).
+    let t = telemetry.clone();
+    let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
     ExitCode::SUCCESS
 }

@@ -262,6 +262,48 @@ pub struct AgentConfig {
     /// How much run history the store keeps.
     #[serde(default)]
     pub history: Option<HistoryConfig>,
+    /// OpenTelemetry export and the local HTTP listener (`/metrics`).
+    #[serde(default)]
+    pub telemetry: Option<TelemetryConfig>,
+}
+
+/// Telemetry settings. The standard `OTEL_*` environment variables win over these.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The agent's local HTTP listener serving `GET /metrics` (Prometheus text):
+    /// `127.0.0.1:9464` (default) or `off`.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// How often metrics are exported over OTLP (default `30s`;
+    /// `OTEL_METRIC_EXPORT_INTERVAL` in ms wins).
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// OTLP export; off unless an endpoint is set here or in `OTEL_EXPORTER_OTLP_*`.
+    #[serde(default)]
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// OTLP exporter settings.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Collector base URL, e.g. `http://collector:4317` (gRPC) or
+    /// `http://collector:4318` (HTTP; `/v1/metrics` etc. are appended).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// `grpc` or `http/protobuf` (default).
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Extra request headers; values may use `{{ secret.NAME }}` and `{{ env.NAME }}`.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// Export timeout (default `10s`).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Which signals to export (default all): `metrics`, `traces`, `logs`.
+    #[serde(default)]
+    pub signals: Option<Vec<String>>,
 }
 
 /// Scheduler settings.

@@ -15,13 +15,13 @@ use serde_json_path::JsonPath;
 use super::diagnostic::{Diagnostic, closest, did_you_mean};
 use super::raw::{
     AgentConfig, CleanupConfig, ExpectConfig, ProbeConfig, RequestConfig, ScheduleConfig,
-    StepConfig,
+    StepConfig, TelemetryConfig,
 };
 use super::yaml::{Document, FieldPath};
 use crate::probe::{
     Agent, Body, Capture, CaptureSource, CleanupStep, Expect, HistorySettings, JsonAssertion,
-    MissedRuns, OPERATORS, Op, Poll, Probe, Request, Runbook, Schedule, SchedulerSettings,
-    SecretSource, Severity, StatusMatch, Step, SyncSpec,
+    MissedRuns, OPERATORS, Op, OtlpProtocol, Poll, Probe, Request, Runbook, Schedule,
+    SchedulerSettings, SecretSource, Severity, StatusMatch, Step, SyncSpec, TelemetrySettings,
 };
 use crate::synthetic::HELPERS;
 use crate::template::{self, RESERVED};
@@ -114,6 +114,97 @@ impl<'a> Checker<'a> {
                 None
             }
         }
+    }
+
+    fn telemetry(&mut self, path: &FieldPath, t: &TelemetryConfig) -> TelemetrySettings {
+        let mut out = TelemetrySettings::default();
+        if let Some(l) = &t.listen {
+            match l.trim() {
+                "off" => out.listen = None,
+                text => match text.parse::<std::net::SocketAddr>() {
+                    Ok(a) => out.listen = Some(a),
+                    Err(_) => self.err(
+                        &path.key("listen"),
+                        format!("`{text}` is not an address and port"),
+                        Some("e.g. `127.0.0.1:9464`, `[::1]:9464`, or `off`".into()),
+                    ),
+                },
+            }
+        }
+        if let Some(i) = &t.interval
+            && let Some(i) = self.duration(&path.key("interval"), i)
+        {
+            out.interval = i;
+        }
+        let Some(o) = &t.otlp else { return out };
+        let op = path.key("otlp");
+        if let Some(e) = &o.endpoint {
+            if e.starts_with("http://") || e.starts_with("https://") {
+                out.otlp_endpoint = Some(e.trim_end_matches('/').to_string());
+            } else {
+                self.err(
+                    &op.key("endpoint"),
+                    format!("OTLP endpoint `{e}` must start with http:// or https://"),
+                    Some(
+                        "e.g. `http://127.0.0.1:4317` for gRPC, `http://127.0.0.1:4318` for HTTP"
+                            .into(),
+                    ),
+                );
+            }
+        }
+        if let Some(p) = &o.protocol {
+            match OtlpProtocol::parse(p) {
+                Some(p) => out.otlp_protocol = Some(p),
+                None => self.err(
+                    &op.key("protocol"),
+                    format!("unknown OTLP protocol `{p}`"),
+                    did_you_mean(p, ["grpc", "http/protobuf"])
+                        .or_else(|| Some("`grpc` or `http/protobuf`".into())),
+                ),
+            }
+        }
+        if let Some(t) = &o.timeout
+            && let Some(t) = self.duration(&op.key("timeout"), t)
+        {
+            out.otlp_timeout = Some(t);
+        }
+        for (name, value) in &o.headers {
+            let hp = op.key("headers").key(name);
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                self.err_key(
+                    &hp,
+                    format!("`{name}` is not a valid header name"),
+                    Some("letters, digits and dashes, e.g. `x-api-key`".into()),
+                );
+            }
+            if let Err(e) = template::analyze(value) {
+                self.err(
+                    &hp,
+                    format!("template error: {e}"),
+                    Some("only `env.*` and `secret.*` are available here".into()),
+                );
+            }
+            out.otlp_headers.push((name.clone(), value.clone()));
+        }
+        if let Some(signals) = &o.signals {
+            out.metrics = false;
+            out.traces = false;
+            out.logs = false;
+            for (i, s) in signals.iter().enumerate() {
+                match s.as_str() {
+                    "metrics" => out.metrics = true,
+                    "traces" => out.traces = true,
+                    "logs" => out.logs = true,
+                    other => self.err(
+                        &op.key("signals").index(i),
+                        format!("unknown signal `{other}`"),
+                        did_you_mean(other, ["metrics", "traces", "logs"])
+                            .or_else(|| Some("`metrics`, `traces` or `logs`".into())),
+                    ),
+                }
+            }
+        }
+        out
     }
 
     fn timezone(&mut self, path: &FieldPath, text: &str) -> Option<chrono_tz::Tz> {
@@ -1483,6 +1574,11 @@ pub fn validate_agent(
             }
         }
     }
+    let telemetry = raw
+        .telemetry
+        .as_ref()
+        .map(|t| c.telemetry(&root.key("telemetry"), t))
+        .unwrap_or_default();
     let (rooftop_id, rooftop_name, dealer_group) = match &raw.rooftop {
         Some(r) => {
             if !is_name(&r.id) {
@@ -1522,6 +1618,7 @@ pub fn validate_agent(
             verify_tls,
             scheduler,
             history,
+            telemetry,
         },
         defaults,
     ))

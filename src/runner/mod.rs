@@ -62,6 +62,22 @@ pub struct Runner {
     pub clock: Arc<dyn Clock>,
 }
 
+impl Runner {
+    /// Renders a `rooftop.yaml` value that may use `env.*` and `secret.*` (OTLP headers,
+    /// later SMTP settings).
+    pub fn render_setting(&self, source: &str) -> Result<String, String> {
+        let ctx = Context::new(
+            self.env.clone(),
+            self.secrets.clone(),
+            Arc::new(Synthetic::new("settings")),
+            "settings",
+            "rooftop.yaml",
+            Masker::default(),
+        );
+        ctx.render(source).map_err(|e| e.to_string())
+    }
+}
+
 /// State of one run in progress.
 struct RunState {
     t0: Instant,
@@ -88,6 +104,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// A step's report before anything has happened: successful until shown otherwise.
+/// Polls of one step kept in its report (the count is always exact in `attempts`).
+const MAX_POLL_RECORDS: usize = 200;
+
 fn blank_step_run(step: &Step, started: Duration) -> StepRun {
     StepRun {
         name: step.name.clone(),
@@ -98,6 +117,7 @@ fn blank_step_run(step: &Step, started: Duration) -> StepRun {
         duration_ms: 0.0,
         request: None,
         attempts: 0,
+        polls: Vec::new(),
         assertions: Vec::new(),
         captures: BTreeMap::new(),
         sync: None,
@@ -491,8 +511,10 @@ impl Runner {
             match (&step.until, &step.poll) {
                 (Some(until), Some(plan)) => {
                     let last: std::sync::Mutex<Option<Payload>> = std::sync::Mutex::new(None);
-                    let (t0, ctx, trace_id, masker_ref, last_ref) =
-                        (st.t0, &st.ctx, st.trace_id.as_str(), &masker, &last);
+                    let polls: std::sync::Mutex<Vec<RequestRecord>> =
+                        std::sync::Mutex::new(Vec::new());
+                    let (t0, ctx, trace_id, masker_ref, last_ref, polls_ref) =
+                        (st.t0, &st.ctx, st.trace_id.as_str(), &masker, &last, &polls);
                     let poll_started = Instant::now();
                     // The final attempt must fit before the probe's own deadline, so a poll
                     // cut short still reports its polls and last answer.
@@ -517,6 +539,11 @@ impl Runner {
                                     hit: kind == Attempt::Hit,
                                 });
                             }
+                            if let Ok(mut p) = polls_ref.lock()
+                                && p.len() < MAX_POLL_RECORDS
+                            {
+                                p.push(rec.clone());
+                            }
                             if let Ok(mut slot) = last_ref.lock() {
                                 *slot = Some((res, rec, verdict));
                             }
@@ -524,6 +551,7 @@ impl Runner {
                         }
                     })
                     .await;
+                    run.polls = polls.into_inner().unwrap_or_else(|p| p.into_inner());
                     let last = last.into_inner().unwrap_or_else(|p| p.into_inner());
                     let Some(payload) = last else {
                         return finish(

@@ -207,6 +207,10 @@ pub struct StepRun {
     pub request: Option<RequestRecord>,
     /// Number of requests sent (1 for an unpolled step).
     pub attempts: u32,
+    /// Every poll of a polled step, in order (at most the first 200), each with the span
+    /// id its `traceparent` carried; empty for an unpolled step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub polls: Vec<RequestRecord>,
     pub assertions: Vec<AssertionResult>,
     /// Captured values, secrets masked.
     pub captures: BTreeMap<String, Value>,

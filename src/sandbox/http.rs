@@ -63,6 +63,13 @@ fn bearer(req: &Request) -> Option<&str> {
 /// Middleware in front of every system route.
 pub async fn guard(State(guard): State<Guard>, req: Request, next: Next) -> Response {
     let system = guard.system.as_str();
+    if let Some(tp) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        guard.shared.saw_traceparent(tp);
+    }
     let faults = guard.shared.faults.for_system(guard.system);
     if let Some(delay) = faults.slow {
         tokio::time::sleep(delay).await;

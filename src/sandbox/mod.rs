@@ -237,6 +237,11 @@ impl Sandbox {
         .collect()
     }
 
+    /// `traceparent` headers the systems received (the latest 10,000), oldest first.
+    pub fn traceparents(&self) -> Vec<String> {
+        self.shared.traceparents()
+    }
+
     /// Replaces the active fault set, like `POST /_sandbox/faults`.
     pub fn set_faults(&self, faults: Vec<Fault>) {
         self.shared.faults.replace(faults);

@@ -20,7 +20,13 @@ pub struct Shared {
     pub tokens: Tokens,
     pub faults: FaultBoard,
     world: Mutex<World>,
+    /// `traceparent` headers of the latest requests to the systems (at most
+    /// `TRACEPARENTS_KEPT`), so tests can match them with the client's trace.
+    traceparents: Mutex<std::collections::VecDeque<String>>,
 }
+
+/// How many `traceparent` headers the sandbox remembers.
+const TRACEPARENTS_KEPT: usize = 10_000;
 
 impl Shared {
     pub fn new(config: &SandboxConfig) -> Arc<Shared> {
@@ -32,7 +38,30 @@ impl Shared {
             faults: FaultBoard::new(seed),
             world: Mutex::new(world),
             clock,
+            traceparents: Mutex::default(),
         })
+    }
+
+    /// Remembers a request's `traceparent` header.
+    pub fn saw_traceparent(&self, value: &str) {
+        let mut t = self
+            .traceparents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if t.len() >= TRACEPARENTS_KEPT {
+            t.pop_front();
+        }
+        t.push_back(value.to_string());
+    }
+
+    /// The remembered `traceparent` headers, oldest first.
+    pub fn traceparents(&self) -> Vec<String> {
+        self.traceparents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Locks the world; never held across an await.

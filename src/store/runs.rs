@@ -498,6 +498,7 @@ mod tests {
                 duration_ms: 1.0,
                 request: None,
                 attempts: 1,
+                polls: vec![],
                 assertions: vec![],
                 captures: Default::default(),
                 sync: sync_ms.map(|ms| SyncMeasurement {

@@ -208,6 +208,52 @@ impl RunStore {
     }
 }
 
+impl RunStore {
+    /// Success ratio of every probe with runs, per window: (probe, window, ratio). Three
+    /// grouped queries; the agent refreshes its gauges from this once a minute.
+    pub async fn ratios(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, f64)>, StoreError> {
+        self.db
+            .with_conn(move |c| {
+                let mut out = Vec::new();
+                for (name, secs) in WINDOWS {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT probe, SUM(outcome = 'success'), SUM(outcome != 'skipped') FROM runs
+                         WHERE finished_ms >= ?1 GROUP BY probe",
+                    )?;
+                    let rows =
+                        stmt.query_map(params![now.timestamp_millis() - secs * 1000], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, i64>(1)?,
+                                r.get::<_, i64>(2)?,
+                            ))
+                        })?;
+                    for row in rows {
+                        let (probe, ok, runs) = row?;
+                        if runs > 0 {
+                            out.push((probe, name.to_string(), ok as f64 / runs as f64));
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// Bytes of the store file and its write-ahead log.
+    pub fn size_bytes(&self) -> u64 {
+        let wal = self.db.path.with_extension("db-wal");
+        [self.db.path.as_path(), wal.as_path()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
 fn probe_status(c: &Connection, probe: String, now_ms: i64) -> rusqlite::Result<ProbeStatus> {
     let day = now_ms - DAY_MS;
     let last = c

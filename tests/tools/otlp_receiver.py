@@ -25,6 +25,7 @@ Run with the venv of tests/tools/install: .cache/tools/venv/bin/python.
 """
 
 import argparse
+import base64
 import gzip
 import json
 import logging
@@ -63,6 +64,26 @@ MESSAGES = {
 HTTP_PATHS = {"/v1/metrics": "metrics", "/v1/traces": "traces", "/v1/logs": "logs"}
 
 
+
+ID_FIELDS = ("trace_id", "span_id", "parent_span_id")
+
+
+def hex_ids(value):
+    """Trace and span ids as lowercase hex, as OTLP/JSON writes them (the protobuf JSON
+    mapping would give base64), so tests compare them with `traceparent` headers."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if k in ID_FIELDS and isinstance(v, str):
+                out[k] = base64.b64decode(v).hex()
+            else:
+                out[k] = hex_ids(v)
+        return out
+    if isinstance(value, list):
+        return [hex_ids(v) for v in value]
+    return value
+
+
 class Recorder:
     """Appends one JSON line per request to the output file and counts requests per
     transport for --fail-first."""
@@ -73,7 +94,7 @@ class Recorder:
         self._fail_first = fail_first
         self._seen = {"grpc": 0, "http": 0}
 
-    def record(self, transport, signal_name, request):
+    def record(self, transport, signal_name, request):  # noqa: D401
         """Records the request; returns False when it must be refused (--fail-first)."""
         with self._lock:
             self._seen[transport] += 1
@@ -82,8 +103,8 @@ class Recorder:
                 "transport": transport,
                 "signal": signal_name,
                 "accepted": accepted,
-                "request": json_format.MessageToDict(
-                    request, preserving_proto_field_name=True
+                "request": hex_ids(
+                    json_format.MessageToDict(request, preserving_proto_field_name=True)
                 ),
             }
             self._file.write(json.dumps(line, sort_keys=False) + "\n")

@@ -1,0 +1,134 @@
+//! Exporter wrappers that report a collector outage once when it starts and once when it
+//! ends (not once per batch), and count failed exports per signal. They never retry or
+//! block beyond the wrapped exporter's own timeout.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{LogBatch, LogExporter};
+use opentelemetry_sdk::metrics::Temporality;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+
+use super::Export;
+
+/// Export health of each signal.
+#[derive(Debug, Default)]
+pub struct Health {
+    failures: [AtomicU64; 3],
+    /// Signal → consecutive failures of the outage in progress.
+    down: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+const SIGNALS: [&str; 3] = ["metrics", "traces", "logs"];
+
+impl Health {
+    fn index(signal: &str) -> usize {
+        SIGNALS.iter().position(|s| *s == signal).unwrap_or(0)
+    }
+
+    /// Notes one export's result; prints on the first failure and on recovery.
+    pub fn note(&self, signal: &'static str, endpoint: &str, result: &OTelSdkResult) {
+        let Ok(mut down) = self.down.lock() else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                if let Some(n) = down.remove(signal) {
+                    eprintln!(
+                        "telemetry: OTLP {signal} export to {endpoint} recovered after {n} failed attempt{}",
+                        if n == 1 { "" } else { "s" }
+                    );
+                }
+            }
+            Err(e) => {
+                self.failures[Self::index(signal)].fetch_add(1, Ordering::Relaxed);
+                let n = down.entry(signal).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    eprintln!(
+                        "warning: telemetry: OTLP {signal} export to {endpoint} failing ({e}); probing goes on, data is kept within bounded queues, next message when it recovers"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Failed exports per signal since start.
+    pub fn failures(&self) -> BTreeMap<&'static str, u64> {
+        SIGNALS
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (*s, self.failures[i].load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// An exporter plus the health bookkeeping.
+#[derive(Debug)]
+pub struct Watched<E> {
+    inner: E,
+    signal: &'static str,
+    endpoint: String,
+    health: std::sync::Arc<Health>,
+}
+
+impl<E> Watched<E> {
+    pub fn new(inner: E, signal: &'static str, e: &Export, health: std::sync::Arc<Health>) -> Self {
+        Watched {
+            inner,
+            signal,
+            endpoint: e.endpoint.clone(),
+            health,
+        }
+    }
+}
+
+impl<E: PushMetricExporter> PushMetricExporter for Watched<E> {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let r = self.inner.export(metrics).await;
+        self.health.note(self.signal, &self.endpoint, &r);
+        r
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for Watched<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let r = self.inner.export(batch).await;
+        self.health.note(self.signal, &self.endpoint, &r);
+        r
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource)
+    }
+}
+
+impl<E: LogExporter> LogExporter for Watched<E> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let r = self.inner.export(batch).await;
+        self.health.note(self.signal, &self.endpoint, &r);
+        r
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource)
+    }
+}
