@@ -321,7 +321,9 @@ async fn a_collector_outage_is_reported_once_and_never_stops_probing() {
     )
     .await
     .unwrap();
-    let refusing = OtlpReceiver::start(4);
+    // The HTTP exporter retries a refused export 3 times: 16 refusals make at least
+    // four exports fail outright before the collector "comes back".
+    let refusing = OtlpReceiver::start(16);
     let nobody = format!("http://127.0.0.1:{}", tools::free_port());
     for (endpoint, recovers) in [(refusing.http_endpoint(), true), (nobody, false)] {
         let dir = tempfile::tempdir().unwrap();
@@ -340,7 +342,7 @@ async fn a_collector_outage_is_reported_once_and_never_stops_probing() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(7000)).await;
+        tokio::time::sleep(Duration::from_millis(10_000)).await;
         let pid = child.id().unwrap().to_string();
         std::process::Command::new("kill")
             .args(["-TERM", &pid])

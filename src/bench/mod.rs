@@ -3,3 +3,4 @@
 
 pub mod accuracy;
 pub mod scheduler;
+pub mod telemetry;

@@ -121,12 +121,13 @@ fn write_config(
     period: Duration,
     flow_every: usize,
     max_concurrent: usize,
+    extra_yaml: &str,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("probes"))?;
     std::fs::write(
         dir.join("rooftop.yaml"),
         format!(
-            "rooftop: {{id: bench}}\nscheduler: {{max_concurrent: {max_concurrent}}}\nsecrets:\n  crm_token: {{env: ROOFTOP_SECRET_CRM_TOKEN}}\n"
+            "rooftop: {{id: bench}}\nscheduler: {{max_concurrent: {max_concurrent}}}\nsecrets:\n  crm_token: {{env: ROOFTOP_SECRET_CRM_TOKEN}}\n{extra_yaml}"
         ),
     )?;
     for i in 0..probes {
@@ -170,10 +171,11 @@ fn spawn_agent(
     sb: &Sandbox,
     config: &Path,
     state: &Path,
+    listen: &str,
 ) -> anyhow::Result<(Child, Arc<AtomicU64>, tokio::task::JoinHandle<String>)> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
-        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+        .args(["run", "--listen", listen, "--config"])
         .arg(config)
         .arg("--state-dir")
         .arg(state)
@@ -240,31 +242,57 @@ async fn wait_first_run(
     Ok(())
 }
 
-pub async fn run(opts: &SchedulerOptions) -> anyhow::Result<SchedulerReport> {
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse()?,
-        SandboxConfig::default().with_fixed_latency(Duration::from_millis(200)),
-    )
-    .await?;
-    let work = tempfile_dir("rooftop-bench-scheduler")?;
-    let (config, state) = (work.join("config"), work.join("state"));
+/// One agent's figures over a measurement window.
+#[derive(Debug, Clone)]
+pub struct AgentWindow {
+    pub load_time: Duration,
+    pub runs: u64,
+    pub runs_per_s: f64,
+    pub outcomes: Vec<(String, u64)>,
+    pub lag: Option<LagPercentiles>,
+    pub cpu_s: f64,
+    pub peak_rss_mb: f64,
+    pub rss_end_mb: f64,
+    pub store_mb: f64,
+}
+
+impl AgentWindow {
+    pub fn cpu_s_per_1000(&self) -> f64 {
+        self.cpu_s / (self.runs.max(1) as f64) * 1000.0
+    }
+}
+
+/// What one measured agent gets.
+pub struct AgentSetup<'a> {
+    pub probes: usize,
+    pub period: Duration,
+    pub flow_every: usize,
+    pub max_concurrent: usize,
+    pub extra_yaml: &'a str,
+    pub listen: &'a str,
+    pub warmup: Duration,
+    pub measure: Duration,
+}
+
+/// Writes a config into `work/name`, runs the real agent on it against `sb`, measures
+/// one window after the warm-up, stops it with SIGTERM.
+pub async fn measure_agent(
+    sb: &Sandbox,
+    work: &Path,
+    name: &str,
+    setup: &AgentSetup<'_>,
+) -> anyhow::Result<AgentWindow> {
+    let (config, state) = (work.join(format!("{name}-config")), work.join(format!("{name}-state")));
     write_config(
         &config,
-        opts.probes,
-        opts.period,
-        opts.flow_every,
-        opts.max_concurrent,
+        setup.probes,
+        setup.period,
+        setup.flow_every,
+        setup.max_concurrent,
+        setup.extra_yaml,
     )?;
-
-    eprintln!(
-        "bench: {} probes every {}, warm-up {}, measuring {}",
-        opts.probes,
-        humantime::format_duration(opts.period),
-        humantime::format_duration(opts.warmup),
-        humantime::format_duration(opts.measure)
-    );
     let started = Instant::now();
-    let (mut child, lines, err) = spawn_agent(&sb, &config, &state)?;
+    let (mut child, lines, err) = spawn_agent(sb, &config, &state, setup.listen)?;
     let pid = child.id().context("agent pid")?;
     if let Err(e) = wait_first_run(&lines, &mut child, Duration::from_secs(300)).await {
         let _ = child.start_kill();
@@ -272,31 +300,65 @@ pub async fn run(opts: &SchedulerOptions) -> anyhow::Result<SchedulerReport> {
         bail!("{e}\n{err}");
     }
     let load_time = started.elapsed();
-    tokio::time::sleep(opts.warmup).await;
+    tokio::time::sleep(setup.warmup).await;
     let (cpu0, _, _) = proc_usage(pid)?;
     let t0 = Utc::now();
-    tokio::time::sleep(opts.measure).await;
+    tokio::time::sleep(setup.measure).await;
     let t1 = Utc::now();
     let (cpu1, rss_end, peak) = proc_usage(pid)?;
     sigterm(&mut child).await?;
-
-    let (lag, outcomes, runs_in_window, store_mb) = read_window(&state, t0, t1)?;
-    let cpu_s = cpu1 - cpu0;
+    let (lag, outcomes, runs, store_mb) = read_window(&state, t0, t1)?;
     let window_s = (t1 - t0).num_milliseconds() as f64 / 1000.0;
+    Ok(AgentWindow {
+        load_time,
+        runs,
+        runs_per_s: runs as f64 / window_s,
+        outcomes,
+        lag,
+        cpu_s: cpu1 - cpu0,
+        peak_rss_mb: peak,
+        rss_end_mb: rss_end,
+        store_mb,
+    })
+}
 
-    let sample = sample_run(&state)?;
+pub async fn run(opts: &SchedulerOptions) -> anyhow::Result<SchedulerReport> {
+    let sb = Sandbox::start(
+        "127.0.0.1:0".parse()?,
+        SandboxConfig::default().with_fixed_latency(Duration::from_millis(200)),
+    )
+    .await?;
+    let work = tempfile_dir("rooftop-bench-scheduler")?;
+    eprintln!(
+        "bench: {} probes every {}, warm-up {}, measuring {}",
+        opts.probes,
+        humantime::format_duration(opts.period),
+        humantime::format_duration(opts.warmup),
+        humantime::format_duration(opts.measure)
+    );
+    let w = measure_agent(
+        &sb,
+        &work,
+        "load",
+        &AgentSetup {
+            probes: opts.probes,
+            period: opts.period,
+            flow_every: opts.flow_every,
+            max_concurrent: opts.max_concurrent,
+            extra_yaml: "",
+            listen: "127.0.0.1:0",
+            warmup: opts.warmup,
+            measure: opts.measure,
+        },
+    )
+    .await?;
+    let sample = sample_run(&work.join("load-state"))?;
     let (write_single, write_grouped) = write_throughput(&work.join("write"), &sample).await?;
 
     // Idle: a small rooftop's agent between fires.
     let idle_dir = work.join("idle");
-    write_config(
-        &idle_dir,
-        opts.idle_probes,
-        Duration::from_secs(3600),
-        5,
-        16,
-    )?;
-    let (mut idle, _, _) = spawn_agent(&sb, &idle_dir, &work.join("idle-state"))?;
+    write_config(&idle_dir, opts.idle_probes, Duration::from_secs(3600), 5, 16, "")?;
+    let (mut idle, _, _) = spawn_agent(&sb, &idle_dir, &work.join("idle-state"), "127.0.0.1:0")?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (_, idle_rss, idle_peak) = proc_usage(idle.id().context("idle pid")?)?;
     sigterm(&mut idle).await?;
@@ -304,16 +366,16 @@ pub async fn run(opts: &SchedulerOptions) -> anyhow::Result<SchedulerReport> {
 
     Ok(SchedulerReport {
         opts: opts.clone(),
-        load_time,
-        runs_in_window,
-        runs_per_s: runs_in_window as f64 / window_s,
-        outcomes,
-        lag,
-        cpu_s,
-        cpu_s_per_1000: cpu_s / (runs_in_window.max(1) as f64) * 1000.0,
-        peak_rss_mb: peak,
-        rss_end_mb: rss_end,
-        store_mb,
+        load_time: w.load_time,
+        runs_in_window: w.runs,
+        runs_per_s: w.runs_per_s,
+        cpu_s_per_1000: w.cpu_s_per_1000(),
+        outcomes: w.outcomes,
+        lag: w.lag,
+        cpu_s: w.cpu_s,
+        peak_rss_mb: w.peak_rss_mb,
+        rss_end_mb: w.rss_end_mb,
+        store_mb: w.store_mb,
         write_single,
         write_grouped,
         idle_rss_mb: idle_rss,
@@ -322,7 +384,7 @@ pub async fn run(opts: &SchedulerOptions) -> anyhow::Result<SchedulerReport> {
 }
 
 /// A fresh directory under the system temp dir.
-fn tempfile_dir(prefix: &str) -> anyhow::Result<std::path::PathBuf> {
+pub fn tempfile_dir(prefix: &str) -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use super::EXIT_CANNOT_RUN;
 use crate::bench::accuracy::{self, AccuracyOptions};
-use crate::bench::scheduler;
+use crate::bench::{scheduler, telemetry};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -45,10 +45,45 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 50)]
         idle_probes: usize,
     },
+    /// What telemetry export costs: the same probes with OTLP export off and on, side by
+    /// side (CPU per 1,000 runs, peak RSS, bytes exported).
+    Telemetry {
+        #[arg(long, default_value_t = 1000)]
+        probes: usize,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        period: std::time::Duration,
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        warmup: std::time::Duration,
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        measure: std::time::Duration,
+    },
 }
 
 pub async fn run(cmd: BenchCommand) -> ExitCode {
     match cmd {
+        BenchCommand::Telemetry {
+            probes,
+            period,
+            warmup,
+            measure,
+        } => {
+            let opts = telemetry::TelemetryOptions {
+                probes,
+                period,
+                warmup,
+                measure,
+            };
+            match telemetry::run(&opts).await {
+                Ok(r) => {
+                    print!("{}", telemetry::render(&r));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EXIT_CANNOT_RUN)
+                }
+            }
+        }
         BenchCommand::Scheduler {
             probes,
             period,

@@ -1,0 +1,167 @@
+//! `rooftop bench telemetry`: what OpenTelemetry export costs the agent. The same 1,000
+//! probes run twice against the sandbox, side by side: export off (no OTLP, no
+//! listener) and export on (metrics, traces and logs over OTLP/HTTP to an in-process
+//! sink, plus `/metrics` scraped every 5 s). Reports CPU per 1,000 runs, peak RSS and the
+//! bytes exported.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::post;
+
+use super::scheduler::{AgentSetup, AgentWindow, measure_agent, tempfile_dir};
+use crate::sandbox::{Sandbox, SandboxConfig};
+
+/// Options.
+#[derive(Debug, Clone)]
+pub struct TelemetryOptions {
+    pub probes: usize,
+    pub period: Duration,
+    pub warmup: Duration,
+    pub measure: Duration,
+}
+
+/// Both sides.
+#[derive(Debug, Clone)]
+pub struct TelemetryReport {
+    pub opts: TelemetryOptions,
+    pub off: AgentWindow,
+    pub on: AgentWindow,
+    pub otlp_bytes: u64,
+    pub otlp_requests: u64,
+    pub scrapes: u64,
+}
+
+/// An OTLP/HTTP endpoint that accepts everything and counts it (an empty body is a valid
+/// protobuf Export*ServiceResponse).
+async fn start_sink() -> anyhow::Result<(String, Arc<(AtomicU64, AtomicU64)>)> {
+    let counts = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let c = counts.clone();
+    let handler = move |body: Bytes| {
+        let c = c.clone();
+        async move {
+            c.0.fetch_add(body.len() as u64, Ordering::Relaxed);
+            c.1.fetch_add(1, Ordering::Relaxed);
+            ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+        }
+    };
+    let app = Router::new()
+        .route("/v1/metrics", post(handler.clone()))
+        .route("/v1/traces", post(handler.clone()))
+        .route("/v1/logs", post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((format!("http://{addr}"), counts))
+}
+
+pub async fn run(opts: &TelemetryOptions) -> anyhow::Result<TelemetryReport> {
+    let sb = Sandbox::start(
+        "127.0.0.1:0".parse()?,
+        SandboxConfig::default().with_fixed_latency(Duration::from_millis(200)),
+    )
+    .await?;
+    let work = tempfile_dir("rooftop-bench-telemetry")?;
+    let (endpoint, counts) = start_sink().await?;
+    let setup = |extra: &'static str, listen: &'static str| AgentSetup {
+        probes: opts.probes,
+        period: opts.period,
+        flow_every: 10,
+        max_concurrent: 64,
+        extra_yaml: extra,
+        listen,
+        warmup: opts.warmup,
+        measure: opts.measure,
+    };
+    eprintln!("bench: export off");
+    let off = measure_agent(&sb, &work, "off", &setup("", "off")).await?;
+
+    eprintln!("bench: export on ({endpoint})");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let listen: &'static str = Box::leak(format!("127.0.0.1:{port}").into_boxed_str());
+    let extra: &'static str = Box::leak(
+        format!(
+            "telemetry:\n  interval: 10s\n  otlp: {{endpoint: \"{endpoint}\", protocol: http/protobuf}}\n"
+        )
+        .into_boxed_str(),
+    );
+    // Scrape /metrics every 5 s while the "on" agent runs, like a Prometheus would.
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let scraper = {
+        let scrapes = scrapes.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                if client
+                    .get(format!("http://127.0.0.1:{port}/metrics"))
+                    .send()
+                    .await
+                    .is_ok()
+                {
+                    scrapes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let on = measure_agent(&sb, &work, "on", &setup(extra, listen)).await?;
+    scraper.abort();
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(TelemetryReport {
+        opts: opts.clone(),
+        off,
+        on,
+        otlp_bytes: counts.0.load(Ordering::Relaxed),
+        otlp_requests: counts.1.load(Ordering::Relaxed),
+        scrapes: scrapes.load(Ordering::Relaxed),
+    })
+}
+
+pub fn render(r: &TelemetryReport) -> String {
+    let o = &r.opts;
+    let mut s = format!(
+        "rooftop bench telemetry: {} probes every {} (10 % lead flows), measured {} after {} warm-up, each side\n\n",
+        o.probes,
+        humantime::format_duration(o.period),
+        humantime::format_duration(o.measure),
+        humantime::format_duration(o.warmup)
+    );
+    s.push_str(&format!(
+        "  {:<28} {:>14} {:>14} {:>8}\n",
+        "", "export off", "export on", "on/off"
+    ));
+    let row = |name: &str, off: f64, on: f64, unit: &str| {
+        format!(
+            "  {name:<28} {:>11.2} {unit:<2} {:>11.2} {unit:<2} {:>7.2}×\n",
+            off,
+            on,
+            if off > 0.0 { on / off } else { f64::NAN }
+        )
+    };
+    s.push_str(&row("runs/s", r.off.runs_per_s, r.on.runs_per_s, ""));
+    s.push_str(&row(
+        "CPU per 1,000 runs",
+        r.off.cpu_s_per_1000(),
+        r.on.cpu_s_per_1000(),
+        "s",
+    ));
+    s.push_str(&row("peak RSS", r.off.peak_rss_mb, r.on.peak_rss_mb, "MB"));
+    let p99 = |w: &AgentWindow| w.lag.as_ref().map_or(f64::NAN, |l| l.p99_us as f64 / 1000.0);
+    s.push_str(&row("start lag p99", p99(&r.off), p99(&r.on), "ms"));
+    s.push_str(&format!(
+        "\n  exported: {} OTLP requests, {:.1} MB ({:.1} kB per run); /metrics scraped {} times\n",
+        r.otlp_requests,
+        r.otlp_bytes as f64 / 1e6,
+        r.otlp_bytes as f64 / 1e3 / (r.on.runs.max(1) as f64),
+        r.scrapes
+    ));
+    s
+}
