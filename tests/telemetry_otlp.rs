@@ -99,6 +99,9 @@ async fn run_and_check(protocol: &str) {
         "rooftop_scheduler_lag_seconds_count{rooftop=\"test-rooftop\"}",
         "rooftop_probe_failing{connector=\"crm-to-bdc\",flow=\"lead-ingestion\",probe=\"lead-to-bdc-call-list\",rooftop=\"test-rooftop\"} 0",
         "target_info{",
+        // Counters start at 0 so rate() sees the first failure.
+        "rooftop_cleanup_runs_total{connector=\"crm-to-bdc\",flow=\"lead-ingestion\",outcome=\"failed\",probe=\"lead-to-bdc-call-list\",rooftop=\"test-rooftop\"} 0",
+        "rooftop_scheduler_skipped_runs_total{probe=\"lead-to-bdc-call-list\",reason=\"overlap\",rooftop=\"test-rooftop\"} 0",
     ] {
         assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
     }

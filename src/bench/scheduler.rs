@@ -282,7 +282,10 @@ pub async fn measure_agent(
     name: &str,
     setup: &AgentSetup<'_>,
 ) -> anyhow::Result<AgentWindow> {
-    let (config, state) = (work.join(format!("{name}-config")), work.join(format!("{name}-state")));
+    let (config, state) = (
+        work.join(format!("{name}-config")),
+        work.join(format!("{name}-state")),
+    );
     write_config(
         &config,
         setup.probes,
@@ -357,7 +360,14 @@ pub async fn run(opts: &SchedulerOptions) -> anyhow::Result<SchedulerReport> {
 
     // Idle: a small rooftop's agent between fires.
     let idle_dir = work.join("idle");
-    write_config(&idle_dir, opts.idle_probes, Duration::from_secs(3600), 5, 16, "")?;
+    write_config(
+        &idle_dir,
+        opts.idle_probes,
+        Duration::from_secs(3600),
+        5,
+        16,
+        "",
+    )?;
     let (mut idle, _, _) = spawn_agent(&sb, &idle_dir, &work.join("idle-state"), "127.0.0.1:0")?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (_, idle_rss, idle_peak) = proc_usage(idle.id().context("idle pid")?)?;

@@ -45,7 +45,10 @@ async fn start_sink() -> anyhow::Result<(String, Arc<(AtomicU64, AtomicU64)>)> {
         async move {
             c.0.fetch_add(body.len() as u64, Ordering::Relaxed);
             c.1.fetch_add(1, Ordering::Relaxed);
-            ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+            (
+                [("content-type", "application/x-protobuf")],
+                Vec::<u8>::new(),
+            )
         }
     };
     let app = Router::new()
@@ -154,7 +157,11 @@ pub fn render(r: &TelemetryReport) -> String {
         "s",
     ));
     s.push_str(&row("peak RSS", r.off.peak_rss_mb, r.on.peak_rss_mb, "MB"));
-    let p99 = |w: &AgentWindow| w.lag.as_ref().map_or(f64::NAN, |l| l.p99_us as f64 / 1000.0);
+    let p99 = |w: &AgentWindow| {
+        w.lag
+            .as_ref()
+            .map_or(f64::NAN, |l| l.p99_us as f64 / 1000.0)
+    };
     s.push_str(&row("start lag p99", p99(&r.off), p99(&r.on), "ms"));
     s.push_str(&format!(
         "\n  exported: {} OTLP requests, {:.1} MB ({:.1} kB per run); /metrics scraped {} times\n",

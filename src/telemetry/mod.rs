@@ -226,7 +226,7 @@ impl Telemetry {
     /// connection lives there).
     pub fn start(
         agent: &Agent,
-        probes: &[Probe],
+        probe_list: &[Probe],
         resolved: &Resolved,
     ) -> Result<Telemetry, TelemetryError> {
         let res = resource(agent, &resolved.resource_overrides);
@@ -257,7 +257,7 @@ impl Telemetry {
         let gauges = Arc::new(Mutex::new(GaugeState::default()));
         let failing: Arc<Mutex<HashMap<String, SystemTime>>> = Arc::default();
         let probes: Arc<BTreeMap<String, ProbeAttrs>> = Arc::new(
-            probes
+            probe_list
                 .iter()
                 .map(|p| {
                     (
@@ -329,7 +329,7 @@ impl Telemetry {
                 }
                 None => None,
             };
-        Ok(Telemetry {
+        let t = Telemetry {
             meters,
             prom,
             spans,
@@ -341,7 +341,45 @@ impl Telemetry {
             rooftop: agent.rooftop_id.clone(),
             scope,
             health,
-        })
+        };
+        t.start_counters_at_zero(probe_list);
+        Ok(t)
+    }
+
+    /// Creates each probe's counter series at 0, so `rate()` and `increase()` see a
+    /// probe's first failure, breach or skip (a series' first sample is invisible to them).
+    fn start_counters_at_zero(&self, probes: &[Probe]) {
+        for p in probes {
+            let base = self.base(&p.name);
+            let with = |extra: KeyValue| {
+                let mut v = base.clone();
+                v.push(extra);
+                v
+            };
+            self.inst
+                .runs
+                .add(0, &with(KeyValue::new("outcome", "success")));
+            if !p.cleanup.is_empty() {
+                for outcome in ["success", "failed"] {
+                    self.inst
+                        .cleanup_runs
+                        .add(0, &with(KeyValue::new("outcome", outcome)));
+                }
+            }
+            for step in p.steps.iter().filter(|s| s.sync.is_some()) {
+                self.inst
+                    .slo_breaches
+                    .add(0, &with(KeyValue::new("step", step.name.clone())));
+            }
+            self.inst.skipped.add(
+                0,
+                &[
+                    KeyValue::new("rooftop", self.rooftop.clone()),
+                    KeyValue::new("probe", p.name.clone()),
+                    KeyValue::new("reason", "overlap"),
+                ],
+            );
+        }
     }
 
     fn base(&self, probe: &str) -> Vec<KeyValue> {
