@@ -20,7 +20,8 @@ use crate::telemetry::{Telemetry, settings};
 /// How long in-flight runs get to finish (cleanup included) after a stop signal.
 const GRACE: Duration = Duration::from_secs(60);
 
-/// How often the success-ratio, leftover and store-size gauges are refreshed.
+/// Longest interval between refreshes of the success-ratio, leftover and store-size
+/// gauges (they follow `telemetry.interval` when it is shorter).
 const GAUGES_EVERY: Duration = Duration::from_secs(60);
 /// How often retention runs while the agent is up (and once at start).
 const RETENTION_EVERY: Duration = Duration::from_secs(600);
@@ -103,7 +104,10 @@ async fn refresh_gauges(
     let size = history.size_bytes();
     if let Ok(mut g) = telemetry.gauges().lock() {
         g.ratios = ratios.into_iter().map(|(p, w, r)| ((p, w), r)).collect();
-        g.leftovers.clear();
+        // Every probe that creates records reports a count, 0 included.
+        for n in g.leftovers.values_mut() {
+            *n = 0;
+        }
         for e in pending {
             *g.leftovers.entry(e.probe).or_insert(0) += 1;
         }
@@ -327,6 +331,8 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
         }
         None => None,
     };
+    // As fresh as the export needs, at most a minute old.
+    let gauges_every = GAUGES_EVERY.min(config.agent.telemetry.interval);
     let gauges = tokio::spawn({
         let (history, ledger, telemetry, clock, mut stop) = (
             history.clone(),
@@ -339,7 +345,7 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
             loop {
                 refresh_gauges(&history, &ledger, &telemetry, clock.now()).await;
                 tokio::select! {
-                    _ = tokio::time::sleep(GAUGES_EVERY) => {}
+                    _ = tokio::time::sleep(gauges_every) => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
             }

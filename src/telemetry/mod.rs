@@ -343,6 +343,11 @@ impl Telemetry {
             health,
         };
         t.start_counters_at_zero(probe_list);
+        if let Ok(mut g) = t.gauges.lock() {
+            for p in probe_list.iter().filter(|p| !p.cleanup.is_empty()) {
+                g.leftovers.insert(p.name.clone(), 0);
+            }
+        }
         Ok(t)
     }
 
