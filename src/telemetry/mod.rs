@@ -452,7 +452,9 @@ impl Telemetry {
         }
         self.track_outage(run, &base);
         if let Some(p) = &self.spans {
-            for span in spans::build(run, &self.scope) {
+            let spans = spans::build(run, &self.scope);
+            self.health.submitted("traces", spans.len() as u64);
+            for span in spans {
                 p.on_end(span);
             }
         }
@@ -503,6 +505,7 @@ impl Telemetry {
                 r.add_attribute(k, v);
             }
             r.set_trace_context(trace, SpanId::INVALID, Some(TraceFlags::SAMPLED));
+            self.health.submitted("logs", 1);
             logger.emit(r);
         };
         let mut attrs = vec![("outcome", run.outcome.as_str().to_string())];
@@ -779,6 +782,24 @@ fn register_gauges(
                         KeyValue::new("version", env!("CARGO_PKG_VERSION")),
                     ],
                 )
+            })
+            .build();
+    }
+    {
+        let (r, health) = (rooftop.to_string(), health.clone());
+        m.u64_observable_gauge("rooftop.exporter.queue")
+            .with_unit("{item}")
+            .with_description("Spans and log records waiting for OTLP export, by signal (at most the queue limit; the SDK drops beyond it)")
+            .with_callback(move |o| {
+                for (signal, n) in health.queued(QUEUE_LIMIT as u64) {
+                    o.observe(
+                        n,
+                        &[
+                            KeyValue::new("rooftop", r.clone()),
+                            KeyValue::new("signal", signal),
+                        ],
+                    );
+                }
             })
             .build();
     }

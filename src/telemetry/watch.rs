@@ -20,6 +20,10 @@ use super::Export;
 #[derive(Debug, Default)]
 pub struct Health {
     failures: [AtomicU64; 3],
+    /// Spans / log records handed to the SDK, and those its exporter has taken
+    /// (exported or failed): the difference is what waits in the queue.
+    submitted: [AtomicU64; 3],
+    handled: [AtomicU64; 3],
     /// Signal → consecutive failures of the outage in progress.
     down: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -56,6 +60,30 @@ impl Health {
                 }
             }
         }
+    }
+
+    /// `n` spans or log records were handed to the SDK's batch processor.
+    pub fn submitted(&self, signal: &str, n: u64) {
+        self.submitted[Self::index(signal)].fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn handled(&self, signal: &str, n: u64) {
+        self.handled[Self::index(signal)].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Items waiting for export, per queued signal (traces, logs), at most `limit`: the
+    /// SDK drops what does not fit.
+    pub fn queued(&self, limit: u64) -> BTreeMap<&'static str, u64> {
+        ["traces", "logs"]
+            .into_iter()
+            .map(|s| {
+                let i = Self::index(s);
+                let waiting = self.submitted[i]
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(self.handled[i].load(Ordering::Relaxed));
+                (s, waiting.min(limit))
+            })
+            .collect()
     }
 
     /// Failed exports per signal since start.
@@ -107,6 +135,7 @@ impl<E: PushMetricExporter> PushMetricExporter for Watched<E> {
 
 impl<E: SpanExporter> SpanExporter for Watched<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.health.handled(self.signal, batch.len() as u64);
         let r = self.inner.export(batch).await;
         self.health.note(self.signal, &self.endpoint, &r);
         r
@@ -121,6 +150,8 @@ impl<E: SpanExporter> SpanExporter for Watched<E> {
 
 impl<E: LogExporter> LogExporter for Watched<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        self.health
+            .handled(self.signal, batch.iter().count() as u64);
         let r = self.inner.export(batch).await;
         self.health.note(self.signal, &self.endpoint, &r);
         r

@@ -132,6 +132,7 @@ pub const METRICS: &[(&str, Kind, &[&str])] = &[
         Kind::Counter,
         &["signal"],
     ),
+    ("rooftop_exporter_queue", Kind::Gauge, &["signal"]),
     ("rooftop_agent_info", Kind::Gauge, &["version"]),
 ];
 
