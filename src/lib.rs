@@ -3,6 +3,7 @@
 //! Data flows one way: config → runner → `ProbeRun` → (store, telemetry, alerting).
 //! `sandbox` is the simulated dealership the demo, tests and benchmarks probe.
 
+pub mod alerting;
 pub mod bench;
 pub mod cli;
 pub mod clock;

@@ -27,6 +27,8 @@ pub struct Probe {
     pub vars: Vec<(String, Value)>,
     pub steps: Vec<Step>,
     pub cleanup: Vec<CleanupStep>,
+    /// When its failures open an incident.
+    pub alert: crate::alerting::AlertRules,
     /// The file it came from.
     pub source: PathBuf,
 }
@@ -290,6 +292,24 @@ pub struct Agent {
     pub scheduler: SchedulerSettings,
     pub history: HistorySettings,
     pub telemetry: TelemetrySettings,
+    pub alerting: AlertingSettings,
+}
+
+/// Who gets paged, per severity.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertingSettings {
+    pub contacts: Vec<Contact>,
+    /// Severity → indexes into `contacts`.
+    pub routes: BTreeMap<Severity, Vec<usize>>,
+}
+
+/// A person who can be paged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub name: String,
+    pub email: Option<String>,
+    /// E.164.
+    pub phone: Option<String>,
 }
 
 /// Telemetry as `rooftop.yaml` sets it (the environment may still override at start).

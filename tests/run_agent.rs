@@ -307,3 +307,78 @@ async fn kill_9_at_any_moment_loses_no_completed_run() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sb.leftovers().is_empty(), "{:?}", sb.leftovers());
 }
+
+/// A connector outage opens one incident (after two failed runs), `rooftop ack` is
+/// picked up by the running agent, and recovery resolves it; `rooftop incidents` shows
+/// it all from another process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_opens_an_incident_that_is_acknowledged_and_resolves() {
+    use rooftop::sandbox::{DownMode, Fault, FaultKind, System};
+    let sb = Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig::default().with_fixed_latency(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_lead_probe(dir.path(), "lead-to-bdc-call-list", "1s", "50ms");
+    let state = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
+            .args(args)
+            .arg("--config")
+            .arg(dir.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let child = spawn_agent(&sb, dir.path(), state.path(), Stdio::piped());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    sb.set_faults(vec![Fault::new(FaultKind::ConnectorDown {
+        system: System::Crm,
+        mode: DownMode::Http503,
+    })]);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (code, out, err) = cli(&["incidents", "--open", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let open: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let open = open.as_array().unwrap();
+    assert_eq!(open.len(), 1, "{out}");
+    assert_eq!(open[0]["state"], "open");
+    assert_eq!(open[0]["error_class"], "http_5xx");
+    let id = open[0]["id"].as_str().unwrap().to_string();
+    let (code, out, err) = cli(&["ack", &id, "--by", "maria"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, _, err) = cli(&["ack", &id, "--by", "joe"]);
+    assert_eq!(code, Some(1), "a second ack is refused: {err}");
+    assert!(err.contains("already acknowledged"), "{err}");
+    sb.set_faults(vec![]);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (out, _) = sigterm(child).await;
+    assert!(out.matches("INCIDENT").count() >= 2, "{out}");
+    assert_eq!(
+        out.matches(" opened: ").count(),
+        1,
+        "one incident, one page:\n{out}"
+    );
+    assert!(out.contains("acknowledged by maria"), "{out}");
+    assert!(out.contains("resolved (recovered)"), "{out}");
+    let (_, out, _) = cli(&["incidents", "--json"]);
+    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let inc = &all.as_array().unwrap()[0];
+    assert_eq!(inc["state"], "resolved", "{out}");
+    assert_eq!(inc["resolved_by"], "recovery");
+    assert_eq!(inc["acked_by"], "maria");
+    assert!(inc["runs"].as_array().unwrap().len() >= 2);
+    let (_, table, _) = cli(&["incidents"]);
+    assert!(
+        table.contains(&id) && table.contains("acknowledged by maria"),
+        "{table}"
+    );
+}

@@ -7,6 +7,7 @@ mod bench;
 mod check;
 mod cleanup;
 mod demo;
+mod incidents;
 mod once;
 mod run;
 mod sandbox;
@@ -88,6 +89,34 @@ pub enum Command {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Incidents the agent opened (newest first), with state, reason and MTTA.
+    Incidents {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Only unresolved ones.
+        #[arg(long)]
+        open: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge an incident (stops escalation; recorded for MTTA).
+    Ack {
+        /// Incident id (from `rooftop incidents`).
+        id: String,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Who acknowledges (default: $SUDO_USER or $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Resolve an incident by hand (a new failure then opens a new one).
+    Resolve {
+        id: String,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[arg(long)]
+        by: Option<String>,
     },
     /// Past runs of one probe.
     History {
@@ -175,6 +204,9 @@ pub async fn main() -> ExitCode {
             };
             run::run(&cfg, overrides).await
         }
+        Command::Incidents { cfg, open, json } => incidents::list(&cfg, open, json).await,
+        Command::Ack { id, cfg, by } => incidents::update(&cfg, &id, by, false).await,
+        Command::Resolve { id, cfg, by } => incidents::update(&cfg, &id, by, true).await,
         Command::Status { cfg, json } => status::status(&cfg, json).await,
         Command::History {
             probe,

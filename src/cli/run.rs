@@ -11,9 +11,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_CONFIG, build_runner, load_config};
+use crate::alerting::{self, tracker::Tracker};
 use crate::clock::{Clock, SystemClock};
 use crate::probe::{HistorySettings, MissedRuns};
 use crate::scheduler::{self, Event, Fire};
+use crate::store::IncidentStore;
 use crate::store::RunStore;
 use crate::telemetry::{Telemetry, settings};
 
@@ -206,6 +208,17 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
     let now = clock.now();
     retain(&history, now, &limits).await;
 
+    let tracker = match IncidentStore::open_in(&state_dir) {
+        Ok(incidents) => Tracker::restore(incidents, &history, &config.probes, now).await,
+        Err(e) => Err(e),
+    };
+    let tracker = match tracker {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+    };
     let names: Vec<String> = config.probes.iter().map(|p| p.name.clone()).collect();
     let last = match history.last_scheduled(names.clone()).await {
         Ok(l) => l,
@@ -250,18 +263,22 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
     // Moved, not cloned: with thousands of probes the copy would double their memory.
     let probes = Arc::new(std::mem::take(&mut config.probes));
     let execute = {
-        let (runner, probes, history, telemetry) = (
+        let (runner, probes, history, telemetry, tracker, clock) = (
             runner.clone(),
             probes.clone(),
             history.clone(),
             telemetry.clone(),
+            tracker.clone(),
+            clock.clone(),
         );
         move |i: usize, fire: Fire| {
-            let (runner, probes, history, telemetry) = (
+            let (runner, probes, history, telemetry, tracker, clock) = (
                 runner.clone(),
                 probes.clone(),
                 history.clone(),
                 telemetry.clone(),
+                tracker.clone(),
+                clock.clone(),
             );
             async move {
                 telemetry.observe_lag(fire.lag);
@@ -277,6 +294,16 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
                     ""
                 };
                 println!("{}{catch_up}  {}", run.summary_line(), run.run_id);
+                match tracker.observe(&probes[i], &run, clock.now()).await {
+                    Ok(actions) => {
+                        for a in &actions {
+                            if let Some(line) = alerting::tracker::describe(&probes[i], a) {
+                                println!("{line}");
+                            }
+                        }
+                    }
+                    Err(e) => eprintln!("warning: incident tracking for {}: {e}", run.probe),
+                }
             }
         }
     };

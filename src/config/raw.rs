@@ -41,6 +41,113 @@ pub struct ProbeConfig {
     /// Steps that undo what `creates` recorded; run after success, failure or timeout.
     #[serde(default)]
     pub cleanup: Vec<CleanupConfig>,
+    /// Alert rules for this probe, over `rooftop.yaml`'s `alerting.rules`.
+    #[serde(default)]
+    pub alert: Option<AlertRulesConfig>,
+}
+
+/// Alert rules; every field optional (unset fields keep the default or the agent-wide
+/// value).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRulesConfig {
+    /// Open an incident after this many failed runs in a row (default 2), or after
+    /// `{failed: K, of: M}`.
+    #[serde(default)]
+    pub fire_after: Option<FireAfterConfig>,
+    /// Resolve after this many successful runs in a row (default 2).
+    #[serde(default)]
+    pub resolve_after: Option<u32>,
+    /// Open when the success ratio over `window` drops under `below` (0–1).
+    #[serde(default)]
+    pub success_ratio: Option<RatioConfig>,
+    /// Open when sync latency breaks its SLO.
+    #[serde(default)]
+    pub sync_latency: Option<SyncRuleConfig>,
+    /// Open when cleanup leaves synthetic records behind (default true).
+    #[serde(default)]
+    pub cleanup_failing: Option<bool>,
+    /// Flap damping (default 4 changes within 1h).
+    #[serde(default)]
+    pub flapping: Option<FlapConfig>,
+}
+
+/// `3` or `{failed: 3, of: 5}`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum FireAfterConfig {
+    Consecutive(u32),
+    KOfM(KOfMConfig),
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KOfMConfig {
+    pub failed: u32,
+    pub of: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RatioConfig {
+    /// e.g. `0.9`.
+    pub below: f64,
+    /// e.g. `1h`.
+    pub window: String,
+    /// Runs the window must hold before the rule applies (default 5).
+    #[serde(default)]
+    pub min_runs: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRuleConfig {
+    /// p95 of sync latency over `window` above this opens (e.g. `10m`).
+    #[serde(default)]
+    pub p95_over: Option<String>,
+    /// Default `1h`.
+    #[serde(default)]
+    pub window: Option<String>,
+    /// Default 3.
+    #[serde(default)]
+    pub min_measurements: Option<u32>,
+    /// Any single sync slower than this opens (e.g. `1h`).
+    #[serde(default)]
+    pub hard_limit: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlapConfig {
+    pub changes: u32,
+    pub window: String,
+}
+
+/// Who gets paged.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertingConfig {
+    /// Alert rules for every probe (a probe's `alert:` overrides field by field).
+    #[serde(default)]
+    pub rules: Option<AlertRulesConfig>,
+    /// People who can be paged.
+    #[serde(default)]
+    pub contacts: Vec<ContactConfig>,
+    /// Severity (`P1`…`P4`) → contact names.
+    #[serde(default)]
+    pub routes: IndexMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactConfig {
+    pub name: String,
+    /// E-mail address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Mobile number in E.164 form, e.g. `+14165550123`.
+    #[serde(default)]
+    pub phone: Option<String>,
 }
 
 /// A schedule: either a cron expression with a time zone, or a fixed interval.
@@ -265,6 +372,9 @@ pub struct AgentConfig {
     /// OpenTelemetry export and the local HTTP listener (`/metrics`).
     #[serde(default)]
     pub telemetry: Option<TelemetryConfig>,
+    /// Alert rules and who gets paged.
+    #[serde(default)]
+    pub alerting: Option<AlertingConfig>,
 }
 
 /// Telemetry settings. The standard `OTEL_*` environment variables win over these.

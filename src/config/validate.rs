@@ -14,14 +14,16 @@ use serde_json_path::JsonPath;
 
 use super::diagnostic::{Diagnostic, closest, did_you_mean};
 use super::raw::{
-    AgentConfig, CleanupConfig, ExpectConfig, ProbeConfig, RequestConfig, ScheduleConfig,
-    StepConfig, TelemetryConfig,
+    AgentConfig, AlertRulesConfig, AlertingConfig, CleanupConfig, ExpectConfig, FireAfterConfig,
+    KOfMConfig, ProbeConfig, RequestConfig, ScheduleConfig, StepConfig, TelemetryConfig,
 };
 use super::yaml::{Document, FieldPath};
+use crate::alerting::{AlertRules, FireRule, RatioRule, SyncRule};
 use crate::probe::{
-    Agent, Body, Capture, CaptureSource, CleanupStep, Expect, HistorySettings, JsonAssertion,
-    MissedRuns, OPERATORS, Op, OtlpProtocol, Poll, Probe, Request, Runbook, Schedule,
-    SchedulerSettings, SecretSource, Severity, StatusMatch, Step, SyncSpec, TelemetrySettings,
+    Agent, AlertingSettings, Body, Capture, CaptureSource, CleanupStep, Contact, Expect,
+    HistorySettings, JsonAssertion, MissedRuns, OPERATORS, Op, OtlpProtocol, Poll, Probe, Request,
+    Runbook, Schedule, SchedulerSettings, SecretSource, Severity, StatusMatch, Step, SyncSpec,
+    TelemetrySettings,
 };
 use crate::synthetic::HELPERS;
 use crate::template::{self, RESERVED};
@@ -49,6 +51,7 @@ pub struct Defaults {
     pub severity: Severity,
     pub request_timeout: Duration,
     pub cleanup_retries: u32,
+    pub alert: AlertRules,
 }
 
 impl Default for Defaults {
@@ -59,6 +62,7 @@ impl Default for Defaults {
             timeout: Duration::from_secs(15 * 60),
             severity: Severity::P3,
             request_timeout: Duration::from_secs(30),
+            alert: AlertRules::default(),
             cleanup_retries: 3,
         }
     }
@@ -203,6 +207,184 @@ impl<'a> Checker<'a> {
                     ),
                 }
             }
+        }
+        out
+    }
+
+    /// `raw` over `base`, field by field.
+    fn alert_rules(
+        &mut self,
+        path: &FieldPath,
+        raw: &AlertRulesConfig,
+        base: &AlertRules,
+    ) -> AlertRules {
+        let mut r = base.clone();
+        match &raw.fire_after {
+            Some(FireAfterConfig::Consecutive(n)) => {
+                if *n == 0 {
+                    self.err(
+                        &path.key("fire_after"),
+                        "fire_after must be at least 1",
+                        Some("e.g. `2`: two failed runs in a row".into()),
+                    );
+                }
+                r.fire = FireRule::Consecutive(*n);
+            }
+            Some(FireAfterConfig::KOfM(KOfMConfig { failed, of })) => {
+                if *failed == 0 || failed > of || *of > 1000 {
+                    self.err(
+                        &path.key("fire_after"),
+                        format!(
+                            "fire_after {{failed: {failed}, of: {of}}} needs 1 ≤ failed ≤ of ≤ 1000"
+                        ),
+                        Some("e.g. `{failed: 3, of: 5}`".into()),
+                    );
+                }
+                r.fire = FireRule::KOfM { k: *failed, m: *of };
+            }
+            None => {}
+        }
+        if let Some(n) = raw.resolve_after {
+            if n == 0 {
+                self.err(
+                    &path.key("resolve_after"),
+                    "resolve_after must be at least 1",
+                    Some("e.g. `2`: two successful runs in a row".into()),
+                );
+            }
+            r.resolve_after = n;
+        }
+        if let Some(ratio) = &raw.success_ratio {
+            let rp = path.key("success_ratio");
+            if !(0.0..=1.0).contains(&ratio.below) || ratio.below == 0.0 {
+                self.err(
+                    &rp.key("below"),
+                    format!("`{}` is not a ratio between 0 and 1", ratio.below),
+                    Some("e.g. `0.9` for 90 %".into()),
+                );
+            }
+            if let Some(window) = self.duration(&rp.key("window"), &ratio.window) {
+                r.ratio = Some(RatioRule {
+                    below: ratio.below,
+                    window,
+                    min_runs: ratio.min_runs.unwrap_or(5),
+                });
+            }
+        }
+        if let Some(sync) = &raw.sync_latency {
+            let sp = path.key("sync_latency");
+            let p95_over = sync
+                .p95_over
+                .as_ref()
+                .and_then(|d| self.duration(&sp.key("p95_over"), d));
+            let hard_limit = sync
+                .hard_limit
+                .as_ref()
+                .and_then(|d| self.duration(&sp.key("hard_limit"), d));
+            let window = match &sync.window {
+                Some(w) => self
+                    .duration(&sp.key("window"), w)
+                    .unwrap_or(Duration::from_secs(3600)),
+                None => Duration::from_secs(3600),
+            };
+            if sync.p95_over.is_none() && sync.hard_limit.is_none() {
+                self.err(
+                    &sp,
+                    "sync_latency needs `p95_over`, `hard_limit` or both",
+                    Some("e.g. `{p95_over: 10m, hard_limit: 1h}`".into()),
+                );
+            }
+            r.sync = Some(SyncRule {
+                p95_over,
+                window,
+                min_measurements: sync.min_measurements.unwrap_or(3),
+                hard_limit,
+            });
+        }
+        if let Some(c) = raw.cleanup_failing {
+            r.cleanup_failing = c;
+        }
+        if let Some(f) = &raw.flapping
+            && let Some(w) = self.duration(&path.key("flapping").key("window"), &f.window)
+        {
+            r.flap_changes = f.changes;
+            r.flap_window = w;
+        }
+        r
+    }
+
+    fn alerting(&mut self, path: &FieldPath, raw: &AlertingConfig) -> AlertingSettings {
+        let mut out = AlertingSettings::default();
+        for (i, c) in raw.contacts.iter().enumerate() {
+            let cp = path.key("contacts").index(i);
+            if c.name.trim().is_empty() {
+                self.err(
+                    &cp.key("name"),
+                    "a contact needs a name",
+                    Some("e.g. `Maria Lopez`".into()),
+                );
+            }
+            if raw.contacts[..i].iter().any(|o| o.name == c.name) {
+                self.err(
+                    &cp.key("name"),
+                    format!("contact `{}` is listed twice", c.name),
+                    Some("contact names must be unique: routes refer to them".into()),
+                );
+            }
+            if let Some(e) = &c.email
+                && !is_email(e)
+            {
+                self.err(
+                    &cp.key("email"),
+                    format!("`{e}` is not an e-mail address"),
+                    Some("e.g. `maria@dealer.example`".into()),
+                );
+            }
+            if let Some(p) = &c.phone
+                && !is_e164(p)
+            {
+                self.err(
+                    &cp.key("phone"),
+                    format!("`{p}` is not an E.164 phone number"),
+                    Some("a plus sign, the country code and the number, no spaces: e.g. `+14165550123`".into()),
+                );
+            }
+            if c.email.is_none() && c.phone.is_none() {
+                self.err(
+                    &cp,
+                    format!("contact `{}` has neither `email` nor `phone`", c.name),
+                    Some("a page needs somewhere to go".into()),
+                );
+            }
+            out.contacts.push(Contact {
+                name: c.name.clone(),
+                email: c.email.clone(),
+                phone: c.phone.clone(),
+            });
+        }
+        for (sev, names) in &raw.routes {
+            let rp = path.key("routes").key(sev);
+            let Some(severity) = Severity::parse(sev) else {
+                self.err_key(
+                    &rp,
+                    format!("unknown severity `{sev}`"),
+                    Some("routes are keyed `P1`, `P2`, `P3`, `P4`".into()),
+                );
+                continue;
+            };
+            let mut idx = Vec::new();
+            for (j, n) in names.iter().enumerate() {
+                match raw.contacts.iter().position(|c| &c.name == n) {
+                    Some(k) => idx.push(k),
+                    None => self.err(
+                        &rp.index(j),
+                        format!("no contact named `{n}`"),
+                        did_you_mean(n, raw.contacts.iter().map(|c| c.name.as_str()))
+                            .or_else(|| Some("add it under `alerting.contacts`".into())),
+                    ),
+                }
+            }
+            out.routes.insert(severity, idx);
         }
         out
     }
@@ -369,6 +551,10 @@ pub fn validate_probe(
     let severity = match &raw.severity {
         Some(s) => c.severity(&root.key("severity"), s),
         None => Some(defaults.severity),
+    };
+    let alert = match &raw.alert {
+        Some(a) => c.alert_rules(&root.key("alert"), a, &defaults.alert),
+        None => defaults.alert.clone(),
     };
     let runbook = raw
         .runbook
@@ -575,6 +761,7 @@ pub fn validate_probe(
             .collect(),
         steps,
         cleanup,
+        alert,
         source: file.to_path_buf(),
     })
 }
@@ -1392,6 +1579,29 @@ fn check_capture(c: &mut Checker<'_>, path: &FieldPath, spec: &Value) -> Option<
     }
 }
 
+/// `local@domain.tld`, no spaces: enough to catch typos; the mail server decides the rest.
+fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !s.contains(char::is_whitespace)
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+}
+
+/// `+` then 8 to 15 digits, the first not 0.
+fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else {
+        return false;
+    };
+    (8..=15).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
 /// Upper bound of `scheduler.max_concurrent`.
 const MAX_CONCURRENT_RUNS: u32 = 4096;
 /// Lower bound of `history.max_size`.
@@ -1574,6 +1784,18 @@ pub fn validate_agent(
             }
         }
     }
+    if let Some(a) = raw.alerting.as_ref().and_then(|a| a.rules.as_ref()) {
+        defaults.alert = c.alert_rules(
+            &root.key("alerting").key("rules"),
+            a,
+            &AlertRules::default(),
+        );
+    }
+    let alerting = raw
+        .alerting
+        .as_ref()
+        .map(|a| c.alerting(&root.key("alerting"), a))
+        .unwrap_or_default();
     let telemetry = raw
         .telemetry
         .as_ref()
@@ -1619,6 +1841,7 @@ pub fn validate_agent(
             scheduler,
             history,
             telemetry,
+            alerting,
         },
         defaults,
     ))

@@ -2,6 +2,7 @@
 //! ledger and the run history. WAL so readers (`rooftop status`) never block the agent;
 //! `synchronous=FULL` so a committed entry survives a crash or power loss.
 
+pub mod incidents;
 pub mod ledger;
 pub mod runs;
 pub mod stats;
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+pub use incidents::{IncidentRow, IncidentStore};
 pub use ledger::{Ledger, LedgerEntry, NewEntry};
 pub use runs::{Pruned, RunStore};
 
@@ -65,10 +67,11 @@ impl Db {
 }
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 3] = [
+const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 4] = [
     ledger::create_tables,
     runs::create_tables,
     runs::add_steps_and_triggers,
+    incidents::create_tables,
 ];
 
 /// Opens `path` (creating the state directory), configured and migrated.

@@ -146,6 +146,36 @@ impl RunStore {
             .await
     }
 
+    /// A probe's runs (skips excluded) that finished since `since`, or its last
+    /// `at_least` runs if those are more; oldest first, at most 10,000.
+    pub async fn recent_runs(
+        &self,
+        probe: String,
+        since: DateTime<Utc>,
+        at_least: usize,
+    ) -> Result<Vec<ProbeRun>, StoreError> {
+        self.db
+            .with_conn(move |c| {
+                let in_window: i64 = c.query_row(
+                    "SELECT COUNT(*) FROM runs WHERE probe = ?1 AND outcome != 'skipped' AND finished_ms >= ?2",
+                    params![probe, since.timestamp_millis()],
+                    |r| r.get(0),
+                )?;
+                let limit = (in_window as usize).max(at_least).min(10_000);
+                let mut stmt = c.prepare(
+                    "SELECT json FROM runs WHERE probe = ?1 AND outcome != 'skipped'
+                     ORDER BY finished_ms DESC LIMIT ?2",
+                )?;
+                let mut runs: Vec<ProbeRun> = stmt
+                    .query_map(params![probe, limit as i64], |r| r.get::<_, String>(0))?
+                    .filter_map(|j| j.ok().and_then(|j| ProbeRun::from_stored_json(&j).ok()))
+                    .collect();
+                runs.reverse();
+                Ok(runs)
+            })
+            .await
+    }
+
     /// Runs of a probe since `since`, newest first.
     pub async fn history(
         &self,
@@ -692,7 +722,7 @@ mod tests {
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 3);
+        assert_eq!(v, 4);
         let n: i64 = c
             .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
             .unwrap();

@@ -1,0 +1,205 @@
+//! The agent's side of the incident state machine: keeps each probe's `ProbeAlerts`,
+//! feeds it every finished run, picks up acknowledgements and manual resolves made with
+//! `rooftop ack` / `resolve` from the store, persists what the machine decides, and hands
+//! the actions back (for the log line and, with paging, for notifications).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
+
+use super::incident::{Action, Event, Open, Phase, ProbeAlerts, ResolvedBy, step};
+use super::rules::Fact;
+use crate::probe::Probe;
+use crate::runner::ProbeRun;
+use crate::store::{IncidentStore, RunStore, StoreError};
+
+/// Incident tracking for every probe of the agent.
+#[derive(Debug)]
+pub struct Tracker {
+    incidents: IncidentStore,
+    states: Mutex<HashMap<String, ProbeAlerts>>,
+}
+
+fn connector(probe: &Probe) -> String {
+    probe
+        .labels
+        .get("connector")
+        .cloned()
+        .unwrap_or_else(|| "-".into())
+}
+
+impl Tracker {
+    /// Rebuilds each probe's state from the store: its recent runs (within the rules'
+    /// horizon) and its unresolved incident, so a restart neither re-pages an open
+    /// incident nor forgets a failure streak.
+    pub async fn restore(
+        incidents: IncidentStore,
+        runs: &RunStore,
+        probes: &[Probe],
+        now: DateTime<Utc>,
+    ) -> Result<Tracker, StoreError> {
+        let open = incidents.list(true).await?;
+        let mut states = HashMap::new();
+        for p in probes {
+            let since = now
+                - chrono::Duration::from_std(p.alert.horizon())
+                    .unwrap_or(chrono::Duration::days(7));
+            let facts = runs
+                .recent_runs(p.name.clone(), since, p.alert.depth().max(1))
+                .await?
+                .iter()
+                .map(Fact::from_run)
+                .collect();
+            let mut s = ProbeAlerts::new(&p.name);
+            s.facts = facts;
+            if let Some(row) = open.iter().find(|r| r.probe == p.name) {
+                s.phase = Phase::Open(Open {
+                    id: row.id.clone(),
+                    opened_at: row.opened_at,
+                    acked_at: row.acked_at,
+                    acked_by: row.acked_by.clone(),
+                    breaches: Vec::new(),
+                    error_class: row.error_class.clone(),
+                    failed_step: row.failed_step.clone(),
+                    last_message: row.last_message.clone(),
+                    runs: row.runs.clone(),
+                    flapping: row.flapping,
+                    successes_in_row: s.facts.iter().rev().take_while(|f| f.success).count() as u32,
+                });
+            }
+            states.insert(p.name.clone(), s);
+        }
+        Ok(Tracker {
+            incidents,
+            states: Mutex::new(states),
+        })
+    }
+
+    /// Feeds one finished run; returns what the state machine did (already persisted).
+    pub async fn observe(
+        &self,
+        probe: &Probe,
+        run: &ProbeRun,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Action>, StoreError> {
+        let mut states = self.states.lock().await;
+        let mut state = states
+            .remove(&probe.name)
+            .unwrap_or_else(|| ProbeAlerts::new(&probe.name));
+        let mut actions = Vec::new();
+        // Acknowledged or resolved by a person since the last run?
+        if let Phase::Open(open) = &state.phase
+            && let Some(row) = self.incidents.get(&open.id).await?
+        {
+            if row.resolved_at.is_some() {
+                let (s, _) = step(
+                    state,
+                    &probe.alert,
+                    Event::Resolve {
+                        by: row.resolved_by.clone().unwrap_or_default(),
+                    },
+                    now,
+                );
+                state = s;
+            } else if let (Some(by), None) = (&row.acked_by, open.acked_at) {
+                let (s, a) = step(state, &probe.alert, Event::Ack { by: by.clone() }, now);
+                state = s;
+                // Keep the store's instant, not now.
+                if let Phase::Open(o) = &mut state.phase {
+                    o.acked_at = row.acked_at;
+                }
+                actions.extend(a);
+            }
+        }
+        let (state, run_actions) = step(state, &probe.alert, Event::Run(Fact::from_run(run)), now);
+        states.insert(probe.name.clone(), state);
+        drop(states);
+        let (sev, conn) = (probe.severity.to_string(), connector(probe));
+        for a in &run_actions {
+            match a {
+                Action::Opened(open) => {
+                    self.incidents
+                        .save(open, &probe.name, &sev, &conn, None)
+                        .await?
+                }
+                Action::Reopened(open) => {
+                    self.incidents.reopen(&open.id).await?;
+                    self.incidents
+                        .save(open, &probe.name, &sev, &conn, None)
+                        .await?;
+                }
+                Action::RunAttached { .. } | Action::Flapping { .. } => {
+                    let states = self.states.lock().await;
+                    if let Some(ProbeAlerts {
+                        phase: Phase::Open(open),
+                        ..
+                    }) = states.get(&probe.name)
+                    {
+                        let open = open.clone();
+                        drop(states);
+                        self.incidents
+                            .save(&open, &probe.name, &sev, &conn, None)
+                            .await?;
+                    }
+                }
+                Action::Resolved { incident, at, by } => {
+                    let by = match by {
+                        ResolvedBy::Recovery => "recovery",
+                        ResolvedBy::Manual => "manual",
+                    };
+                    self.incidents
+                        .save(incident, &probe.name, &sev, &conn, Some((*at, by)))
+                        .await?;
+                }
+                Action::Acknowledged { .. } => {}
+            }
+        }
+        actions.extend(run_actions);
+        Ok(actions)
+    }
+}
+
+/// One line for the agent's log about an action, or none.
+pub fn describe(probe: &Probe, action: &Action) -> Option<String> {
+    let runbook = probe
+        .runbook
+        .as_ref()
+        .map(|r| format!("  runbook: {r}"))
+        .unwrap_or_default();
+    match action {
+        Action::Opened(o) => Some(format!(
+            "INCIDENT {} opened: {} {} — {}{}",
+            o.id,
+            probe.severity,
+            probe.name,
+            super::incident_reason(o),
+            runbook
+        )),
+        Action::Reopened(o) => Some(format!(
+            "INCIDENT {} reopened (flapping): {} — {}",
+            o.id,
+            probe.name,
+            super::incident_reason(o)
+        )),
+        Action::Flapping { id } => Some(format!(
+            "INCIDENT {id} is flapping: held open, not re-paged"
+        )),
+        Action::Acknowledged { id, by, .. } => Some(format!("INCIDENT {id} acknowledged by {by}")),
+        Action::Resolved { incident, at, by } => Some(format!(
+            "INCIDENT {} resolved ({}) after {}",
+            incident.id,
+            match by {
+                ResolvedBy::Recovery => "recovered",
+                ResolvedBy::Manual => "by hand",
+            },
+            humantime::format_duration(
+                (*at - incident.opened_at)
+                    .to_std()
+                    .map(|d| std::time::Duration::from_secs(d.as_secs()))
+                    .unwrap_or_default()
+            )
+        )),
+        Action::RunAttached { .. } => None,
+    }
+}

@@ -1,0 +1,320 @@
+//! Incidents, persisted: what opened them, the runs that caused them, when they were
+//! acknowledged and resolved (MTTA, MTTR). The agent writes them as the incident state
+//! machine acts; `rooftop incidents`, `ack` and `resolve` read and update them from
+//! another process, and the agent picks acknowledgements and manual resolves up before
+//! it next evaluates the probe.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Db, StoreError};
+use crate::alerting::{Breach, Open};
+
+/// The incident store; clones share one connection.
+#[derive(Debug, Clone)]
+pub struct IncidentStore {
+    db: Db,
+}
+
+/// One incident as stored.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IncidentRow {
+    pub id: String,
+    pub probe: String,
+    pub severity: String,
+    pub connector: String,
+    /// `open`, `acknowledged` or `resolved`.
+    pub state: String,
+    pub opened_at: DateTime<Utc>,
+    pub acked_at: Option<DateTime<Utc>>,
+    pub acked_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// `recovery` or `manual`.
+    pub resolved_by: Option<String>,
+    pub flapping: bool,
+    pub error_class: Option<String>,
+    pub failed_step: Option<String>,
+    pub reason: String,
+    pub runs: Vec<String>,
+    pub last_message: Option<String>,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn at(ms: Option<i64>) -> Option<DateTime<Utc>> {
+    ms.and_then(DateTime::<Utc>::from_timestamp_millis)
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentRow> {
+    let acked: Option<i64> = r.get(5)?;
+    let resolved: Option<i64> = r.get(7)?;
+    let runs: String = r.get(14)?;
+    Ok(IncidentRow {
+        id: r.get(0)?,
+        probe: r.get(1)?,
+        severity: r.get(2)?,
+        connector: r.get(3)?,
+        state: if resolved.is_some() {
+            "resolved"
+        } else if acked.is_some() {
+            "acknowledged"
+        } else {
+            "open"
+        }
+        .into(),
+        opened_at: at(Some(r.get(4)?)).unwrap_or_default(),
+        acked_at: at(acked),
+        acked_by: r.get(6)?,
+        resolved_at: at(resolved),
+        resolved_by: r.get(8)?,
+        flapping: r.get::<_, i64>(9)? != 0,
+        error_class: r.get(10)?,
+        failed_step: r.get(11)?,
+        reason: r.get(12)?,
+        last_message: r.get(13)?,
+        runs: serde_json::from_str(&runs).unwrap_or_default(),
+    })
+}
+
+const COLUMNS: &str = "id, probe, severity, connector, opened_ms, acked_ms, acked_by, resolved_ms, resolved_by, flapping, error_class, failed_step, reason, last_message, runs";
+
+/// Why an incident was opened, in words.
+pub fn reason(breaches: &[Breach]) -> String {
+    breaches
+        .iter()
+        .map(Breach::describe)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl IncidentStore {
+    pub fn open_in(state_dir: &std::path::Path) -> Result<IncidentStore, StoreError> {
+        Ok(IncidentStore {
+            db: Db::open_in(state_dir)?,
+        })
+    }
+
+    /// Writes an incident's current state. Acknowledgement and resolution already in
+    /// the store (set by `rooftop ack` / `resolve`) are never cleared by the agent.
+    pub async fn save(
+        &self,
+        open: &Open,
+        probe: &str,
+        severity: &str,
+        connector: &str,
+        resolved: Option<(DateTime<Utc>, &str)>,
+    ) -> Result<(), StoreError> {
+        let (open, probe, severity, connector) = (
+            open.clone(),
+            probe.to_string(),
+            severity.to_string(),
+            connector.to_string(),
+        );
+        let resolved = resolved.map(|(t, by)| (ms(t), by.to_string()));
+        self.db
+            .with_conn(move |c| {
+                c.execute(
+                    "INSERT INTO incidents (id, probe, severity, connector, opened_ms, acked_ms, acked_by, resolved_ms, resolved_by, flapping, error_class, failed_step, reason, last_message, runs)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                     ON CONFLICT(id) DO UPDATE SET
+                         acked_ms = COALESCE(incidents.acked_ms, excluded.acked_ms),
+                         acked_by = COALESCE(incidents.acked_by, excluded.acked_by),
+                         resolved_ms = COALESCE(incidents.resolved_ms, excluded.resolved_ms),
+                         resolved_by = COALESCE(incidents.resolved_by, excluded.resolved_by),
+                         flapping = excluded.flapping,
+                         reason = CASE WHEN excluded.reason = '' THEN incidents.reason ELSE excluded.reason END,
+                         last_message = excluded.last_message,
+                         runs = excluded.runs",
+                    params![
+                        open.id,
+                        probe,
+                        severity,
+                        connector,
+                        ms(open.opened_at),
+                        open.acked_at.map(ms),
+                        open.acked_by,
+                        resolved.as_ref().map(|r| r.0),
+                        resolved.as_ref().map(|r| r.1.clone()),
+                        i64::from(open.flapping),
+                        open.error_class,
+                        open.failed_step,
+                        reason(&open.breaches),
+                        open.last_message,
+                        serde_json::to_string(&open.runs).unwrap_or_else(|_| "[]".into()),
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Reopens a recovered incident (it is flapping): clears its resolution.
+    pub async fn reopen(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.db
+            .with_conn(move |c| {
+                c.execute(
+                    "UPDATE incidents SET resolved_ms = NULL, resolved_by = NULL, flapping = 1 WHERE id = ?1",
+                    params![id],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Incidents, newest first; only unresolved ones with `open_only`.
+    pub async fn list(&self, open_only: bool) -> Result<Vec<IncidentRow>, StoreError> {
+        self.db
+            .with_conn(move |c| {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM incidents {} ORDER BY opened_ms DESC LIMIT 500",
+                    if open_only {
+                        "WHERE resolved_ms IS NULL"
+                    } else {
+                        ""
+                    }
+                );
+                let mut stmt = c.prepare(&sql)?;
+                stmt.query_map([], row)?.collect()
+            })
+            .await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<IncidentRow>, StoreError> {
+        let id = id.to_string();
+        self.db
+            .with_conn(move |c| {
+                c.query_row(
+                    &format!("SELECT {COLUMNS} FROM incidents WHERE id = ?1"),
+                    params![id],
+                    row,
+                )
+                .optional()
+            })
+            .await
+    }
+
+    /// Acknowledges an unresolved incident; false if it is unknown, resolved or already
+    /// acknowledged.
+    pub async fn acknowledge(
+        &self,
+        id: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (id, by) = (id.to_string(), by.to_string());
+        self.db
+            .with_conn(move |c| {
+                Ok(c.execute(
+                    "UPDATE incidents SET acked_ms = ?2, acked_by = ?3
+                     WHERE id = ?1 AND acked_ms IS NULL AND resolved_ms IS NULL",
+                    params![id, ms(now), by],
+                )? == 1)
+            })
+            .await
+    }
+
+    /// Resolves an unresolved incident by hand; false if unknown or already resolved.
+    pub async fn resolve(
+        &self,
+        id: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (id, by) = (id.to_string(), format!("manual:{by}"));
+        self.db
+            .with_conn(move |c| {
+                Ok(c.execute(
+                    "UPDATE incidents SET resolved_ms = ?2, resolved_by = ?3
+                     WHERE id = ?1 AND resolved_ms IS NULL",
+                    params![id, ms(now), by],
+                )? == 1)
+            })
+            .await
+    }
+}
+
+/// Migration 4: incidents.
+pub(super) fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS incidents (
+             id TEXT PRIMARY KEY,
+             probe TEXT NOT NULL,
+             severity TEXT NOT NULL,
+             connector TEXT NOT NULL,
+             opened_ms INTEGER NOT NULL,
+             acked_ms INTEGER,
+             acked_by TEXT,
+             resolved_ms INTEGER,
+             resolved_by TEXT,
+             flapping INTEGER NOT NULL DEFAULT 0,
+             error_class TEXT,
+             failed_step TEXT,
+             reason TEXT NOT NULL,
+             last_message TEXT,
+             runs TEXT NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS incidents_open ON incidents (resolved_ms, opened_ms);
+         CREATE INDEX IF NOT EXISTS incidents_probe ON incidents (probe, opened_ms);",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(id: &str, at: DateTime<Utc>) -> Open {
+        Open {
+            id: id.into(),
+            opened_at: at,
+            acked_at: None,
+            acked_by: None,
+            breaches: vec![Breach::Failures { failed: 2, of: 2 }],
+            error_class: Some("http_5xx".into()),
+            failed_step: Some("book".into()),
+            last_message: Some("HTTP 503".into()),
+            runs: vec!["run-a".into(), "run-b".into()],
+            flapping: false,
+            successes_in_row: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn ack_and_manual_resolve_survive_the_agents_next_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = IncidentStore::open_in(dir.path()).unwrap();
+        let t0: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        let inc = open("inc-p-1", t0);
+        s.save(&inc, "p", "P2", "crm-to-dms", None).await.unwrap();
+        assert_eq!(s.list(true).await.unwrap()[0].state, "open");
+        assert!(
+            s.acknowledge("inc-p-1", "maria", t0 + chrono::Duration::minutes(3))
+                .await
+                .unwrap()
+        );
+        assert!(!s.acknowledge("inc-p-1", "joe", t0).await.unwrap(), "once");
+        // The agent saves its (unacknowledged) copy again: the ack stays.
+        s.save(&inc, "p", "P2", "crm-to-dms", None).await.unwrap();
+        let r = s.get("inc-p-1").await.unwrap().unwrap();
+        assert_eq!(
+            (r.state.as_str(), r.acked_by.as_deref()),
+            ("acknowledged", Some("maria"))
+        );
+        assert_eq!(r.reason, "2 failed runs in a row");
+        assert_eq!(r.runs, vec!["run-a", "run-b"]);
+        assert!(
+            s.resolve("inc-p-1", "maria", t0 + chrono::Duration::minutes(9))
+                .await
+                .unwrap()
+        );
+        assert!(s.list(true).await.unwrap().is_empty());
+        assert_eq!(
+            s.list(false).await.unwrap()[0].resolved_by.as_deref(),
+            Some("manual:maria")
+        );
+        assert!(!s.resolve("nope", "x", t0).await.unwrap());
+    }
+}
