@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod listener;
+pub mod notify;
 pub mod probe;
 pub mod runner;
 pub mod sandbox;
