@@ -3,6 +3,8 @@
 //! deliver and report how it went; retries, deduplication, fallback and persistence
 //! belong to the outbox.
 
+pub mod email;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;

@@ -1,0 +1,447 @@
+//! E-mail pages with lettre: SMTP (STARTTLS, implicit TLS, or plain for a local relay;
+//! optional auth; timeouts), or `.eml` files in a folder (the demo). Multipart plain
+//! text + HTML, written for a phone at 2 a.m.: what failed, since when, why it paged,
+//! the sync figures, the runbook's impact and first mitigations inline, the links.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::{Channel, Delivery, Notice, NoticeKind, SendFuture};
+use crate::probe::Contact;
+use crate::runner::fmt_ms;
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// STARTTLS, required (port 587).
+    StartTls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Implicit,
+    /// No TLS: only for a relay on the same machine or network.
+    None,
+}
+
+/// SMTP settings.
+#[derive(Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub timeout: Duration,
+    /// Extra trusted CA certificate (PEM), e.g. the relay's private CA.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Where e-mail goes.
+#[derive(Debug, Clone)]
+pub enum EmailTransport {
+    Smtp(SmtpSettings),
+    /// `.eml` files in a folder (nothing is sent).
+    Folder(PathBuf),
+}
+
+/// The e-mail channel.
+#[derive(Debug, Clone)]
+pub struct EmailChannel {
+    from: Mailbox,
+    transport: EmailTransport,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmailError {
+    #[error("`{0}` is not a usable sender address")]
+    From(String),
+    #[error("SMTP to {host}:{port}: {message}")]
+    Smtp {
+        host: String,
+        port: u16,
+        message: String,
+    },
+}
+
+impl EmailChannel {
+    pub fn new(from: &str, transport: EmailTransport) -> Result<EmailChannel, EmailError> {
+        let from = from
+            .parse::<Mailbox>()
+            .map_err(|_| EmailError::From(from.to_string()))?;
+        Ok(EmailChannel { from, transport })
+    }
+
+    fn smtp(s: &SmtpSettings) -> Result<AsyncSmtpTransport<Tokio1Executor>, EmailError> {
+        let err = |message: String| EmailError::Smtp {
+            host: s.host.clone(),
+            port: s.port,
+            message,
+        };
+        let mut params = TlsParameters::builder(s.host.clone());
+        if let Some(pem) = &s.ca_pem {
+            params = params.add_root_certificate(
+                Certificate::from_pem(pem).map_err(|e| err(format!("CA certificate: {e}")))?,
+            );
+        }
+        let tls = || params.clone().build().map_err(|e| err(e.to_string()));
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
+            .port(s.port)
+            .timeout(Some(s.timeout));
+        b = match s.security {
+            SmtpSecurity::StartTls => b.tls(Tls::Required(tls()?)),
+            SmtpSecurity::Implicit => b.tls(Tls::Wrapper(tls()?)),
+            SmtpSecurity::None => b.tls(Tls::None),
+        };
+        if let (Some(u), Some(p)) = (&s.username, &s.password) {
+            b = b.credentials(Credentials::new(u.clone(), p.clone()));
+        }
+        Ok(b.build())
+    }
+
+    async fn deliver(&self, notice: &Notice, to: &str) -> Delivery {
+        let message = match build_message(&self.from, to, notice) {
+            Ok(m) => m,
+            Err(e) => return Delivery::Rejected { reason: e },
+        };
+        match &self.transport {
+            EmailTransport::Folder(dir) => {
+                if let Err(e) = tokio::fs::create_dir_all(dir).await {
+                    return Delivery::Retry {
+                        reason: format!("cannot create {}: {e}", dir.display()),
+                        after: None,
+                    };
+                }
+                match AsyncFileTransport::<Tokio1Executor>::new(dir)
+                    .send(message)
+                    .await
+                {
+                    Ok(id) => Delivery::Accepted {
+                        provider_id: Some(id),
+                    },
+                    Err(e) => Delivery::Retry {
+                        reason: e.to_string(),
+                        after: None,
+                    },
+                }
+            }
+            EmailTransport::Smtp(s) => {
+                let transport = match Self::smtp(s) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        return Delivery::Rejected {
+                            reason: e.to_string(),
+                        };
+                    }
+                };
+                match transport.send(message).await {
+                    Ok(resp) => Delivery::Accepted {
+                        provider_id: resp.message().next().map(str::to_string),
+                    },
+                    // 5xx: the server refuses this message (bad recipient, auth).
+                    Err(e) if e.is_permanent() => Delivery::Rejected {
+                        reason: format!("SMTP {}:{}: {e}", s.host, s.port),
+                    },
+                    Err(e) => Delivery::Retry {
+                        reason: format!("SMTP {}:{}: {e}", s.host, s.port),
+                        after: None,
+                    },
+                }
+            }
+        }
+    }
+}
+
+impl Channel for EmailChannel {
+    fn name(&self) -> &'static str {
+        "email"
+    }
+
+    fn reaches(&self, contact: Option<&Contact>) -> bool {
+        contact.is_some_and(|c| c.email.is_some())
+    }
+
+    fn send<'a>(&'a self, notice: &'a Notice, contact: Option<&'a Contact>) -> SendFuture<'a> {
+        Box::pin(async move {
+            match contact.and_then(|c| c.email.as_deref()) {
+                Some(to) => self.deliver(notice, to).await,
+                None => Delivery::Rejected {
+                    reason: "the contact has no e-mail address".into(),
+                },
+            }
+        })
+    }
+}
+
+/// `[P2] Toronto North Honda · service-appointment: appointment-to-ro-to-survey failing`
+pub fn subject(n: &Notice) -> String {
+    let what = match n.kind {
+        NoticeKind::Trigger => "failing",
+        NoticeKind::Flapping => "flapping",
+        NoticeKind::Acknowledge => "acknowledged",
+        NoticeKind::Resolve => "resolved",
+    };
+    let prefix = if n.kind == NoticeKind::Resolve {
+        format!("[{}] RESOLVED", n.severity)
+    } else {
+        format!("[{}]", n.severity)
+    };
+    format!(
+        "{prefix} {} · {}: {} {what}",
+        n.rooftop_label(),
+        n.flow,
+        n.probe
+    )
+}
+
+fn since(n: &Notice) -> String {
+    let end = n.resolved_at.unwrap_or_else(chrono::Utc::now);
+    format!(
+        "{} UTC ({})",
+        n.opened_at.format("%Y-%m-%d %H:%M"),
+        fmt_ms((end - n.opened_at).num_milliseconds().max(0) as f64)
+    )
+}
+
+/// The plain-text body.
+pub fn text_body(n: &Notice) -> String {
+    let mut b = String::new();
+    let head = match n.kind {
+        NoticeKind::Resolve => format!(
+            "RESOLVED: {} at {} works again. It had failed since {}.",
+            n.probe,
+            n.rooftop_label(),
+            since(n)
+        ),
+        NoticeKind::Flapping => format!(
+            "{} at {} is failing again soon after recovering: the incident is reopened and marked flapping (no further pages while it flaps). Failing since {}.",
+            n.probe,
+            n.rooftop_label(),
+            since(n)
+        ),
+        NoticeKind::Acknowledge => format!("Incident {} was acknowledged.", n.incident_id),
+        NoticeKind::Trigger => format!(
+            "{} at {} is failing since {}.",
+            n.probe,
+            n.rooftop_label(),
+            since(n)
+        ),
+    };
+    b.push_str(&head);
+    b.push_str("\n\n");
+    if n.kind != NoticeKind::Resolve {
+        if let Some(step) = &n.failed_step {
+            b.push_str(&format!(
+                "What failed: step {step}{}{}\n",
+                n.error_class
+                    .as_ref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default(),
+                n.last_message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ));
+        }
+        b.push_str(&format!("Why you were paged: {}\n", n.reason));
+    }
+    b.push_str(&format!(
+        "Connector: {}   Flow: {}   Severity: {}\nIncident: {}\n",
+        n.connector, n.flow, n.severity, n.incident_id
+    ));
+    if !n.also_affected.is_empty() {
+        b.push_str(&format!(
+            "Also failing on this connector: {}\n",
+            n.also_affected.join(", ")
+        ));
+    }
+    if !n.sync.is_empty() {
+        b.push_str("\nSync latency (last run):\n");
+        for s in &n.sync {
+            b.push_str(&format!(
+                "  {}: {} (between {} and {}){}\n",
+                s.step,
+                fmt_ms(s.estimate_ms),
+                fmt_ms(s.lower_ms),
+                fmt_ms(s.upper_ms),
+                s.slo_ms
+                    .map(|slo| format!(", SLO {}", fmt_ms(slo)))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if n.kind != NoticeKind::Resolve {
+        if let Some(i) = &n.runbook_impact {
+            b.push_str(&format!("\nImpact assessment\n{}\n", i.trim()));
+        }
+        if let Some(m) = &n.runbook_mitigations {
+            b.push_str(&format!("\nImmediate mitigations\n{}\n", m.trim()));
+        }
+    }
+    b.push('\n');
+    if let Some(u) = &n.runbook_url {
+        b.push_str(&format!("Full runbook: {u}\n"));
+    }
+    if n.kind != NoticeKind::Resolve
+        && let Some(a) = &n.ack_url
+    {
+        b.push_str(&format!("Acknowledge: {a}\n"));
+    }
+    b.push_str("\n-- rooftop synthetic monitoring\n");
+    b
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The HTML body: the same content, with headings and links.
+pub fn html_body(n: &Notice) -> String {
+    let text = text_body(n);
+    let mut h =
+        String::from("<!DOCTYPE html><html><body style=\"font-family:sans-serif;font-size:15px\">");
+    let mut paragraphs = text.split("\n\n");
+    if let Some(first) = paragraphs.next() {
+        h.push_str(&format!("<h2>{}</h2>", esc(first)));
+    }
+    for p in paragraphs {
+        let mut lines = p.lines();
+        match lines.next() {
+            Some(title @ ("Impact assessment" | "Immediate mitigations")) => {
+                h.push_str(&format!(
+                    "<h3>{}</h3><pre style=\"white-space:pre-wrap\">{}</pre>",
+                    esc(title),
+                    esc(&lines.collect::<Vec<_>>().join("\n"))
+                ));
+            }
+            Some(first) => {
+                let mut block = vec![first];
+                block.extend(lines);
+                let html: Vec<String> = block
+                    .iter()
+                    .map(|l| {
+                        if let Some(u) = l.strip_prefix("Full runbook: ") {
+                            format!("<a href=\"{}\">Full runbook</a>", esc(u))
+                        } else if let Some(u) = l.strip_prefix("Acknowledge: ") {
+                            format!("<a href=\"{}\"><b>Acknowledge</b></a>", esc(u))
+                        } else {
+                            esc(l)
+                        }
+                    })
+                    .collect();
+                h.push_str(&format!("<p>{}</p>", html.join("<br>")));
+            }
+            None => {}
+        }
+    }
+    h.push_str("</body></html>");
+    h
+}
+
+fn build_message(from: &Mailbox, to: &str, n: &Notice) -> Result<Message, String> {
+    let to: Mailbox = to
+        .parse()
+        .map_err(|_| format!("`{to}` is not a usable e-mail address"))?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(subject(n))
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(text_body(n)),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html_body(n)),
+                ),
+        )
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::sample_notice;
+
+    #[test]
+    fn subject_and_body_say_what_failed_since_when_and_what_to_do() {
+        let n = sample_notice(NoticeKind::Trigger);
+        assert_eq!(
+            subject(&n),
+            "[P2] Toronto North Honda · service-appointment: appointment-to-ro-to-survey failing"
+        );
+        let t = text_body(&n);
+        for needle in [
+            "is failing since 2026-09-21",
+            "What failed: step ro-in-dms (sync_timeout): no RO after 15 polls over 15m",
+            "Why you were paged: 2 failed runs in a row",
+            "ro-in-dms: 15m00s (between 14m50s and 15m10s), SLO 5m00s",
+            "Impact assessment\nService advisors",
+            "Immediate mitigations\n1. Check the DMS sync job.",
+            "Full runbook: https://runbooks.example/runbooks/ro-not-created.md",
+            "Acknowledge: http://127.0.0.1:9464/ack/inc-1?sig=abc",
+        ] {
+            assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+        }
+        let h = html_body(&n);
+        assert!(h.contains("<h3>Impact assessment</h3>"));
+        assert!(h.contains("<a href=\"https://runbooks.example/runbooks/ro-not-created.md\">"));
+        let mut r = sample_notice(NoticeKind::Resolve);
+        r.resolved_at = Some(r.opened_at + chrono::Duration::minutes(42));
+        assert!(subject(&r).starts_with("[P2] RESOLVED "));
+        let t = text_body(&r);
+        assert!(
+            t.contains("RESOLVED: appointment-to-ro-to-survey at Toronto North Honda works again"),
+            "{t}"
+        );
+        assert!(t.contains("(42m00s)"), "{t}");
+        assert!(!t.contains("Acknowledge:"));
+    }
+
+    #[tokio::test]
+    async fn the_folder_transport_writes_an_eml_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ch = EmailChannel::new(
+            "rooftop <rooftop@dealer.example>",
+            EmailTransport::Folder(dir.path().to_path_buf()),
+        )
+        .unwrap();
+        let contact = Contact {
+            name: "Maria".into(),
+            email: Some("maria@dealer.example".into()),
+            phone: None,
+        };
+        let d = ch
+            .send(&sample_notice(NoticeKind::Trigger), Some(&contact))
+            .await;
+        assert!(matches!(d, Delivery::Accepted { .. }), "{d:?}");
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(files.len(), 1);
+        let eml = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+        assert!(eml.contains("multipart/alternative"), "{eml}");
+        assert!(eml.contains("To: maria@dealer.example"), "{eml}");
+    }
+}
