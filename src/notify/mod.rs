@@ -4,6 +4,7 @@
 //! belong to the outbox.
 
 pub mod email;
+pub mod outbox;
 
 use std::future::Future;
 use std::pin::Pin;

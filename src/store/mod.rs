@@ -4,6 +4,7 @@
 
 pub mod incidents;
 pub mod ledger;
+pub mod outbox;
 pub mod runs;
 pub mod stats;
 
@@ -67,11 +68,12 @@ impl Db {
 }
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 4] = [
+const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 5] = [
     ledger::create_tables,
     runs::create_tables,
     runs::add_steps_and_triggers,
     incidents::create_tables,
+    outbox::create_tables,
 ];
 
 /// Opens `path` (creating the state directory), configured and migrated.
