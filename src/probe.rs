@@ -295,12 +295,35 @@ pub struct Agent {
     pub alerting: AlertingSettings,
 }
 
-/// Who gets paged, per severity.
+/// Who gets paged, per severity, and how.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertingSettings {
     pub contacts: Vec<Contact>,
     /// Severity → indexes into `contacts`.
     pub routes: BTreeMap<Severity, Vec<usize>>,
+    pub email: Option<EmailSettings>,
+    pub runbook_base_url: Option<String>,
+}
+
+/// The e-mail channel as configured (the password still a template).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailSettings {
+    pub from: String,
+    pub destination: EmailDestination,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmailDestination {
+    Smtp {
+        host: String,
+        port: u16,
+        security: crate::notify::email::SmtpSecurity,
+        username: Option<String>,
+        password_template: Option<String>,
+        timeout: Duration,
+        ca_file: Option<PathBuf>,
+    },
+    Folder(PathBuf),
 }
 
 /// A person who can be paged.

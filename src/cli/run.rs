@@ -13,10 +13,16 @@ use tokio::sync::watch;
 use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_CONFIG, build_runner, load_config};
 use crate::alerting::{self, tracker::Tracker};
 use crate::clock::{Clock, SystemClock};
+use crate::notify::Channel;
+use crate::notify::email::{EmailChannel, EmailTransport, SmtpSettings};
+use crate::notify::outbox::Router;
+use crate::notify::pager::Pager;
+use crate::probe::EmailDestination;
 use crate::probe::{HistorySettings, MissedRuns};
 use crate::scheduler::{self, Event, Fire};
 use crate::store::IncidentStore;
 use crate::store::RunStore;
+use crate::store::outbox::OutboxStore;
 use crate::telemetry::{Telemetry, settings};
 
 /// How long in-flight runs get to finish (cleanup included) after a stop signal.
@@ -58,6 +64,70 @@ fn release_freed_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// The channels configured in `rooftop.yaml` (secrets rendered) and the outbox.
+fn build_pager(
+    config: &crate::config::Config,
+    runner: &crate::runner::Runner,
+    state_dir: &std::path::Path,
+) -> Result<Pager, String> {
+    let a = &config.agent.alerting;
+    let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
+    if let Some(e) = &a.email {
+        let transport = match &e.destination {
+            EmailDestination::Folder(p) => EmailTransport::Folder(config.dir.join(p)),
+            EmailDestination::Smtp {
+                host,
+                port,
+                security,
+                username,
+                password_template,
+                timeout,
+                ca_file,
+            } => EmailTransport::Smtp(SmtpSettings {
+                host: host.clone(),
+                port: *port,
+                security: *security,
+                username: username.clone(),
+                password: password_template
+                    .as_ref()
+                    .map(|t| runner.render_setting(t))
+                    .transpose()
+                    .map_err(|e| format!("alerting.email.smtp.password: {e}"))?,
+                timeout: *timeout,
+                ca_pem: ca_file
+                    .as_ref()
+                    .map(|f| {
+                        std::fs::read(config.dir.join(f)).map_err(|e| {
+                            format!("alerting.email.smtp.ca_file {}: {e}", f.display())
+                        })
+                    })
+                    .transpose()?,
+            }),
+        };
+        channels.push(Arc::new(
+            EmailChannel::new(&e.from, transport).map_err(|e| e.to_string())?,
+        ));
+    }
+    if channels.is_empty() && !a.routes.is_empty() {
+        eprintln!(
+            "warning: alerting.routes are set but no channel is configured: incidents are recorded, nobody is paged"
+        );
+    }
+    let outbox = OutboxStore::open_in(state_dir).map_err(|e| e.to_string())?;
+    let router = Router {
+        contacts: a.contacts.clone(),
+        routes: a.routes.clone(),
+        channels,
+    };
+    Ok(Pager::new(
+        outbox,
+        router,
+        &config.agent,
+        &config.dir,
+        a.runbook_base_url.clone(),
+    ))
 }
 
 /// Resolves telemetry settings (the `OTEL_*` environment over rooftop.yaml) and starts
@@ -219,6 +289,13 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
             return ExitCode::from(EXIT_CANNOT_RUN);
         }
     };
+    let pager = match build_pager(&config, &runner, &state_dir) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let names: Vec<String> = config.probes.iter().map(|p| p.name.clone()).collect();
     let last = match history.last_scheduled(names.clone()).await {
         Ok(l) => l,
@@ -263,22 +340,24 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
     // Moved, not cloned: with thousands of probes the copy would double their memory.
     let probes = Arc::new(std::mem::take(&mut config.probes));
     let execute = {
-        let (runner, probes, history, telemetry, tracker, clock) = (
+        let (runner, probes, history, telemetry, tracker, clock, pager) = (
             runner.clone(),
             probes.clone(),
             history.clone(),
             telemetry.clone(),
             tracker.clone(),
             clock.clone(),
+            pager.clone(),
         );
         move |i: usize, fire: Fire| {
-            let (runner, probes, history, telemetry, tracker, clock) = (
+            let (runner, probes, history, telemetry, tracker, clock, pager) = (
                 runner.clone(),
                 probes.clone(),
                 history.clone(),
                 telemetry.clone(),
                 tracker.clone(),
                 clock.clone(),
+                pager.clone(),
             );
             async move {
                 telemetry.observe_lag(fire.lag);
@@ -299,6 +378,13 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
                         for a in &actions {
                             if let Some(line) = alerting::tracker::describe(&probes[i], a) {
                                 println!("{line}");
+                            }
+                            match pager.on_action(&probes[i], &run, a, clock.now()).await {
+                                Ok(0) => {}
+                                Ok(n) => println!("  {n} notification(s) queued"),
+                                Err(e) => {
+                                    eprintln!("warning: pages for {} not queued: {e}", run.probe)
+                                }
                             }
                         }
                     }
@@ -359,6 +445,7 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
         None => None,
     };
     // As fresh as the export needs, at most a minute old.
+    let paging = tokio::spawn(pager.clone().run(clock.clone(), stop_rx.clone()));
     let gauges_every = GAUGES_EVERY.min(config.agent.telemetry.interval);
     let gauges = tokio::spawn({
         let (history, ledger, telemetry, clock, mut stop) = (
@@ -419,6 +506,9 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
     if let Some(l) = listener {
         let _ = l.await;
     }
+    // Pages queued by the last runs get their final delivery pass (bounded by the SMTP
+    // timeout); anything still pending stays in the outbox for the next start.
+    let _ = tokio::time::timeout(Duration::from_secs(60), paging).await;
     // The SDK's shutdown blocks (bounded by the export timeouts).
     let t = telemetry.clone();
     let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;

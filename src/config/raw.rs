@@ -136,6 +136,47 @@ pub struct AlertingConfig {
     /// Severity (`P1`…`P4`) → contact names.
     #[serde(default)]
     pub routes: IndexMap<String, Vec<String>>,
+    /// E-mail pages: `{from, smtp: {...}}` or `{from, folder: DIR}` (files, no sending).
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
+    /// Where `runbooks/` is published (wiki, Git host), for the links in pages.
+    #[serde(default)]
+    pub runbook_base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// Sender, e.g. `rooftop <rooftop@dealer.example>`.
+    pub from: String,
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    /// Write `.eml` files here instead of sending.
+    #[serde(default)]
+    pub folder: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Default 587 (starttls), 465 (tls), 25 (none).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit) or `none` (a local relay only).
+    #[serde(default)]
+    pub security: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// May use `{{ secret.NAME }}` / `{{ env.NAME }}`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Default `30s`.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Extra CA certificate (PEM) to trust, e.g. a private relay's.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

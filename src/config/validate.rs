@@ -19,11 +19,12 @@ use super::raw::{
 };
 use super::yaml::{Document, FieldPath};
 use crate::alerting::{AlertRules, FireRule, RatioRule, SyncRule};
+use crate::notify::email::SmtpSecurity;
 use crate::probe::{
-    Agent, AlertingSettings, Body, Capture, CaptureSource, CleanupStep, Contact, Expect,
-    HistorySettings, JsonAssertion, MissedRuns, OPERATORS, Op, OtlpProtocol, Poll, Probe, Request,
-    Runbook, Schedule, SchedulerSettings, SecretSource, Severity, StatusMatch, Step, SyncSpec,
-    TelemetrySettings,
+    Agent, AlertingSettings, Body, Capture, CaptureSource, CleanupStep, Contact, EmailDestination,
+    EmailSettings, Expect, HistorySettings, JsonAssertion, MissedRuns, OPERATORS, Op, OtlpProtocol,
+    Poll, Probe, Request, Runbook, Schedule, SchedulerSettings, SecretSource, Severity,
+    StatusMatch, Step, SyncSpec, TelemetrySettings,
 };
 use crate::synthetic::HELPERS;
 use crate::template::{self, RESERVED};
@@ -385,6 +386,90 @@ impl<'a> Checker<'a> {
                 }
             }
             out.routes.insert(severity, idx);
+        }
+        if let Some(u) = &raw.runbook_base_url {
+            if u.starts_with("https://") || u.starts_with("http://") {
+                out.runbook_base_url = Some(u.trim_end_matches('/').to_string());
+            } else {
+                self.err(
+                    &path.key("runbook_base_url"),
+                    format!("`{u}` is not an http(s) URL"),
+                    Some("e.g. `https://wiki.dealer.example/rooftop`".into()),
+                );
+            }
+        }
+        if let Some(e) = &raw.email {
+            let ep = path.key("email");
+            if !e.from.contains('@') {
+                self.err(
+                    &ep.key("from"),
+                    format!("`{}` is not a sender address", e.from),
+                    Some("e.g. `rooftop <rooftop@dealer.example>`".into()),
+                );
+            }
+            let destination = match (&e.smtp, &e.folder) {
+                (Some(smtp), None) => {
+                    let sp = ep.key("smtp");
+                    let security = match smtp.security.as_deref().unwrap_or("starttls") {
+                        "starttls" => Some(SmtpSecurity::StartTls),
+                        "tls" => Some(SmtpSecurity::Implicit),
+                        "none" => Some(SmtpSecurity::None),
+                        other => {
+                            self.err(
+                                &sp.key("security"),
+                                format!("unknown security `{other}`"),
+                                did_you_mean(other, ["starttls", "tls", "none"]).or_else(|| {
+                                    Some(
+                                        "`starttls` (587), `tls` (465) or `none` (a local relay)"
+                                            .into(),
+                                    )
+                                }),
+                            );
+                            None
+                        }
+                    };
+                    if let Some(pw) = &smtp.password
+                        && let Err(err) = template::analyze(pw)
+                    {
+                        self.err(
+                            &sp.key("password"),
+                            format!("template error: {err}"),
+                            Some("e.g. `{{ secret.smtp_password }}`".into()),
+                        );
+                    }
+                    let timeout = match &smtp.timeout {
+                        Some(t) => self.duration(&sp.key("timeout"), t),
+                        None => Some(Duration::from_secs(30)),
+                    };
+                    match (security, timeout) {
+                        (Some(security), Some(timeout)) => Some(EmailDestination::Smtp {
+                            host: smtp.host.clone(),
+                            port: smtp.port.unwrap_or(match security {
+                                SmtpSecurity::StartTls => 587,
+                                SmtpSecurity::Implicit => 465,
+                                SmtpSecurity::None => 25,
+                            }),
+                            security,
+                            username: smtp.username.clone(),
+                            password_template: smtp.password.clone(),
+                            timeout,
+                            ca_file: smtp.ca_file.as_ref().map(PathBuf::from),
+                        }),
+                        _ => None,
+                    }
+                }
+                (None, Some(folder)) => Some(EmailDestination::Folder(PathBuf::from(folder))),
+                _ => {
+                    self.err(&ep, "e-mail needs exactly one of `smtp` and `folder`", Some("e.g. `smtp: {host: smtp.dealer.example, username: rooftop, password: \"{{ secret.smtp }}\"}`".into()));
+                    None
+                }
+            };
+            if let Some(destination) = destination {
+                out.email = Some(EmailSettings {
+                    from: e.from.clone(),
+                    destination,
+                });
+            }
         }
         out
     }

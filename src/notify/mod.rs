@@ -5,6 +5,7 @@
 
 pub mod email;
 pub mod outbox;
+pub mod pager;
 
 use std::future::Future;
 use std::pin::Pin;

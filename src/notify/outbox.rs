@@ -150,7 +150,7 @@ pub async fn deliver_due(
     router: &Router,
     policy: &Policy,
     now: DateTime<Utc>,
-    jitter: &mut dyn FnMut() -> f64,
+    jitter: &mut (dyn FnMut() -> f64 + Send),
 ) -> Result<Pass, StoreError> {
     let mut pass = Pass::default();
     for row in store.due(now, 100).await? {

@@ -1,0 +1,150 @@
+//! The main path end to end: a sandbox fault → the probe fails → an incident opens → an
+//! e-mail page arrives in a real SMTP server (aiosmtpd) → the fault clears → a resolve
+//! e-mail follows. One incident, one page, one resolve notice.
+
+#[path = "common/tools.rs"]
+mod tools;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use rooftop::sandbox::{DownMode, Fault, FaultKind, Sandbox, SandboxConfig, System};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+use tools::{SmtpOptions, SmtpServer};
+
+fn subject_of(eml: &str) -> String {
+    let out = std::process::Command::new(tools::python())
+        .arg("-c")
+        .arg(
+            "import email, email.policy, sys\n\
+             m = email.message_from_string(sys.stdin.read(), policy=email.policy.default)\n\
+             print(m['subject'])\n\
+             print(m.get_body(('plain',)).get_content())",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(eml.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
+    let sb = Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig::default().with_fixed_latency(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("probes")).unwrap();
+    std::fs::create_dir_all(dir.path().join("runbooks")).unwrap();
+    for rb in std::fs::read_dir("runbooks").unwrap() {
+        let rb = rb.unwrap().path();
+        std::fs::copy(
+            &rb,
+            dir.path().join("runbooks").join(rb.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
+        .unwrap()
+        .replace("schedule: {every: 30m}", "schedule: {every: 1s}")
+        .replace(
+            "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
+            "poll: {interval: 50ms, backoff: 1, within: 5s}",
+        );
+    std::fs::write(dir.path().join("probes/lead.yaml"), probe).unwrap();
+    std::fs::write(
+        dir.path().join("rooftop.yaml"),
+        format!(
+            "rooftop: {{id: toronto-north, name: Toronto North Honda}}\n\
+             alerting:\n\
+             \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example}}]\n\
+             \x20 routes: {{P1: [Maria Lopez], P2: [Maria Lopez], P3: [Maria Lopez], P4: [Maria Lopez]}}\n\
+             \x20 runbook_base_url: https://wiki.dealer.example/rooftop\n\
+             \x20 email: {{from: 'rooftop <rooftop@dealer.example>', smtp: {{host: 127.0.0.1, port: {}, security: none, timeout: 5s}}}}\n",
+            smtp.port
+        ),
+    )
+    .unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_rooftop"))
+        .args(["run", "--listen", "off", "--config"])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .envs(sb.env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    sb.set_faults(vec![Fault::new(FaultKind::ConnectorDown {
+        system: System::Crm,
+        mode: DownMode::Http503,
+    })]);
+    let page = smtp.wait_for_count(1, Duration::from_secs(15)).await;
+    let first = subject_of(&page[0]);
+    assert!(
+        first.starts_with(
+            "[P2] Toronto North Honda · lead-ingestion: lead-to-bdc-call-list failing"
+        ),
+        "{first}"
+    );
+    assert!(
+        first.contains("What failed: step submit-lead (http_5xx)"),
+        "{first}"
+    );
+    assert!(first.contains("Impact assessment"), "{first}");
+    assert!(
+        first.contains(
+            "Full runbook: https://wiki.dealer.example/rooftop/runbooks/connector-down.md"
+        ),
+        "{first}"
+    );
+    sb.set_faults(vec![]);
+    let both = smtp.wait_for_count(2, Duration::from_secs(15)).await;
+    let second = subject_of(&both[1]);
+    assert!(
+        second.starts_with(
+            "[P2] RESOLVED Toronto North Honda · lead-ingestion: lead-to-bdc-call-list resolved"
+        ),
+        "{second}"
+    );
+    // A few more healthy runs: no further mail.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(smtp.messages().len(), 2);
+
+    let pid = agent.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(60), agent.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut out = String::new();
+    agent
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    assert_eq!(out.matches(" opened: ").count(), 1, "{out}");
+    assert!(
+        out.contains("page delivered: inc-lead-to-bdc-call-list-"),
+        "{out}"
+    );
+}
