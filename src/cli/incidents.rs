@@ -6,18 +6,54 @@ use std::process::ExitCode;
 
 use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_FAILED, load_config};
 use crate::runner::fmt_ms;
+use crate::store::outbox::{OutboxRow, OutboxStore};
 use crate::store::{IncidentRow, IncidentStore};
 
-fn open(cfg: &ConfigArgs) -> Result<IncidentStore, ExitCode> {
+fn state_dir(cfg: &ConfigArgs) -> Result<std::path::PathBuf, ExitCode> {
     let config = load_config(&cfg.config)?;
-    let state_dir = cfg
+    Ok(cfg
         .state_dir
         .clone()
-        .unwrap_or_else(|| config.agent.state_dir.clone());
-    IncidentStore::open_in(&state_dir).map_err(|e| {
+        .unwrap_or_else(|| config.agent.state_dir.clone()))
+}
+
+fn open(cfg: &ConfigArgs) -> Result<IncidentStore, ExitCode> {
+    IncidentStore::open_in(&state_dir(cfg)?).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_CANNOT_RUN)
     })
+}
+
+/// One line per notification of an incident.
+fn notification_line(r: &OutboxRow) -> String {
+    let to = if r.entry.contact == "-" {
+        String::new()
+    } else {
+        format!(" → {}", r.entry.contact)
+    };
+    let how = match r.state.as_str() {
+        "delivered" => format!(
+            "delivered {}",
+            r.delivered_at
+                .map(|t| t.format("%H:%M:%S").to_string())
+                .unwrap_or_default()
+        ),
+        "failed" => format!("FAILED: {}", r.last_error.clone().unwrap_or_default()),
+        _ => format!(
+            "pending (attempt {}{})",
+            r.attempts + 1,
+            r.last_error
+                .as_ref()
+                .map(|e| format!(", last: {e}"))
+                .unwrap_or_default()
+        ),
+    };
+    let fallback = if r.entry.fallback_from.is_some() {
+        " (fallback)"
+    } else {
+        ""
+    };
+    format!("{} {}{to}{fallback}: {how}", r.entry.kind, r.entry.channel)
 }
 
 fn since(r: &IncidentRow, now: chrono::DateTime<chrono::Utc>) -> String {
@@ -37,11 +73,43 @@ pub async fn list(cfg: &ConfigArgs, open_only: bool, as_json: bool) -> ExitCode 
             return ExitCode::from(EXIT_CANNOT_RUN);
         }
     };
+    let outbox = match state_dir(cfg).and_then(|d| {
+        OutboxStore::open_in(&d).map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CANNOT_RUN)
+        })
+    }) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let mut pages = Vec::with_capacity(rows.len());
+    for r in &rows {
+        pages.push(outbox.for_incident(&r.id).await.unwrap_or_default());
+    }
     if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
+        let out: Vec<serde_json::Value> = rows
+            .iter()
+            .zip(&pages)
+            .map(|(r, p)| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["notifications"] = serde_json::json!(
+                    p.iter()
+                        .map(|n| serde_json::json!({
+                            "kind": n.entry.kind,
+                            "channel": n.entry.channel,
+                            "contact": n.entry.contact,
+                            "state": n.state,
+                            "attempts": n.attempts,
+                            "last_error": n.last_error,
+                            "fallback_from": n.entry.fallback_from,
+                            "delivered_at": n.delivered_at,
+                        }))
+                        .collect::<Vec<_>>()
+                );
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return ExitCode::SUCCESS;
     }
     if rows.is_empty() {
@@ -60,7 +128,7 @@ pub async fn list(cfg: &ConfigArgs, open_only: bool, as_json: bool) -> ExitCode 
         "{:<44} {:<4} {:<13} {:<20} {:>9}  {:<26} REASON",
         "INCIDENT", "SEV", "STATE", "OPENED", "FOR", "PROBE"
     );
-    for r in rows {
+    for (r, pages) in rows.into_iter().zip(pages) {
         let state = if r.flapping && r.resolved_at.is_none() {
             format!("{} (flap)", r.state)
         } else {
@@ -80,6 +148,9 @@ pub async fn list(cfg: &ConfigArgs, open_only: bool, as_json: bool) -> ExitCode 
                 .map(|c| format!(" [{c} at {}]", r.failed_step.clone().unwrap_or_default()))
                 .unwrap_or_default()
         );
+        for p in &pages {
+            println!("{:<6}{}", "", notification_line(p));
+        }
         if let (Some(at), Some(by)) = (r.acked_at, &r.acked_by) {
             println!(
                 "{:<6}acknowledged by {by} after {}",
