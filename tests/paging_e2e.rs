@@ -176,3 +176,101 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
         "{incidents:#}"
     );
 }
+
+/// The SMTP server is down when the incident opens, the agent is killed with SIGKILL
+/// while the page is pending, restarted, and the server comes back: the page arrives
+/// exactly once (the kill fell before any send could succeed, so no duplicate is
+/// possible here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_page_is_lost_across_a_kill_9_and_an_smtp_outage() {
+    let sb = Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig::default().with_fixed_latency(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    // The CRM is down from the start: the probe fails, an incident opens.
+    sb.set_faults(vec![Fault::new(FaultKind::ConnectorDown {
+        system: System::Crm,
+        mode: DownMode::Http503,
+    })]);
+    let smtp_port = tools::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("probes")).unwrap();
+    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
+        .unwrap()
+        .replace("schedule: {every: 30m}", "schedule: {every: 1s}")
+        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
+        .replace("    runbook: runbooks/connector-down.md\n", "");
+    std::fs::write(dir.path().join("probes/lead.yaml"), probe).unwrap();
+    std::fs::write(
+        dir.path().join("rooftop.yaml"),
+        format!(
+            "alerting:\n\
+             \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example}}]\n\
+             \x20 routes: {{P2: [Maria Lopez]}}\n\
+             \x20 email: {{from: rooftop@dealer.example, smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}}}\n"
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_rooftop"))
+            .args(["run", "--listen", "off", "--config"])
+            .arg(dir.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .envs(sb.env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let pending = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
+            .args(["incidents", "--json", "--config"])
+            .arg(dir.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v.as_array()
+            .and_then(|a| a.first())
+            .map(|i| i["notifications"].as_array().cloned().unwrap_or_default())
+            .unwrap_or_default()
+    };
+    let mut agent = spawn();
+    // Wait until the page is queued and has failed at least once.
+    let queued = tools::eventually(
+        Duration::from_secs(20),
+        || "a pending page with a failed attempt".into(),
+        || {
+            let n = pending();
+            n.iter()
+                .any(|p| p["state"] == "pending" && p["attempts"].as_u64() >= Some(1))
+                .then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    agent.start_kill().unwrap();
+    let _ = agent.wait().await;
+
+    let smtp = SmtpServer::start(SmtpOptions {
+        port: smtp_port,
+        ..SmtpOptions::default()
+    });
+    let mut agent = spawn();
+    let msgs = smtp.wait_for_count(1, Duration::from_secs(30)).await;
+    // Runs keep failing (same incident): no second page arrives.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(smtp.messages().len(), 1, "exactly once");
+    assert!(subject_of(&msgs[0]).contains("lead-to-bdc-call-list failing"));
+    let n = pending();
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0]["state"], "delivered");
+    agent.start_kill().unwrap();
+    let _ = agent.wait().await;
+}

@@ -552,6 +552,8 @@ pub struct SmtpOptions {
     pub tls: SmtpTls,
     /// Answer 451 at the end of DATA to the first N messages.
     pub reject_first: u32,
+    /// Listen on this port (0: any free port).
+    pub port: u16,
 }
 
 /// `tests/tools/smtp_server.py` on 127.0.0.1: each accepted message saved as
@@ -571,7 +573,7 @@ impl SmtpServer {
         let maildir = dir.path().join("maildir");
         let mut cmd = tool_command(python());
         cmd.arg(script("smtp_server.py"))
-            .args(["--port", "0", "--maildir"])
+            .args(["--port", &opts.port.to_string(), "--maildir"])
             .arg(&maildir)
             .args(["--reject-first", &opts.reject_first.to_string()]);
         if let Some((user, pass)) = &opts.auth {
