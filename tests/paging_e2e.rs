@@ -76,8 +76,14 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
         ),
     )
     .unwrap();
+    let metrics_port = tools::free_port();
     let mut agent = Command::new(env!("CARGO_BIN_EXE_rooftop"))
-        .args(["run", "--listen", "off", "--config"])
+        .args([
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{metrics_port}"),
+            "--config",
+        ])
         .arg(dir.path())
         .arg("--state-dir")
         .arg(state.path())
@@ -123,6 +129,18 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
     // A few more healthy runs: no further mail.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(smtp.messages().len(), 2);
+    // Incidents and pages in the metrics (MTTR, open count, deliveries per channel).
+    let (_, body) = tools::http_request("GET", metrics_port, "/metrics", b"").unwrap();
+    let metrics = String::from_utf8(body).unwrap();
+    for needle in [
+        "rooftop_incidents_opened_total{connector=\"crm-to-bdc\",flow=\"lead-ingestion\",probe=\"lead-to-bdc-call-list\",rooftop=\"toronto-north\",severity=\"P2\"} 1",
+        "rooftop_incident_time_to_resolve_seconds_count{connector=\"crm-to-bdc\",flow=\"lead-ingestion\",probe=\"lead-to-bdc-call-list\",rooftop=\"toronto-north\",severity=\"P2\"} 1",
+        "rooftop_incidents_open{rooftop=\"toronto-north\",severity=\"P2\"} 0",
+        "rooftop_notifications_total{channel=\"email\",kind=\"trigger\",result=\"delivered\",rooftop=\"toronto-north\"} 1",
+        "rooftop_notifications_total{channel=\"email\",kind=\"resolve\",result=\"delivered\",rooftop=\"toronto-north\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle}\n{metrics}");
+    }
 
     let pid = agent.id().unwrap().to_string();
     std::process::Command::new("kill")

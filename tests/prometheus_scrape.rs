@@ -62,9 +62,12 @@ async fn every_dashboard_query_returns_data_from_a_scraped_agent() {
     write_probe(dir.path(), "lead-second", "3s", 201);
     // Failing throughout: the "failing now" panels have something to show at the end.
     write_probe(dir.path(), "lead-always-failing", "3s", 299);
+    // Pages go to .eml files: the incident and notification panels have data.
     std::fs::write(
         dir.path().join("rooftop.yaml"),
-        "rooftop: {id: scrape-test}\ntelemetry: {interval: 1s}\n",
+        "rooftop: {id: scrape-test}\ntelemetry: {interval: 1s}\n\
+         alerting:\n  contacts: [{name: Maria Lopez, email: maria@dealer.example}]\n\
+         \x20 routes: {P2: [Maria Lopez]}\n  email: {from: rooftop@dealer.example, folder: pages}\n",
     )
     .unwrap();
     let port = tools::free_port();
@@ -96,7 +99,35 @@ async fn every_dashboard_query_returns_data_from_a_scraped_agent() {
         system: System::Crm,
         mode: DownMode::Http503,
     })]);
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Acknowledge what opened (MTTA), then let it recover (MTTR).
+    let open = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
+        .args(["incidents", "--open", "--json", "--config"])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let open: serde_json::Value = serde_json::from_slice(&open.stdout).unwrap();
+    let ids: Vec<String> = open
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["probe"] != "lead-always-failing")
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!ids.is_empty(), "the outage opened incidents: {open:#}");
+    for id in &ids {
+        let ok = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
+            .args(["ack", id, "--by", "test", "--config"])
+            .arg(dir.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
     sb.set_faults(vec![]);
     tokio::time::sleep(Duration::from_secs(14)).await;
 

@@ -88,6 +88,7 @@ pub enum Action {
         id: String,
         by: String,
         at: DateTime<Utc>,
+        opened_at: DateTime<Utc>,
     },
     /// Store it and send resolve notices on every channel that was paged.
     Resolved {
@@ -253,6 +254,7 @@ pub fn step(
                     id: open.id.clone(),
                     by,
                     at: now,
+                    opened_at: open.opened_at,
                 });
             }
         }

@@ -103,12 +103,10 @@ impl Tracker {
                 );
                 state = s;
             } else if let (Some(by), None) = (&row.acked_by, open.acked_at) {
-                let (s, a) = step(state, &probe.alert, Event::Ack { by: by.clone() }, now);
+                // At the instant it was acknowledged, not when the agent noticed.
+                let at = row.acked_at.unwrap_or(now);
+                let (s, a) = step(state, &probe.alert, Event::Ack { by: by.clone() }, at);
                 state = s;
-                // Keep the store's instant, not now.
-                if let Phase::Open(o) = &mut state.phase {
-                    o.acked_at = row.acked_at;
-                }
                 actions.extend(a);
             }
         }

@@ -379,6 +379,11 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
                             if let Some(line) = alerting::tracker::describe(&probes[i], a) {
                                 println!("{line}");
                             }
+                            telemetry.observe_incident(
+                                &probes[i].name,
+                                &probes[i].severity.to_string(),
+                                a,
+                            );
                             match pager.on_action(&probes[i], &run, a, clock.now()).await {
                                 Ok(0) => {}
                                 Ok(n) => println!("  {n} notification(s) queued"),
@@ -445,7 +450,38 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
         None => None,
     };
     // As fresh as the export needs, at most a minute old.
-    let paging = tokio::spawn(pager.clone().run(clock.clone(), stop_rx.clone()));
+    let observe_pass = {
+        let telemetry = telemetry.clone();
+        Arc::new(move |pass: &crate::notify::outbox::Pass| {
+            // Keys are `<incident>/<kind>/<channel>/<person>`.
+            let parts = |k: &str| {
+                let mut it = k.rsplitn(4, '/');
+                let _person = it.next();
+                let channel = it.next().unwrap_or("-").to_string();
+                let kind = it.next().unwrap_or("-").to_string();
+                (channel, kind)
+            };
+            for (keys, result) in [
+                (&pass.delivered, "delivered"),
+                (&pass.retried, "retry"),
+                (&pass.failed, "failed"),
+            ] {
+                for k in keys {
+                    let (c, kind) = parts(k);
+                    telemetry.observe_notification(&c, &kind, result);
+                }
+            }
+            for (from, _) in &pass.fell_back {
+                let (c, kind) = parts(from);
+                telemetry.observe_notification(&c, &kind, "fallback");
+            }
+        }) as Arc<dyn Fn(&crate::notify::outbox::Pass) + Send + Sync>
+    };
+    let paging = tokio::spawn(
+        pager
+            .clone()
+            .run(clock.clone(), stop_rx.clone(), observe_pass),
+    );
     let gauges_every = GAUGES_EVERY.min(config.agent.telemetry.interval);
     let gauges = tokio::spawn({
         let (history, ledger, telemetry, clock, mut stop) = (

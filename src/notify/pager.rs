@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 
-use super::outbox::{Policy, Router, deliver_due};
+use super::outbox::{Pass, Policy, Router, deliver_due};
 use super::{Notice, NoticeKind, SyncFigure};
 use crate::alerting::{Action, Open, incident_reason};
 use crate::clock::Clock;
@@ -192,12 +192,18 @@ impl Pager {
 
     /// Delivers until `stop`, then one last pass. Pending entries of a previous run are
     /// sent first (a restart resumes them).
-    pub async fn run(self: Arc<Self>, clock: Arc<dyn Clock>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(
+        self: Arc<Self>,
+        clock: Arc<dyn Clock>,
+        mut stop: watch::Receiver<bool>,
+        observe: Arc<dyn Fn(&Pass) + Send + Sync>,
+    ) {
         loop {
             let now = clock.now();
             let mut jitter = rand::random::<f64>;
             match deliver_due(&self.outbox, &self.router, &self.policy, now, &mut jitter).await {
                 Ok(pass) => {
+                    observe(&pass);
                     for k in &pass.delivered {
                         println!("page delivered: {k}");
                     }
@@ -224,14 +230,17 @@ impl Pager {
             }
         }
         let mut jitter = rand::random::<f64>;
-        let _ = deliver_due(
+        if let Ok(pass) = deliver_due(
             &self.outbox,
             &self.router,
             &self.policy,
             clock.now(),
             &mut jitter,
         )
-        .await;
+        .await
+        {
+            observe(&pass);
+        }
     }
 }
 

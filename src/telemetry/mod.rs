@@ -83,6 +83,10 @@ struct Instruments {
     recovery: Histogram<f64>,
     lag: Histogram<f64>,
     skipped: Counter<u64>,
+    ack_time: Histogram<f64>,
+    resolve_time: Histogram<f64>,
+    incidents: Counter<u64>,
+    notifications: Counter<u64>,
 }
 
 /// Values the agent refreshes from its store; observable gauges read them.
@@ -93,6 +97,8 @@ pub struct GaugeState {
     /// probe → records still in the cleanup ledger.
     pub leftovers: BTreeMap<String, u64>,
     pub store_bytes: u64,
+    /// probe → severity of its open incident.
+    pub open_incidents: BTreeMap<String, String>,
 }
 
 /// Per-probe attributes that every series of the probe carries.
@@ -565,6 +571,56 @@ impl Telemetry {
         );
     }
 
+    /// An incident transition: opened / acknowledged / resolved (MTTA, MTTR, open count).
+    pub fn observe_incident(&self, probe: &str, severity: &str, action: &crate::alerting::Action) {
+        use crate::alerting::Action;
+        let mut attrs = self.base(probe);
+        attrs.push(KeyValue::new("severity", severity.to_string()));
+        let secs = |from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>| {
+            (to - from).num_milliseconds().max(0) as f64 / 1000.0
+        };
+        match action {
+            Action::Opened(_) => {
+                self.inst.incidents.add(1, &attrs);
+                if let Ok(mut g) = self.gauges.lock() {
+                    g.open_incidents
+                        .insert(probe.to_string(), severity.to_string());
+                }
+            }
+            Action::Reopened(_) => {
+                if let Ok(mut g) = self.gauges.lock() {
+                    g.open_incidents
+                        .insert(probe.to_string(), severity.to_string());
+                }
+            }
+            Action::Acknowledged { at, opened_at, .. } => {
+                self.inst.ack_time.record(secs(*opened_at, *at), &attrs);
+            }
+            Action::Resolved { incident, at, .. } => {
+                self.inst
+                    .resolve_time
+                    .record(secs(incident.opened_at, *at), &attrs);
+                if let Ok(mut g) = self.gauges.lock() {
+                    g.open_incidents.remove(probe);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// One delivery attempt's result on a channel.
+    pub fn observe_notification(&self, channel: &str, kind: &str, result: &'static str) {
+        self.inst.notifications.add(
+            1,
+            &[
+                KeyValue::new("rooftop", self.rooftop.clone()),
+                KeyValue::new("channel", channel.to_string()),
+                KeyValue::new("kind", kind.to_string()),
+                KeyValue::new("result", result),
+            ],
+        );
+    }
+
     /// A fire was skipped because the probe's previous run was still going.
     pub fn observe_skip(&self, probe: &str) {
         self.inst.skipped.add(
@@ -685,6 +741,28 @@ fn instruments(m: &Meter) -> Instruments {
             .with_unit("{run}")
             .with_description("Fires skipped because the previous run was still going")
             .build(),
+        ack_time: m
+            .f64_histogram("rooftop.incident.time_to_acknowledge")
+            .with_unit("s")
+            .with_description("Incident opened to acknowledged (MTTA = sum / count)")
+            .with_boundaries(RECOVERY_BUCKETS.to_vec())
+            .build(),
+        resolve_time: m
+            .f64_histogram("rooftop.incident.time_to_resolve")
+            .with_unit("s")
+            .with_description("Incident opened to resolved (MTTR = sum / count)")
+            .with_boundaries(RECOVERY_BUCKETS.to_vec())
+            .build(),
+        incidents: m
+            .u64_counter("rooftop.incidents.opened")
+            .with_unit("{incident}")
+            .with_description("Incidents opened, by severity")
+            .build(),
+        notifications: m
+            .u64_counter("rooftop.notifications")
+            .with_unit("{notification}")
+            .with_description("Notification attempts by channel, kind and result (delivered, retry, failed, fallback)")
+            .build(),
     }
 }
 
@@ -782,6 +860,27 @@ fn register_gauges(
                         KeyValue::new("version", env!("CARGO_PKG_VERSION")),
                     ],
                 )
+            })
+            .build();
+    }
+    {
+        let (state, r) = (state.clone(), rooftop.to_string());
+        m.u64_observable_gauge("rooftop.incidents.open")
+            .with_unit("{incident}")
+            .with_description("Open (unresolved) incidents, by severity")
+            .with_callback(move |o| {
+                if let Ok(s) = state.lock() {
+                    for sev in ["P1", "P2", "P3", "P4"] {
+                        let n = s.open_incidents.values().filter(|v| *v == sev).count() as u64;
+                        o.observe(
+                            n,
+                            &[
+                                KeyValue::new("rooftop", r.clone()),
+                                KeyValue::new("severity", sev),
+                            ],
+                        );
+                    }
+                }
             })
             .build();
     }

@@ -133,6 +133,27 @@ pub const METRICS: &[(&str, Kind, &[&str])] = &[
         &["signal"],
     ),
     ("rooftop_exporter_queue", Kind::Gauge, &["signal"]),
+    ("rooftop_incidents_open", Kind::Gauge, &["severity"]),
+    (
+        "rooftop_incidents_opened_total",
+        Kind::Counter,
+        &["probe", "flow", "connector", "severity"],
+    ),
+    (
+        "rooftop_incident_time_to_acknowledge_seconds",
+        Kind::Histogram,
+        &["probe", "flow", "connector", "severity"],
+    ),
+    (
+        "rooftop_incident_time_to_resolve_seconds",
+        Kind::Histogram,
+        &["probe", "flow", "connector", "severity"],
+    ),
+    (
+        "rooftop_notifications_total",
+        Kind::Counter,
+        &["channel", "kind", "result"],
+    ),
     ("rooftop_agent_info", Kind::Gauge, &["version"]),
 ];
 
