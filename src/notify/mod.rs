@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::probe::Contact;
 
+pub mod sms;
+
 /// Why a notice is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
