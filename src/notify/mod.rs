@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::probe::Contact;
 
 pub mod sms;
+pub mod webhook;
 
 /// Why a notice is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
