@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::probe::Contact;
 
+pub mod pagerduty;
 pub mod sms;
 pub mod webhook;
 
