@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::probe::Contact;
 
+pub mod pagerduty;
+pub mod sms;
+pub mod webhook;
+
 /// Why a notice is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
