@@ -303,6 +303,12 @@ pub struct AlertingSettings {
     pub routes: BTreeMap<Severity, Vec<usize>>,
     pub email: Option<EmailSettings>,
     pub runbook_base_url: Option<String>,
+    /// Secrets stay templates here; they are rendered at start.
+    pub sms: Option<crate::config::raw::SmsConfig>,
+    pub webhook: Option<crate::config::raw::WebhookConfig>,
+    pub pagerduty: Option<crate::config::raw::PagerDutyConfig>,
+    /// Personal channels in order of preference (`sms`, `email`).
+    pub prefer: Vec<String>,
 }
 
 /// The e-mail channel as configured (the password still a template).

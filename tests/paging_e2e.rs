@@ -292,3 +292,115 @@ async fn no_page_is_lost_across_a_kill_9_and_an_smtp_outage() {
     agent.start_kill().unwrap();
     let _ = agent.wait().await;
 }
+
+/// SMS first: the number replied STOP (Twilio 21610), so the page falls back to e-mail;
+/// the webhook gets every page too. `rooftop incidents` shows each route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_sms_falls_back_to_email_and_the_webhook_gets_the_page() {
+    use axum::routing::post;
+    let sb = Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig::default().with_fixed_latency(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    sb.set_faults(vec![Fault::new(FaultKind::ConnectorDown {
+        system: System::Crm,
+        mode: DownMode::Http503,
+    })]);
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    // Stand-ins for Twilio (always 21610) and a webhook receiver (records bodies).
+    let hooks = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorded = hooks.clone();
+    let app = axum::Router::new()
+        .route(
+            "/2010-04-01/Accounts/{sid}/Messages.json",
+            post(|| async {
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    r#"{"code": 21610, "message": "Attempt to send to unsubscribed recipient"}"#,
+                )
+            }),
+        )
+        .route(
+            "/hook",
+            post(move |body: String| {
+                let recorded = recorded.clone();
+                async move {
+                    recorded.lock().unwrap().push(body);
+                    "ok"
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("probes")).unwrap();
+    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
+        .unwrap()
+        .replace("schedule: {every: 30m}", "schedule: {every: 1s}")
+        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
+        .replace("    runbook: runbooks/connector-down.md\n", "");
+    std::fs::write(dir.path().join("probes/lead.yaml"), probe).unwrap();
+    std::fs::write(
+        dir.path().join("rooftop.yaml"),
+        format!(
+            "secrets: {{twilio: {{env: TWILIO_TOKEN}}, hook: {{env: HOOK_SECRET}}}}\n\
+             alerting:\n\
+             \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example, phone: '+14165550123'}}]\n\
+             \x20 routes: {{P2: [Maria Lopez]}}\n\
+             \x20 sms: {{account_sid: AC123, auth_token: '{{{{ secret.twilio }}}}', from: '+14165550100', base_url: '{base}'}}\n\
+             \x20 webhook: {{url: '{base}/hook', secret: '{{{{ secret.hook }}}}'}}\n\
+             \x20 email: {{from: rooftop@dealer.example, smtp: {{host: 127.0.0.1, port: {}, security: none, timeout: 5s}}}}\n",
+            smtp.port
+        ),
+    )
+    .unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_rooftop"))
+        .args(["run", "--listen", "off", "--config"])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .envs(sb.env())
+        .env("TWILIO_TOKEN", "tw-token-canary")
+        .env("HOOK_SECRET", "hook-secret")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mail = smtp.wait_for_count(1, Duration::from_secs(20)).await;
+    assert!(subject_of(&mail[0]).contains("lead-to-bdc-call-list failing"));
+    tools::eventually(
+        Duration::from_secs(10),
+        || "the webhook got the page".into(),
+        || (!hooks.lock().unwrap().is_empty()).then_some(()),
+    )
+    .await;
+    let body: serde_json::Value = serde_json::from_str(&hooks.lock().unwrap()[0]).unwrap();
+    assert_eq!(body["event"], "trigger");
+
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
+        .args(["incidents", "--config"])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(
+        table.contains("trigger sms → Maria Lopez: FAILED"),
+        "{table}"
+    );
+    assert!(
+        table.contains("trigger email → Maria Lopez (fallback): delivered"),
+        "{table}"
+    );
+    assert!(table.contains("trigger webhook: delivered"), "{table}");
+    assert!(!table.contains("tw-token-canary"), "{table}");
+    agent.start_kill().unwrap();
+    let _ = agent.wait().await;
+}

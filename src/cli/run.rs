@@ -17,6 +17,9 @@ use crate::notify::Channel;
 use crate::notify::email::{EmailChannel, EmailTransport, SmtpSettings};
 use crate::notify::outbox::Router;
 use crate::notify::pager::Pager;
+use crate::notify::pagerduty::{PagerDutyChannel, PagerDutySettings};
+use crate::notify::sms::{SmsChannel, SmsSettings};
+use crate::notify::webhook::{WebhookChannel, WebhookSettings};
 use crate::probe::EmailDestination;
 use crate::probe::{HistorySettings, MissedRuns};
 use crate::scheduler::{self, Event, Fire};
@@ -73,6 +76,40 @@ fn build_pager(
     state_dir: &std::path::Path,
 ) -> Result<Pager, String> {
     let a = &config.agent.alerting;
+    let render = |what: &str, t: &str| {
+        runner
+            .render_setting(t)
+            .map_err(|e| format!("alerting.{what}: {e}"))
+    };
+    let client = reqwest::Client::new();
+    let mut personal: Vec<(String, Arc<dyn Channel>)> = Vec::new();
+    let mut shared: Vec<Arc<dyn Channel>> = Vec::new();
+    if let Some(s) = &a.sms {
+        let mut settings = SmsSettings::new(
+            s.account_sid.clone(),
+            render("sms.auth_token", &s.auth_token)?,
+            s.from.clone(),
+        );
+        if let Some(u) = &s.base_url {
+            settings.base_url = u.trim_end_matches('/').to_string();
+        }
+        personal.push((
+            "sms".into(),
+            Arc::new(SmsChannel::new(settings, client.clone())),
+        ));
+    }
+    if let Some(w) = &a.webhook {
+        let settings = WebhookSettings::new(w.url.clone(), render("webhook.secret", &w.secret)?);
+        shared.push(Arc::new(WebhookChannel::new(settings, client.clone())));
+    }
+    if let Some(pd) = &a.pagerduty {
+        let mut settings =
+            PagerDutySettings::new(render("pagerduty.routing_key", &pd.routing_key)?);
+        if let Some(u) = &pd.url {
+            settings.url = u.clone();
+        }
+        shared.push(Arc::new(PagerDutyChannel::new(settings, client.clone())));
+    }
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
     if let Some(e) = &a.email {
         let transport = match &e.destination {
@@ -106,10 +143,19 @@ fn build_pager(
                     .transpose()?,
             }),
         };
-        channels.push(Arc::new(
-            EmailChannel::new(&e.from, transport).map_err(|e| e.to_string())?,
+        personal.push((
+            "email".into(),
+            Arc::new(EmailChannel::new(&e.from, transport).map_err(|e| e.to_string())?),
         ));
     }
+    // Personal channels in the preferred order, then the shared ones.
+    for name in &a.prefer {
+        if let Some(i) = personal.iter().position(|(n, _)| n == name) {
+            channels.push(personal.remove(i).1);
+        }
+    }
+    channels.extend(personal.into_iter().map(|(_, c)| c));
+    channels.extend(shared);
     if channels.is_empty() && !a.routes.is_empty() {
         eprintln!(
             "warning: alerting.routes are set but no channel is configured: incidents are recorded, nobody is paged"

@@ -142,6 +142,50 @@ pub struct AlertingConfig {
     /// Where `runbooks/` is published (wiki, Git host), for the links in pages.
     #[serde(default)]
     pub runbook_base_url: Option<String>,
+    /// SMS pages through the Twilio Messages API (or a compatible one).
+    #[serde(default)]
+    pub sms: Option<SmsConfig>,
+    /// A signed JSON webhook (chat bridges, ticketing).
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+    /// PagerDuty Events API v2.
+    #[serde(default)]
+    pub pagerduty: Option<PagerDutyConfig>,
+    /// Order in which a person is tried: the first channel that reaches them pages them,
+    /// the next takes over if it gives up (default `[sms, email]`).
+    #[serde(default)]
+    pub prefer: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    pub account_sid: String,
+    /// May use `{{ secret.NAME }}`.
+    pub auth_token: String,
+    /// E.164 sender number or a Messaging Service SID (`MG…`).
+    pub from: String,
+    /// Default `https://api.twilio.com`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// HMAC-SHA256 key; may use `{{ secret.NAME }}`.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutyConfig {
+    /// Integration key; may use `{{ secret.NAME }}`.
+    pub routing_key: String,
+    /// Default `https://events.pagerduty.com/v2/enqueue`.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

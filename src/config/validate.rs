@@ -398,6 +398,82 @@ impl<'a> Checker<'a> {
                 );
             }
         }
+        let url_ok = |u: &str| u.starts_with("https://") || u.starts_with("http://");
+        if let Some(sms) = &raw.sms {
+            let sp = path.key("sms");
+            if !(is_e164(&sms.from) || sms.from.starts_with("MG")) {
+                self.err(
+                    &sp.key("from"),
+                    format!(
+                        "`{}` is neither an E.164 number nor a Messaging Service SID",
+                        sms.from
+                    ),
+                    Some("e.g. `+14165550100` or `MG…`".into()),
+                );
+            }
+            if let Err(e) = template::analyze(&sms.auth_token) {
+                self.err(
+                    &sp.key("auth_token"),
+                    format!("template error: {e}"),
+                    Some("e.g. `{{ secret.twilio_token }}`".into()),
+                );
+            }
+            if let Some(u) = &sms.base_url
+                && !url_ok(u)
+            {
+                self.err(
+                    &sp.key("base_url"),
+                    format!("`{u}` is not an http(s) URL"),
+                    None,
+                );
+            }
+            out.sms = Some(sms.clone());
+        }
+        if let Some(w) = &raw.webhook {
+            let wp = path.key("webhook");
+            if !url_ok(&w.url) {
+                self.err(
+                    &wp.key("url"),
+                    format!("`{}` is not an http(s) URL", w.url),
+                    Some("e.g. `https://hooks.dealer.example/rooftop`".into()),
+                );
+            }
+            if let Err(e) = template::analyze(&w.secret) {
+                self.err(&wp.key("secret"), format!("template error: {e}"), None);
+            }
+            out.webhook = Some(w.clone());
+        }
+        if let Some(pd) = &raw.pagerduty {
+            let pp = path.key("pagerduty");
+            if let Err(e) = template::analyze(&pd.routing_key) {
+                self.err(&pp.key("routing_key"), format!("template error: {e}"), None);
+            }
+            if let Some(u) = &pd.url
+                && !url_ok(u)
+            {
+                self.err(&pp.key("url"), format!("`{u}` is not an http(s) URL"), None);
+            }
+            out.pagerduty = Some(pd.clone());
+        }
+        out.prefer = vec!["sms".into(), "email".into()];
+        if let Some(prefer) = &raw.prefer {
+            out.prefer.clear();
+            for (i, c) in prefer.iter().enumerate() {
+                match c.as_str() {
+                    "sms" | "email" => out.prefer.push(c.clone()),
+                    other => self.err(
+                        &path.key("prefer").index(i),
+                        format!("`{other}` is not a personal channel"),
+                        did_you_mean(other, ["sms", "email"]).or_else(|| {
+                            Some(
+                                "`sms` or `email` (webhook and PagerDuty always get every page)"
+                                    .into(),
+                            )
+                        }),
+                    ),
+                }
+            }
+        }
         if let Some(e) = &raw.email {
             let ep = path.key("email");
             if !e.from.contains('@') {
