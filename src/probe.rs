@@ -309,6 +309,7 @@ pub struct AlertingSettings {
     pub pagerduty: Option<crate::config::raw::PagerDutyConfig>,
     /// Personal channels in order of preference (`sms`, `email`).
     pub prefer: Vec<String>,
+    pub ack_base_url: Option<String>,
 }
 
 /// The e-mail channel as configured (the password still a template).

@@ -63,6 +63,7 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
             "poll: {interval: 50ms, backoff: 1, within: 5s}",
         );
     std::fs::write(dir.path().join("probes/lead.yaml"), probe).unwrap();
+    let metrics_port = tools::free_port();
     std::fs::write(
         dir.path().join("rooftop.yaml"),
         format!(
@@ -71,12 +72,12 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
              \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example}}]\n\
              \x20 routes: {{P1: [Maria Lopez], P2: [Maria Lopez], P3: [Maria Lopez], P4: [Maria Lopez]}}\n\
              \x20 runbook_base_url: https://wiki.dealer.example/rooftop\n\
+             \x20 ack_base_url: http://127.0.0.1:{metrics_port}\n\
              \x20 email: {{from: 'rooftop <rooftop@dealer.example>', smtp: {{host: 127.0.0.1, port: {}, security: none, timeout: 5s}}}}\n",
             smtp.port
         ),
     )
     .unwrap();
-    let metrics_port = tools::free_port();
     let mut agent = Command::new(env!("CARGO_BIN_EXE_rooftop"))
         .args([
             "run",
@@ -117,6 +118,34 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
         first.contains("Full runbook: https://wiki.dealer.example/rooftop/runbooks/"),
         "{first}"
     );
+    // The page's acknowledge link: GET shows a confirmation (changes nothing), a
+    // tampered link is refused, the form's POST acknowledges.
+    let link = first
+        .lines()
+        .find_map(|l| l.strip_prefix("Acknowledge: "))
+        .expect("an ack link in the page")
+        .to_string();
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{metrics_port}/ack/inc-")),
+        "{link}"
+    );
+    let http = reqwest::Client::new();
+    let form = http.get(&link).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    assert!(form.text().await.unwrap().contains("<form method=\"post\""));
+    let tampered = link.replace("sig=", "sig=00");
+    assert_eq!(http.get(&tampered).send().await.unwrap().status(), 403);
+    let acked = http
+        .post(&link)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("by=Maria+Lopez")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acked.status(), 200);
+    assert!(acked.text().await.unwrap().contains("is acknowledged"));
+    // Let a run pick the acknowledgement up (MTTA), then recover.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     sb.set_faults(vec![]);
     let both = smtp.wait_for_count(2, Duration::from_secs(15)).await;
     let second = subject_of(&both[1]);
@@ -136,6 +165,7 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
         "rooftop_incidents_opened_total{connector=\"crm-to-bdc\",flow=\"lead-ingestion\",probe=\"lead-to-bdc-call-list\",rooftop=\"toronto-north\",severity=\"P2\"} 1",
         "rooftop_incident_time_to_resolve_seconds_count{connector=\"crm-to-bdc\",flow=\"lead-ingestion\",probe=\"lead-to-bdc-call-list\",rooftop=\"toronto-north\",severity=\"P2\"} 1",
         "rooftop_incidents_open{rooftop=\"toronto-north\",severity=\"P2\"} 0",
+        "rooftop_incident_time_to_acknowledge_seconds_count{connector=\"crm-to-bdc\",flow=\"lead-ingestion\",probe=\"lead-to-bdc-call-list\",rooftop=\"toronto-north\",severity=\"P2\"} 1",
         "rooftop_notifications_total{channel=\"email\",kind=\"trigger\",result=\"delivered\",rooftop=\"toronto-north\"} 1",
         "rooftop_notifications_total{channel=\"email\",kind=\"resolve\",result=\"delivered\",rooftop=\"toronto-north\"} 1",
     ] {

@@ -3,6 +3,7 @@
 //! (state, event, now) → (state, actions); the agent persists state and carries out the
 //! actions. Notification channels and the outbox build on these.
 
+pub mod ack;
 pub mod incident;
 pub mod rules;
 pub mod tracker;

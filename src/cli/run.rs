@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_CONFIG, build_runner, load_config};
+use crate::alerting::ack::AckSigner;
 use crate::alerting::{self, tracker::Tracker};
 use crate::clock::{Clock, SystemClock};
 use crate::notify::Channel;
@@ -167,12 +168,20 @@ fn build_pager(
         routes: a.routes.clone(),
         channels,
     };
+    let ack = match &a.ack_base_url {
+        Some(base) => Some(
+            AckSigner::load_or_create(state_dir, base)
+                .map_err(|e| format!("ack key in {}: {e}", state_dir.display()))?,
+        ),
+        None => None,
+    };
     Ok(Pager::new(
         outbox,
         router,
         &config.agent,
         &config.dir,
         a.runbook_base_url.clone(),
+        ack,
     ))
 }
 
@@ -477,9 +486,25 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let listen = overrides.listen.unwrap_or(config.agent.telemetry.listen);
+    let ack_routes = match &config.agent.alerting.ack_base_url {
+        Some(base) => match (
+            AckSigner::load_or_create(&state_dir, base),
+            IncidentStore::open_in(&state_dir),
+        ) {
+            (Ok(signer), Ok(incidents)) => Some(crate::listener::AckRoutes { signer, incidents }),
+            _ => None,
+        },
+        None => None,
+    };
+    if ack_routes.is_some() && listen.is_none() {
+        eprintln!(
+            "warning: alerting.ack_base_url is set but the listener is off: ack links in pages will not work"
+        );
+    }
     let listener = match listen {
         Some(addr) => {
-            match crate::listener::serve(addr, telemetry.clone(), stop_rx.clone()).await {
+            match crate::listener::serve(addr, telemetry.clone(), ack_routes, stop_rx.clone()).await
+            {
                 Ok((bound, task)) => {
                     eprintln!("metrics: http://{bound}/metrics");
                     Some(task)

@@ -151,6 +151,11 @@ pub struct AlertingConfig {
     /// PagerDuty Events API v2.
     #[serde(default)]
     pub pagerduty: Option<PagerDutyConfig>,
+    /// Where the agent's listener (`telemetry.listen`) is reachable from the on-call
+    /// engineer's phone, e.g. `https://rooftop.dealer.example:9464`: pages then carry a
+    /// signed acknowledge link (valid 24 h).
+    #[serde(default)]
+    pub ack_base_url: Option<String>,
     /// Order in which a person is tried: the first channel that reaches them pages them,
     /// the next takes over if it gives up (default `[sms, email]`).
     #[serde(default)]

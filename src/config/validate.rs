@@ -455,6 +455,13 @@ impl<'a> Checker<'a> {
             }
             out.pagerduty = Some(pd.clone());
         }
+        if let Some(u) = &raw.ack_base_url {
+            if url_ok(u) {
+                out.ack_base_url = Some(u.trim_end_matches('/').to_string());
+            } else {
+                self.err(&path.key("ack_base_url"), format!("`{u}` is not an http(s) URL"), Some("the agent's listener as the on-call phone reaches it, e.g. `https://rooftop.dealer.example:9464`".into()));
+            }
+        }
         out.prefer = vec!["sms".into(), "email".into()];
         if let Some(prefer) = &raw.prefer {
             out.prefer.clear();

@@ -11,6 +11,7 @@ use tokio::sync::{Notify, watch};
 
 use super::outbox::{Pass, Policy, Router, deliver_due};
 use super::{Notice, NoticeKind, SyncFigure};
+use crate::alerting::ack::AckSigner;
 use crate::alerting::{Action, Open, incident_reason};
 use crate::clock::Clock;
 use crate::probe::{Agent, Probe, Runbook};
@@ -52,6 +53,7 @@ pub struct Pager {
     runbook_base_url: Option<String>,
     rooftop_id: String,
     rooftop_name: Option<String>,
+    ack: Option<AckSigner>,
     wake: Notify,
 }
 
@@ -62,6 +64,7 @@ impl Pager {
         agent: &Agent,
         config_dir: &Path,
         runbook_base_url: Option<String>,
+        ack: Option<AckSigner>,
     ) -> Pager {
         Pager {
             outbox,
@@ -71,6 +74,7 @@ impl Pager {
             runbook_base_url,
             rooftop_id: agent.rooftop_id.clone(),
             rooftop_name: agent.rooftop_name.clone(),
+            ack,
             wake: Notify::new(),
         }
     }
@@ -152,7 +156,13 @@ impl Pager {
             runbook_mitigations: text
                 .as_deref()
                 .and_then(|t| runbook_section(t, "Immediate mitigations")),
-            ack_url: None,
+            ack_url: match kind {
+                NoticeKind::Trigger | NoticeKind::Flapping => self
+                    .ack
+                    .as_ref()
+                    .map(|a| a.link(&open.id, chrono::Utc::now())),
+                _ => None,
+            },
             also_affected: Vec::new(),
         }
     }
