@@ -7,7 +7,8 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_rooftop");
 
 #[test]
-fn demo_with_a_fault_scenario_reports_failures_and_leaves_no_litter() {
+fn demo_with_a_fault_scenario_reports_failures_pages_and_leaves_no_litter() {
+    let pages = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
         .args([
             "demo",
@@ -18,6 +19,8 @@ fn demo_with_a_fault_scenario_reports_failures_and_leaves_no_litter() {
             "--scenario",
             "tests/scenarios/crm-auth-blip.yaml",
         ])
+        .arg("--pages")
+        .arg(pages.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -38,6 +41,22 @@ fn demo_with_a_fault_scenario_reports_failures_and_leaves_no_litter() {
         stdout.contains("synthetic leftovers in the sandbox: 0"),
         "{stdout}"
     );
+    // The blip opened incidents; their pages are in the folder, as sent.
+    assert!(stdout.contains("INCIDENT inc-"), "{stdout}");
+    let names: Vec<String> = std::fs::read_dir(pages.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with(".eml")), "{names:?}");
+    let sms: Vec<&String> = names.iter().filter(|n| n.ends_with(".sms.txt")).collect();
+    assert!(!sms.is_empty(), "{names:?}");
+    let text = std::fs::read_to_string(pages.path().join(sms[0])).unwrap();
+    assert!(text.contains("Demo Motors (sandbox)"), "{text}");
+    assert!(
+        text.trim_end().ends_with(".md"),
+        "the runbook link ends the SMS: {text}"
+    );
+    assert!(pages.path().join("runbooks/connector-down.md").is_file());
 }
 
 #[test]

@@ -13,6 +13,7 @@ pub async fn run(
     scenario: Option<&str>,
     run_for: Option<Duration>,
     pause: Duration,
+    pages: Option<std::path::PathBuf>,
 ) -> ExitCode {
     let scenario = match scenario {
         None => None,
@@ -39,11 +40,21 @@ pub async fn run(
         run_for,
         pause,
         live: std::io::stdout().is_terminal(),
+        pages: pages.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("rooftop-demo-pages-{}", std::process::id()))
+        }),
     };
+    let opts_pages = opts.pages.clone();
     match demo::run_demo(opts, super::shutdown_signal()).await {
         Ok(report) => {
             println!("\n{}", report.table);
             println!("{} runs, {} succeeded", report.runs, report.successes);
+            println!(
+                "pages the on-call engineer would have got: {} e-mail(s) (.eml) and {} SMS, in {}",
+                report.pages.0,
+                report.pages.1,
+                opts_pages.display()
+            );
             if report.leftovers == 0 {
                 println!(
                     "synthetic leftovers in the sandbox: 0 (everything rooftop created was cleaned up)"

@@ -162,6 +162,10 @@ pub enum Command {
         /// Sandbox control address (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
+        /// Folder for the pages the demo would send (.eml e-mails, SMS texts); default a
+        /// new folder under the system temp directory, printed at start and end.
+        #[arg(long, value_name = "DIR")]
+        pages: Option<PathBuf>,
     },
     /// Serve the simulated dealership (CRM, DMS, survey) on loopback until Ctrl-C.
     Sandbox {
@@ -220,7 +224,8 @@ pub async fn main() -> ExitCode {
             run_for,
             pause,
             listen,
-        } => demo::run(listen, scenario.as_deref(), run_for, pause).await,
+            pages,
+        } => demo::run(listen, scenario.as_deref(), run_for, pause, pages).await,
         Command::Sandbox {
             listen,
             config,

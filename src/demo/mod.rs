@@ -6,12 +6,14 @@
 //! included, then reports whether the sandbox holds any synthetic leftovers.
 
 pub mod embedded;
+mod pages;
 mod scenarios;
 mod view;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +37,8 @@ pub struct DemoOptions {
     pub pause: Duration,
     /// Redraw a live table (a terminal) or print one line per run (a pipe).
     pub live: bool,
+    /// Where the pages the demo would send are written.
+    pub pages: PathBuf,
 }
 
 /// The waits of the bundled probes, scaled to a sandbox whose syncs take seconds.
@@ -102,6 +106,8 @@ pub struct DemoReport {
     pub successes: u64,
     pub leftovers: usize,
     pub table: String,
+    /// Pages written: (e-mails, SMS).
+    pub pages: (usize, usize),
 }
 
 /// Runs the demo until `shutdown` resolves or `run_for` elapses.
@@ -127,6 +133,8 @@ pub async fn run_demo(
             p
         })
         .collect();
+    let paging =
+        Arc::new(pages::DemoPaging::start(&config.agent, &probes, &state_dir, &opts.pages).await?);
     let stats: Stats = Arc::new(Mutex::new(
         probes
             .iter()
@@ -136,9 +144,19 @@ pub async fn run_demo(
     let (stop_tx, stop_rx) = watch::channel(false);
     let started = tokio::time::Instant::now();
 
+    let delivery = tokio::spawn(paging.pager.clone().run(
+        Arc::new(SystemClock),
+        stop_rx.clone(),
+        Arc::new(|_: &crate::notify::outbox::Pass| {}),
+    ));
     let mut tasks = Vec::new();
     for probe in probes {
-        let (runner, stats, mut stop) = (runner.clone(), stats.clone(), stop_rx.clone());
+        let (runner, stats, mut stop, paging) = (
+            runner.clone(),
+            stats.clone(),
+            stop_rx.clone(),
+            paging.clone(),
+        );
         let (live, pause) = (opts.live, opts.pause);
         tasks.push(tokio::spawn(async move {
             while !*stop.borrow() {
@@ -150,6 +168,11 @@ pub async fn run_demo(
                     && let Some(ps) = s.get_mut(&probe.name)
                 {
                     ps.record(&run);
+                }
+                for line in paging.observe(&probe, &run).await {
+                    if !live {
+                        println!("{line}");
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
@@ -169,6 +192,10 @@ pub async fn run_demo(
     if let Some((name, _)) = &opts.scenario {
         println!("scenario: {name}");
     }
+    println!(
+        "pages the on-call engineer would get are written to {}",
+        opts.pages.display()
+    );
     let deadline = opts.run_for.map(|d| started + d);
     let mut redraw = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);
@@ -184,7 +211,20 @@ pub async fn run_demo(
             _ = until_deadline => break,
             _ = redraw.tick() => {
                 if opts.live {
-                    let table = view::table(&stats, &sandbox.faults(), started.elapsed());
+                    let mut table = view::table(&stats, &sandbox.faults(), started.elapsed());
+                    if let Ok(ev) = paging.events.lock()
+                        && !ev.is_empty()
+                    {
+                        table.push_str("\nincidents:\n");
+                        for l in ev.iter() {
+                            table.push_str(&format!("  {l}\n"));
+                        }
+                    }
+                    let (mails, sms) = paging.written();
+                    table.push_str(&format!(
+                        "\npages written to {}: {mails} e-mail(s), {sms} SMS\n",
+                        opts.pages.display()
+                    ));
                     print!("\x1b[2J\x1b[H{table}");
                     use std::io::Write as _;
                     let _ = std::io::stdout().flush();
@@ -224,6 +264,9 @@ pub async fn run_demo(
                 .fold((0, 0), |(r, ok), p| (r + p.runs, ok + p.successes))
         })
         .unwrap_or_default();
+    // Resolve notices of incidents that recovered at the end get their delivery pass.
+    let _ = tokio::time::timeout(Duration::from_secs(10), delivery).await;
+    let pages = paging.written();
     sandbox.shutdown().await;
     let _ = std::fs::remove_dir_all(&state_dir);
     Ok(DemoReport {
@@ -231,5 +274,6 @@ pub async fn run_demo(
         successes,
         leftovers: leftovers.len(),
         table,
+        pages,
     })
 }
