@@ -4,6 +4,7 @@
 //! belong to the outbox.
 
 pub mod email;
+mod http;
 pub mod outbox;
 pub mod pager;
 

@@ -3,16 +3,16 @@
 //! re-triggers the same key, which PagerDuty folds in). One attempt per `send`; the
 //! routing key travels only in the request body, never in a reason or `Debug`.
 
-use std::error::Error as _;
 use std::fmt;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::http::{quote, redact_delivery, retry_after, transport_outcome};
 use super::{Channel, Delivery, Notice, NoticeKind, SendFuture};
 use crate::probe::{Contact, Severity};
 
@@ -89,10 +89,10 @@ impl PagerDutyChannel {
                     Err(_) if status.is_success() => Delivery::Accepted {
                         provider_id: Some(notice.incident_id.clone()),
                     },
-                    Err(e) => transport_outcome(e, s.timeout),
+                    Err(e) => transport_outcome("PagerDuty", e, s.timeout),
                 }
             }
-            Err(e) => transport_outcome(e, s.timeout),
+            Err(e) => transport_outcome("PagerDuty", e, s.timeout),
         };
         redact_delivery(delivery, &s.routing_key)
     }
@@ -276,9 +276,9 @@ fn response_outcome(
                 }
                 text.push_str(&r.errors.join("; "));
             }
-            quote(&text)
+            quote(MAX_QUOTED_CHARS, &text)
         }
-        None => quote(&String::from_utf8_lossy(body)),
+        None => quote(MAX_QUOTED_CHARS, &String::from_utf8_lossy(body)),
     };
     let reason = if details.is_empty() {
         format!("PagerDuty answered {}", status.as_u16())
@@ -300,80 +300,12 @@ fn response_outcome(
     }
 }
 
-/// A request that got no answer: worth retrying, unless it could never be built.
-fn transport_outcome(error: reqwest::Error, timeout: Duration) -> Delivery {
-    let builder = error.is_builder();
-    let reason = if error.is_timeout() {
-        format!(
-            "PagerDuty: no answer within {}",
-            humantime::format_duration(timeout)
-        )
-    } else {
-        let error = error.without_url();
-        let mut text = format!("PagerDuty: {error}");
-        let mut source = error.source();
-        while let Some(cause) = source {
-            let _ = write!(text, ": {cause}");
-            source = cause.source();
-        }
-        text
-    };
-    if builder {
-        Delivery::Rejected { reason }
-    } else {
-        Delivery::Retry {
-            reason,
-            after: None,
-        }
-    }
-}
-
-/// `Retry-After` in seconds (an HTTP-date is ignored: the caller's default applies).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-/// At most [`MAX_QUOTED_CHARS`] of `text`, on one line.
-fn quote(text: &str) -> String {
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match line.char_indices().nth(MAX_QUOTED_CHARS) {
-        Some((at, _)) => format!("{}...", &line[..at]),
-        None => line,
-    }
-}
-
-fn redact_delivery(delivery: Delivery, secret: &str) -> Delivery {
-    let redact = |text: String| {
-        if secret.is_empty() {
-            text
-        } else {
-            text.replace(secret, "[redacted]")
-        }
-    };
-    match delivery {
-        Delivery::Retry { reason, after } => Delivery::Retry {
-            reason: redact(reason),
-            after,
-        },
-        Delivery::Rejected { reason } => Delivery::Rejected {
-            reason: redact(reason),
-        },
-        accepted => accepted,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::notify::sample_notice;
     use reqwest::header::HeaderValue;
+    use reqwest::header::RETRY_AFTER;
 
     #[test]
     fn severities_map_to_pagerduty_levels() {

@@ -3,15 +3,17 @@
 //! agent has no public callback URL). Owns no retries: the outbox decides from `Delivery`.
 //! The auth token never reaches a reason, an error or `Debug`.
 
-use std::error::Error as _;
 use std::fmt;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
+use super::http::{
+    describe_transport, quote, redact, redact_delivery, retry_after, transport_outcome,
+};
 use super::{Channel, Delivery, Notice, NoticeKind, SendFuture};
 use crate::probe::Contact;
 
@@ -173,10 +175,10 @@ impl SmsChannel {
                     Ok(body) => send_outcome(status, &headers, &body),
                     // Twilio took the message; sending again would text twice.
                     Err(_) if status.is_success() => Delivery::Accepted { provider_id: None },
-                    Err(e) => transport_outcome(e, s.timeout),
+                    Err(e) => transport_outcome("Twilio", e, s.timeout),
                 }
             }
-            Err(e) => transport_outcome(e, s.timeout),
+            Err(e) => transport_outcome("Twilio", e, s.timeout),
         };
         redact_delivery(delivery, &s.auth_token)
     }
@@ -519,12 +521,16 @@ fn known_code(code: u32) -> Option<&'static str> {
 fn twilio_error_text(body: &[u8]) -> String {
     let (error, message) = match serde_json::from_slice::<TwilioError>(body) {
         Ok(error) => {
-            let message = error.message.as_deref().map(quote).unwrap_or_default();
+            let message = error
+                .message
+                .as_deref()
+                .map(|m| quote(MAX_QUOTED_CHARS, m))
+                .unwrap_or_default();
             (error, message)
         }
         Err(_) => (
             TwilioError::default(),
-            quote(&String::from_utf8_lossy(body)),
+            quote(MAX_QUOTED_CHARS, &String::from_utf8_lossy(body)),
         ),
     };
     match error.code {
@@ -571,77 +577,6 @@ fn send_outcome(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Deliver
     }
 }
 
-/// A request that got no answer: worth retrying, unless it could never be built.
-fn transport_outcome(error: reqwest::Error, timeout: Duration) -> Delivery {
-    let builder = error.is_builder();
-    let reason = format!("Twilio: {}", describe_transport(error, timeout));
-    if builder {
-        Delivery::Rejected { reason }
-    } else {
-        Delivery::Retry {
-            reason,
-            after: None,
-        }
-    }
-}
-
-/// The error and its causes, without the URL.
-fn describe_transport(error: reqwest::Error, timeout: Duration) -> String {
-    if error.is_timeout() {
-        return format!("no answer within {}", humantime::format_duration(timeout));
-    }
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
-}
-
-/// `Retry-After` in seconds (an HTTP-date is ignored: the outbox's backoff applies).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-/// At most [`MAX_QUOTED_CHARS`] of `text`, on one line.
-fn quote(text: &str) -> String {
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match line.char_indices().nth(MAX_QUOTED_CHARS) {
-        Some((at, _)) => format!("{}...", &line[..at]),
-        None => line,
-    }
-}
-
-fn redact(text: String, secret: &str) -> String {
-    if secret.is_empty() {
-        text
-    } else {
-        text.replace(secret, "[redacted]")
-    }
-}
-
-fn redact_delivery(delivery: Delivery, secret: &str) -> Delivery {
-    match delivery {
-        Delivery::Retry { reason, after } => Delivery::Retry {
-            reason: redact(reason, secret),
-            after,
-        },
-        Delivery::Rejected { reason } => Delivery::Rejected {
-            reason: redact(reason, secret),
-        },
-        accepted => accepted,
-    }
-}
-
 /// `application/x-www-form-urlencoded`.
 fn form_encode(pairs: &[(&str, &str)]) -> String {
     pairs
@@ -677,6 +612,7 @@ mod tests {
     use super::*;
     use crate::notify::sample_notice;
     use reqwest::header::HeaderValue;
+    use reqwest::header::RETRY_AFTER;
 
     fn septets(s: &str) -> usize {
         gsm7_septets(s).expect("text is GSM-7")

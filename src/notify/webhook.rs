@@ -3,7 +3,6 @@
 //! [`verify_signature`] is the receiver's half. One attempt per `send`; the HMAC secret
 //! never reaches a reason or `Debug`, and neither does the URL (it often holds a token).
 
-use std::error::Error as _;
 use std::fmt;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -12,9 +11,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use sha2::Sha256;
 
+use super::http::{quote, redact_delivery, retry_after, transport_outcome};
 use super::{Channel, Delivery, Notice, SendFuture};
 use crate::clock::{Clock, SystemClock};
 use crate::probe::Contact;
@@ -117,10 +117,10 @@ impl WebhookChannel {
                     Ok(body) => response_outcome(status, &headers, &body),
                     // The receiver took it; its answer's body does not matter.
                     Err(_) if status.is_success() => Delivery::Accepted { provider_id: None },
-                    Err(e) => transport_outcome(e, s.timeout),
+                    Err(e) => transport_outcome("webhook", e, s.timeout),
                 }
             }
-            Err(e) => transport_outcome(e, s.timeout),
+            Err(e) => transport_outcome("webhook", e, s.timeout),
         };
         redact_delivery(delivery, &s.secret)
     }
@@ -236,7 +236,7 @@ fn response_outcome(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Del
     if status.is_success() {
         return Delivery::Accepted { provider_id: None };
     }
-    let quoted = quote(&String::from_utf8_lossy(body));
+    let quoted = quote(MAX_QUOTED_CHARS, &String::from_utf8_lossy(body));
     let reason = if quoted.is_empty() {
         format!("webhook receiver answered {}", status.as_u16())
     } else {
@@ -255,80 +255,12 @@ fn response_outcome(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Del
     }
 }
 
-/// A request that got no answer: worth retrying, unless it could never be built (a bad URL).
-fn transport_outcome(error: reqwest::Error, timeout: Duration) -> Delivery {
-    let builder = error.is_builder();
-    let reason = if error.is_timeout() {
-        format!(
-            "webhook: no answer within {}",
-            humantime::format_duration(timeout)
-        )
-    } else {
-        let error = error.without_url();
-        let mut text = format!("webhook: {error}");
-        let mut source = error.source();
-        while let Some(cause) = source {
-            let _ = write!(text, ": {cause}");
-            source = cause.source();
-        }
-        text
-    };
-    if builder {
-        Delivery::Rejected { reason }
-    } else {
-        Delivery::Retry {
-            reason,
-            after: None,
-        }
-    }
-}
-
-/// `Retry-After` in seconds (an HTTP-date is ignored: the outbox's backoff applies).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-/// At most [`MAX_QUOTED_CHARS`] of `text`, on one line.
-fn quote(text: &str) -> String {
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match line.char_indices().nth(MAX_QUOTED_CHARS) {
-        Some((at, _)) => format!("{}...", &line[..at]),
-        None => line,
-    }
-}
-
-fn redact_delivery(delivery: Delivery, secret: &str) -> Delivery {
-    let redact = |text: String| {
-        if secret.is_empty() {
-            text
-        } else {
-            text.replace(secret, "[redacted]")
-        }
-    };
-    match delivery {
-        Delivery::Retry { reason, after } => Delivery::Retry {
-            reason: redact(reason),
-            after,
-        },
-        Delivery::Rejected { reason } => Delivery::Rejected {
-            reason: redact(reason),
-        },
-        accepted => accepted,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::notify::{NoticeKind, sample_notice};
     use reqwest::header::HeaderValue;
+    use reqwest::header::RETRY_AFTER;
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(secs, 0).expect("valid timestamp")

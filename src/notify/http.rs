@@ -1,0 +1,90 @@
+//! What the HTTP channels (sms, webhook, pagerduty) share: reading `Retry-After`,
+//! quoting a provider's answer into a reason, describing a request that got no answer,
+//! and keeping a secret out of every reason.
+
+use std::error::Error as _;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use super::Delivery;
+
+/// `Retry-After` in seconds (an HTTP-date is ignored: the caller's default or the
+/// outbox's backoff applies).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// At most `max_chars` of `text`, on one line.
+pub(crate) fn quote(max_chars: usize, text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(max_chars) {
+        Some((at, _)) => format!("{}...", &line[..at]),
+        None => line,
+    }
+}
+
+/// The error and its causes, without the URL (it may carry a token).
+pub(crate) fn describe_transport(error: reqwest::Error, timeout: Duration) -> String {
+    if error.is_timeout() {
+        return format!("no answer within {}", humantime::format_duration(timeout));
+    }
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// A request that got no answer: worth retrying, unless it could never be built (a bad
+/// URL). `provider` prefixes the reason ("Twilio", "webhook", "PagerDuty").
+pub(crate) fn transport_outcome(
+    provider: &str,
+    error: reqwest::Error,
+    timeout: Duration,
+) -> Delivery {
+    let builder = error.is_builder();
+    let reason = format!("{provider}: {}", describe_transport(error, timeout));
+    if builder {
+        Delivery::Rejected { reason }
+    } else {
+        Delivery::Retry {
+            reason,
+            after: None,
+        }
+    }
+}
+
+/// `text` with every occurrence of `secret` replaced.
+pub(crate) fn redact(text: String, secret: &str) -> String {
+    if secret.is_empty() {
+        text
+    } else {
+        text.replace(secret, "[redacted]")
+    }
+}
+
+/// A delivery whose reason never shows `secret`, even when a provider echoed it.
+pub(crate) fn redact_delivery(delivery: Delivery, secret: &str) -> Delivery {
+    match delivery {
+        Delivery::Retry { reason, after } => Delivery::Retry {
+            reason: redact(reason, secret),
+            after,
+        },
+        Delivery::Rejected { reason } => Delivery::Rejected {
+            reason: redact(reason, secret),
+        },
+        accepted => accepted,
+    }
+}
