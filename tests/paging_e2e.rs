@@ -2,6 +2,8 @@
 //! e-mail page arrives in a real SMTP server (aiosmtpd) → the fault clears → a resolve
 //! e-mail follows. One incident, one page, one resolve notice.
 
+#[path = "common/agent.rs"]
+mod agent;
 #[path = "common/tools.rs"]
 mod tools;
 
@@ -9,7 +11,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rooftop::sandbox::{DownMode, Fault, FaultKind, Sandbox, SandboxConfig, System};
-use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tools::{SmtpOptions, SmtpServer};
 
@@ -78,7 +79,7 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
         ),
     )
     .unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_rooftop"))
+    let agent = Command::new(env!("CARGO_BIN_EXE_rooftop"))
         .args([
             "run",
             "--listen",
@@ -172,24 +173,7 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
         assert!(metrics.contains(needle), "{needle}\n{metrics}");
     }
 
-    let pid = agent.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(60), agent.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut out = String::new();
-    agent
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .await
-        .unwrap();
-    assert_eq!(exit.code(), Some(0));
+    let (out, _) = agent::sigterm(agent, Duration::from_secs(60)).await;
     assert_eq!(out.matches(" opened: ").count(), 1, "{out}");
     assert!(
         out.contains("page delivered: inc-lead-to-bdc-call-list-"),

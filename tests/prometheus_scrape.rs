@@ -4,6 +4,8 @@
 //! the Prometheus HTTP API, and each must return data. The alert rules are loaded into
 //! the same Prometheus and evaluated on the agent's real series.
 
+#[path = "common/agent.rs"]
+mod agent;
 #[path = "common/dashboards.rs"]
 mod dashboards;
 #[path = "common/tools.rs"]
@@ -13,7 +15,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rooftop::sandbox::{DownMode, Fault, FaultKind, Sandbox, SandboxConfig, System};
-use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tools::Prometheus;
 
@@ -71,7 +72,7 @@ async fn every_dashboard_query_returns_data_from_a_scraped_agent() {
     )
     .unwrap();
     let port = tools::free_port();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_rooftop"))
+    let agent = Command::new(env!("CARGO_BIN_EXE_rooftop"))
         .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--config"])
         .arg(dir.path())
         .arg("--state-dir")
@@ -189,22 +190,5 @@ async fn every_dashboard_query_returns_data_from_a_scraped_agent() {
         "{recovered:?}"
     );
 
-    let pid = agent.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(40), agent.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut err = String::new();
-    agent
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .await
-        .unwrap();
-    assert_eq!(exit.code(), Some(0), "{err}");
+    agent::sigterm(agent, Duration::from_secs(40)).await;
 }

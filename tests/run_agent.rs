@@ -4,6 +4,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+#[path = "common/agent.rs"]
+mod agent;
+
 use rooftop::sandbox::{Sandbox, SandboxConfig};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
@@ -61,7 +64,7 @@ async fn the_agent_runs_probes_on_schedule_and_stops_cleanly_on_sigterm() {
     let state = tempfile::tempdir().unwrap();
     let child = spawn_agent(&sb, dir.path(), state.path(), Stdio::piped());
     tokio::time::sleep(Duration::from_millis(6500)).await;
-    let (out, err) = sigterm(child).await;
+    let (out, err) = agent::sigterm(child, Duration::from_secs(30)).await;
     let runs = out
         .lines()
         .filter(|l| l.contains("lead-to-bdc-call-list") && l.contains(" success "))
@@ -134,37 +137,6 @@ async fn the_agent_runs_probes_on_schedule_and_stops_cleanly_on_sigterm() {
     );
 }
 
-/// SIGTERM, then the agent's exit status (must be 0), stdout and stderr.
-async fn sigterm(mut child: tokio::process::Child) -> (String, String) {
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("stops within the grace period")
-        .unwrap();
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .await
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .await
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
-    (out, err)
-}
-
 /// A run that outlasts its period makes the next fire skip, and the skip is in the
 /// history. After a restart with `missed_runs: run-once`, a probe that missed fires
 /// while the agent was down runs once right away, marked as a catch-up.
@@ -182,7 +154,7 @@ async fn overlaps_are_recorded_and_run_once_catches_up_after_downtime() {
     let state = tempfile::tempdir().unwrap();
     let child = spawn_agent(&sb, dir.path(), state.path(), Stdio::piped());
     tokio::time::sleep(Duration::from_millis(7000)).await;
-    let (out, _) = sigterm(child).await;
+    let (out, _) = agent::sigterm(child, Duration::from_secs(30)).await;
     assert!(out.contains("skipped: overlap"), "{out}");
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -193,7 +165,7 @@ async fn overlaps_are_recorded_and_run_once_catches_up_after_downtime() {
     .unwrap();
     let child = spawn_agent(&sb, dir.path(), state.path(), Stdio::piped());
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let (out, err) = sigterm(child).await;
+    let (out, err) = agent::sigterm(child, Duration::from_secs(30)).await;
     assert!(
         err.contains("missed while down; one catch-up run now"),
         "{err}"
@@ -360,7 +332,7 @@ async fn an_outage_opens_an_incident_that_is_acknowledged_and_resolves() {
     assert!(err.contains("already acknowledged"), "{err}");
     sb.set_faults(vec![]);
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let (out, _) = sigterm(child).await;
+    let (out, _) = agent::sigterm(child, Duration::from_secs(30)).await;
     assert!(out.matches("INCIDENT").count() >= 2, "{out}");
     assert_eq!(
         out.matches(" opened: ").count(),

@@ -3,6 +3,8 @@
 //! over gRPC, and serves the same metrics as Prometheus text on `/metrics`. Span ids
 //! match the `traceparent` headers the sandbox received.
 
+#[path = "common/agent.rs"]
+mod agent;
 #[path = "common/tools.rs"]
 mod tools;
 
@@ -12,7 +14,6 @@ use std::time::Duration;
 
 use rooftop::sandbox::{Sandbox, SandboxConfig};
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tools::{OtlpReceiver, otlp_log_records, otlp_metrics, otlp_spans};
 
@@ -71,7 +72,7 @@ async fn run_and_check(protocol: &str) {
     let state = tempfile::tempdir().unwrap();
     write_config(dir.path(), &endpoint, protocol);
     let port = tools::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rooftop"))
+    let child = Command::new(env!("CARGO_BIN_EXE_rooftop"))
         .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--config"])
         .arg(dir.path())
         .arg("--state-dir")
@@ -107,31 +108,7 @@ async fn run_and_check(protocol: &str) {
         assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
     }
 
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(40), child.wait())
-        .await
-        .expect("stops")
-        .unwrap();
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .await
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .await
-        .unwrap();
-    assert_eq!(exit.code(), Some(0), "{err}");
+    let (out, err) = agent::sigterm(child, Duration::from_secs(40)).await;
     let runs = out.lines().filter(|l| l.contains(" success ")).count();
     assert!(runs >= 2, "{out}\n{err}");
     assert!(
@@ -333,7 +310,7 @@ async fn a_collector_outage_is_reported_once_and_never_stops_probing() {
         let dir = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
         write_config(dir.path(), &endpoint, "http/protobuf");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rooftop"))
+        let child = Command::new(env!("CARGO_BIN_EXE_rooftop"))
             .args(["run", "--listen", "off", "--config"])
             .arg(dir.path())
             .arg("--state-dir")
@@ -347,31 +324,8 @@ async fn a_collector_outage_is_reported_once_and_never_stops_probing() {
             .spawn()
             .unwrap();
         tokio::time::sleep(Duration::from_millis(10_000)).await;
-        let pid = child.id().unwrap().to_string();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        let exit = tokio::time::timeout(Duration::from_secs(40), child.wait())
-            .await
-            .expect("stops even with the collector down")
-            .unwrap();
-        let (mut out, mut err) = (String::new(), String::new());
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .await
-            .unwrap();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .await
-            .unwrap();
-        assert_eq!(exit.code(), Some(0), "{err}");
+        // Stops even with the collector down.
+        let (out, err) = agent::sigterm(child, Duration::from_secs(40)).await;
         let runs = out.lines().filter(|l| l.contains(" success ")).count();
         assert!(
             runs >= 3,
