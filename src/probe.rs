@@ -310,6 +310,25 @@ pub struct AlertingSettings {
     /// Personal channels in order of preference (`sms`, `email`).
     pub prefer: Vec<String>,
     pub ack_base_url: Option<String>,
+    /// Page grouping (`alerting.group`).
+    pub group: GroupSettings,
+}
+
+/// Incidents of one connector and severity opening within `window` of the first share
+/// its page; the first page waits `wait` for them. `window` zero: no grouping.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupSettings {
+    pub window: std::time::Duration,
+    pub wait: std::time::Duration,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        GroupSettings {
+            window: std::time::Duration::from_secs(600),
+            wait: std::time::Duration::ZERO,
+        }
+    }
 }
 
 /// The e-mail channel as configured (the password still a template).

@@ -418,3 +418,110 @@ async fn a_rejected_sms_falls_back_to_email_and_the_webhook_gets_the_page() {
     agent.start_kill().unwrap();
     let _ = agent.wait().await;
 }
+
+/// Twilio accepts the SMS, but its delivery receipt (polled: rooftop has no public
+/// callback URL) says the carrier could not deliver it (30003): the page falls back to
+/// e-mail, and `rooftop incidents` says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_the_carrier_could_not_deliver_falls_back_to_email() {
+    use axum::routing::{get, post};
+    let sb = Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig::default().with_fixed_latency(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    sb.set_faults(vec![Fault::new(FaultKind::ConnectorDown {
+        system: System::Crm,
+        mode: DownMode::Http503,
+    })]);
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = polls.clone();
+    let app = axum::Router::new()
+        .route(
+            "/2010-04-01/Accounts/{sid}/Messages.json",
+            post(|| async {
+                (
+                    axum::http::StatusCode::CREATED,
+                    r#"{"sid": "SM42", "status": "queued"}"#,
+                )
+            }),
+        )
+        .route(
+            "/2010-04-01/Accounts/{sid}/Messages/{msg}",
+            get(
+                move |axum::extract::Path((_, msg)): axum::extract::Path<(String, String)>| {
+                    let counted = counted.clone();
+                    async move {
+                        assert_eq!(msg, "SM42.json");
+                        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        r#"{"sid": "SM42", "status": "undelivered", "error_code": 30003}"#
+                    }
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("probes")).unwrap();
+    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
+        .unwrap()
+        .replace("schedule: {every: 30m}", "schedule: {every: 1s}")
+        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
+        .replace("    runbook: runbooks/connector-down.md\n", "");
+    std::fs::write(dir.path().join("probes/lead.yaml"), probe).unwrap();
+    std::fs::write(
+        dir.path().join("rooftop.yaml"),
+        format!(
+            "alerting:\n\
+             \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example, phone: '+14165550123'}}]\n\
+             \x20 routes: {{P2: [Maria Lopez]}}\n\
+             \x20 sms: {{account_sid: AC123, auth_token: not-a-secret-here, from: '+14165550100', base_url: '{base}'}}\n\
+             \x20 email: {{from: rooftop@dealer.example, smtp: {{host: 127.0.0.1, port: {}, security: none, timeout: 5s}}}}\n",
+            smtp.port
+        ),
+    )
+    .unwrap();
+    let agent = Command::new(env!("CARGO_BIN_EXE_rooftop"))
+        .args(["run", "--listen", "off", "--config"])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .envs(sb.env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first receipt poll is 10 s after Twilio accepted the SMS.
+    let mail = smtp.wait_for_count(1, Duration::from_secs(40)).await;
+    assert!(subject_of(&mail[0]).contains("lead-to-bdc-call-list failing"));
+    assert_eq!(polls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
+        .args(["incidents", "--config"])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(
+        table.contains(
+            "trigger sms → Maria Lopez: FAILED: the carrier could not deliver it (error 30003: handset unreachable"
+        ),
+        "{table}"
+    );
+    assert!(
+        table.contains("trigger email → Maria Lopez (fallback): delivered"),
+        "{table}"
+    );
+    let (out, err) = agent::sigterm(agent, Duration::from_secs(60)).await;
+    assert!(
+        err.contains("warning: page not delivered by the carrier: inc-lead-to-bdc-call-list-"),
+        "{out}\n{err}"
+    );
+}

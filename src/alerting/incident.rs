@@ -205,6 +205,11 @@ pub fn step(
                     Phase::Quiet
                 }
                 Phase::Open(mut open) => {
+                    // What holds now (e.g. the failure streak joining a cleanup failure
+                    // that opened it): `rooftop incidents` and the resolve show it.
+                    if !found.is_empty() && found != open.breaches {
+                        open.breaches = found.clone();
+                    }
                     if success {
                         open.successes_in_row += 1;
                     } else {

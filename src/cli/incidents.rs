@@ -33,10 +33,16 @@ fn notification_line(r: &OutboxRow) -> String {
     };
     let how = match r.state.as_str() {
         "delivered" => format!(
-            "delivered {}",
+            "delivered {}{}",
             r.delivered_at
                 .map(|t| t.format("%H:%M:%S").to_string())
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            match r.confirm.as_deref() {
+                Some("pending") => ", awaiting the handset's receipt",
+                Some("handset") => ", on the handset",
+                Some("unconfirmed") => ", no delivery receipt",
+                _ => "",
+            }
         ),
         "failed" => format!("FAILED: {}", r.last_error.clone().unwrap_or_default()),
         _ => format!(
@@ -103,6 +109,7 @@ pub async fn list(cfg: &ConfigArgs, open_only: bool, as_json: bool) -> ExitCode 
                             "last_error": n.last_error,
                             "fallback_from": n.entry.fallback_from,
                             "delivered_at": n.delivered_at,
+                            "confirm": n.confirm,
                         }))
                         .collect::<Vec<_>>()
                 );
@@ -148,6 +155,12 @@ pub async fn list(cfg: &ConfigArgs, open_only: bool, as_json: bool) -> ExitCode 
                 .map(|c| format!(" [{c} at {}]", r.failed_step.clone().unwrap_or_default()))
                 .unwrap_or_default()
         );
+        if let Some(leader) = r.group.as_ref().filter(|g| **g != r.id) {
+            println!(
+                "{:<6}grouped into {leader}'s page (same connector and severity)",
+                ""
+            );
+        }
         for p in &pages {
             println!("{:<6}{}", "", notification_line(p));
         }

@@ -182,6 +182,7 @@ fn build_pager(
         &config.dir,
         a.runbook_base_url.clone(),
         ack,
+        IncidentStore::open_in(state_dir).map_err(|e| e.to_string())?,
     ))
 }
 
@@ -440,8 +441,11 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
                                 a,
                             );
                             match pager.on_action(&probes[i], &run, a, clock.now()).await {
-                                Ok(0) => {}
-                                Ok(n) => println!("  {n} notification(s) queued"),
+                                Ok(paged) => {
+                                    if let Some(line) = paged.describe() {
+                                        println!("{line}");
+                                    }
+                                }
                                 Err(e) => {
                                     eprintln!("warning: pages for {} not queued: {e}", run.probe)
                                 }
@@ -524,18 +528,22 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
     let observe_pass = {
         let telemetry = telemetry.clone();
         Arc::new(move |pass: &crate::notify::outbox::Pass| {
-            // Keys are `<incident>/<kind>/<channel>/<person>`.
+            // Keys are `<incident>/<kind>[#round]/<channel>/<person>`.
             let parts = |k: &str| {
-                let mut it = k.rsplitn(4, '/');
-                let _person = it.next();
+                let mut it = k.splitn(4, '/').skip(1);
+                let kind = it.next().unwrap_or("-");
+                let kind = kind.split('#').next().unwrap_or(kind).to_string();
                 let channel = it.next().unwrap_or("-").to_string();
-                let kind = it.next().unwrap_or("-").to_string();
                 (channel, kind)
             };
+            let undelivered: Vec<String> =
+                pass.undelivered.iter().map(|(k, _)| k.clone()).collect();
             for (keys, result) in [
                 (&pass.delivered, "delivered"),
                 (&pass.retried, "retry"),
                 (&pass.failed, "failed"),
+                (&pass.confirmed, "confirmed"),
+                (&undelivered, "undelivered"),
             ] {
                 for k in keys {
                     let (c, kind) = parts(k);

@@ -160,6 +160,26 @@ pub struct AlertingConfig {
     /// the next takes over if it gives up (default `[sms, email]`).
     #[serde(default)]
     pub prefer: Option<Vec<String>>,
+    /// Grouping: incidents of one connector and severity that open within `window` of
+    /// the first become one page (its `also affected` list), acknowledged and resolved
+    /// together.
+    #[serde(default)]
+    pub group: Option<GroupConfig>,
+}
+
+/// `alerting.group`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// How long after the first incident of a connector others still join its page
+    /// (default `10m`; `0s` pages every incident on its own).
+    #[serde(default)]
+    pub window: Option<String>,
+    /// How long the first page waits for others to join before it is sent (default
+    /// `0s`: page at once; later incidents join silently and are listed in the resolve
+    /// notice and `rooftop incidents`).
+    #[serde(default)]
+    pub wait: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]

@@ -462,6 +462,27 @@ impl<'a> Checker<'a> {
                 self.err(&path.key("ack_base_url"), format!("`{u}` is not an http(s) URL"), Some("the agent's listener as the on-call phone reaches it, e.g. `https://rooftop.dealer.example:9464`".into()));
             }
         }
+        if let Some(g) = &raw.group {
+            let gp = path.key("group");
+            if let Some(w) = &g.window
+                && let Some(d) = self.duration(&gp.key("window"), w)
+            {
+                out.group.window = d;
+            }
+            if let Some(w) = &g.wait
+                && let Some(d) = self.duration(&gp.key("wait"), w)
+            {
+                if d > Duration::from_secs(300) {
+                    self.err(
+                        &gp.key("wait"),
+                        format!("`{w}` holds every first page too long"),
+                        Some("at most `5m`; `0s` (the default) pages at once".into()),
+                    );
+                } else {
+                    out.group.wait = d;
+                }
+            }
+        }
         out.prefer = vec!["sms".into(), "email".into()];
         if let Some(prefer) = &raw.prefer {
             out.prefer.clear();

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use crate::alerting::tracker::{Tracker, describe};
 use crate::notify::email::{EmailChannel, EmailTransport};
 use crate::notify::outbox::Router;
-use crate::notify::pager::Pager;
+use crate::notify::pager::{Paged, Pager};
 use crate::notify::sms::sms_text;
 use crate::notify::{Channel, Delivery, Notice, SendFuture};
 use crate::probe::{Agent, Contact, Probe, Severity};
@@ -127,6 +127,7 @@ impl DemoPaging {
             folder,
             Some(format!("file://{}", folder.display())),
             None,
+            IncidentStore::open_in(state_dir)?,
         ));
         let tracker = Tracker::restore(
             IncidentStore::open_in(state_dir)?,
@@ -153,7 +154,16 @@ impl DemoPaging {
                     if let Some(l) = describe(probe, a) {
                         lines.push(format!("{} {l}", now.format("%H:%M:%S")));
                     }
-                    let _ = self.pager.on_action(probe, run, a, now).await;
+                    // Grouping decisions are news; "queued" is what every page does.
+                    match self.pager.on_action(probe, run, a, now).await {
+                        Ok(p @ (Paged::Grouped { .. } | Paged::GroupStillOpen { .. })) => {
+                            if let Some(l) = p.describe() {
+                                lines.push(format!("{} {}", now.format("%H:%M:%S"), l.trim()));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => lines.push(format!("warning: pages not queued: {e}")),
+                    }
                 }
             }
             Err(e) => lines.push(format!("warning: incident tracking: {e}")),

@@ -202,8 +202,12 @@ pub fn subject(n: &Notice) -> String {
     } else {
         format!("[{}]", n.severity)
     };
+    let more = match n.also_affected.len() {
+        0 => String::new(),
+        k => format!(" (+{k} more on {})", n.connector),
+    };
     format!(
-        "{prefix} {} · {}: {} {what}",
+        "{prefix} {} · {}: {} {what}{more}",
         n.rooftop_label(),
         n.flow,
         n.probe
@@ -266,10 +270,12 @@ pub fn text_body(n: &Notice) -> String {
         n.connector, n.flow, n.severity, n.incident_id
     ));
     if !n.also_affected.is_empty() {
-        b.push_str(&format!(
-            "Also failing on this connector: {}\n",
-            n.also_affected.join(", ")
-        ));
+        let label = if n.kind == NoticeKind::Resolve {
+            "Also affected on this connector (all resolved now)"
+        } else {
+            "Also failing on this connector (grouped into this page)"
+        };
+        b.push_str(&format!("{label}: {}\n", n.also_affected.join(", ")));
     }
     if !n.sync.is_empty() {
         b.push_str("\nSync latency (last run):\n");

@@ -110,8 +110,23 @@ pub enum Delivery {
     Rejected { reason: String },
 }
 
+/// Where an accepted message is, when the channel can tell (SMS delivery receipts).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Confirmation {
+    /// Not final yet (queued, sending, sent to the carrier), or the status request
+    /// failed: ask again later.
+    Pending { status: String },
+    /// The handset has it.
+    Delivered,
+    /// The carrier gave up (unreachable handset, landline, carrier filtering): fall back
+    /// to the next channel.
+    Undelivered { reason: String },
+}
+
 /// A boxed future, so channels can sit behind `dyn Channel`.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Delivery> + Send + 'a>>;
+/// A boxed delivery-status future.
+pub type ConfirmFuture<'a> = Pin<Box<dyn Future<Output = Confirmation> + Send + 'a>>;
 
 /// One way to reach people.
 pub trait Channel: Send + Sync + std::fmt::Debug {
@@ -122,6 +137,16 @@ pub trait Channel: Send + Sync + std::fmt::Debug {
     fn reaches(&self, contact: Option<&Contact>) -> bool;
     /// One delivery attempt.
     fn send<'a>(&'a self, notice: &'a Notice, contact: Option<&'a Contact>) -> SendFuture<'a>;
+    /// Whether accepted messages report delivery later (`confirm` is then polled with
+    /// the provider's id).
+    fn confirms(&self) -> bool {
+        false
+    }
+    /// Where the message the provider accepted as `provider_id` is now.
+    fn confirm<'a>(&'a self, provider_id: &'a str) -> ConfirmFuture<'a> {
+        let _ = provider_id;
+        Box::pin(async { Confirmation::Delivered })
+    }
 }
 
 /// A realistic notice, for channel tests and previews.

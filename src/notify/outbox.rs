@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Channel, Delivery, Notice, NoticeKind};
+use super::{Channel, Confirmation, Delivery, Notice, NoticeKind};
 use crate::probe::{Contact, Severity};
 use crate::store::StoreError;
 use crate::store::outbox::{OutboxEntry, OutboxRow, OutboxStore};
@@ -24,13 +24,17 @@ pub struct Router {
     pub channels: Vec<Arc<dyn Channel>>,
 }
 
-/// Retry policy.
+/// Retry policy, and how delivery receipts are polled.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     /// Attempts on one channel before falling back to the next.
     pub max_attempts: u32,
     pub base: Duration,
     pub max: Duration,
+    /// First delivery-status poll after acceptance; doubles each poll up to `max`.
+    pub confirm_first: Duration,
+    /// Polls before giving up on a receipt (`unconfirmed`; the page stays delivered).
+    pub max_polls: u32,
 }
 
 impl Default for Policy {
@@ -39,8 +43,20 @@ impl Default for Policy {
             max_attempts: 6,
             base: Duration::from_secs(5),
             max: Duration::from_secs(300),
+            // 10 s, 20 s, 40 s … 5 min: ten polls cover about half an hour.
+            confirm_first: Duration::from_secs(10),
+            max_polls: 10,
         }
     }
+}
+
+/// Wait before status poll `poll + 1`.
+fn poll_delay(policy: &Policy, poll: u32) -> chrono::Duration {
+    let d = policy
+        .confirm_first
+        .saturating_mul(2u32.saturating_pow(poll.min(20)))
+        .min(policy.max);
+    chrono::Duration::from_std(d).unwrap_or_default()
 }
 
 /// Delay before attempt `attempt + 1`: `base × 2^attempt`, at most `max`, then ±20 %
@@ -61,17 +77,32 @@ pub struct Pass {
     pub failed: Vec<String>,
     /// (failed key, replacement key).
     pub fell_back: Vec<(String, String)>,
+    /// Delivery to the handset confirmed.
+    pub confirmed: Vec<String>,
+    /// Accepted, then not delivered by the carrier (these fell back too).
+    pub undelivered: Vec<(String, String)>,
+}
+
+/// The kind part of a key: `resolve` the first time, `resolve#2` after the incident (or
+/// its group) reopened and resolved again, so each round is its own notification while
+/// a repeat of the same round stays deduplicated.
+pub fn round_kind(kind: NoticeKind, round: u32) -> String {
+    match round {
+        0 => kind.as_str().to_string(),
+        n => format!("{}#{}", kind.as_str(), n + 1),
+    }
 }
 
 fn entry(
     notice: &Notice,
+    kind_part: &str,
     channel: &str,
     contact: &str,
     fallback_from: Option<String>,
 ) -> OutboxEntry {
     let kind = notice.kind.as_str();
     OutboxEntry {
-        key: OutboxEntry::key_for(&notice.incident_id, kind, channel, contact),
+        key: OutboxEntry::key_for(&notice.incident_id, kind_part, channel, contact),
         incident_id: notice.incident_id.clone(),
         kind: kind.to_string(),
         channel: channel.to_string(),
@@ -92,7 +123,9 @@ impl Router {
 
     /// A trigger or flapping notice: each contact routed for `severity` over the first
     /// channel that reaches them, and each channel that is not per person once.
-    pub fn plan(&self, notice: &Notice, severity: Severity) -> Vec<OutboxEntry> {
+    pub fn plan(&self, notice: &Notice, severity: Severity, round: u32) -> Vec<OutboxEntry> {
+        let kind_part = round_kind(notice.kind, round);
+        let entry = |n: &Notice, ch: &str, who: &str, from| entry(n, &kind_part, ch, who, from);
         let mut out = Vec::new();
         for &i in self.routes.get(&severity).into_iter().flatten() {
             let Some(person) = self.contacts.get(i) else {
@@ -108,16 +141,26 @@ impl Router {
         out
     }
 
-    /// A resolve or acknowledge notice goes wherever the incident's pages went (delivered
-    /// or still pending), one per channel and person.
-    pub fn plan_follow_up(&self, notice: &Notice, paged: &[OutboxRow]) -> Vec<OutboxEntry> {
+    /// A resolve notice goes wherever the incident's pages went (delivered or still
+    /// pending), one per channel and person; an acknowledge notice only to the channels
+    /// that track incidents (PagerDuty, webhooks), not to people.
+    pub fn plan_follow_up(
+        &self,
+        notice: &Notice,
+        paged: &[OutboxRow],
+        round: u32,
+    ) -> Vec<OutboxEntry> {
+        let kind_part = round_kind(notice.kind, round);
         let mut out: Vec<OutboxEntry> = Vec::new();
         for r in paged.iter().filter(|r| {
             (r.entry.kind == NoticeKind::Trigger.as_str()
                 || r.entry.kind == NoticeKind::Flapping.as_str())
                 && r.state != "failed"
         }) {
-            let e = entry(notice, &r.entry.channel, &r.entry.contact, None);
+            if notice.kind == NoticeKind::Acknowledge && r.entry.contact != "-" {
+                continue;
+            }
+            let e = entry(notice, &kind_part, &r.entry.channel, &r.entry.contact, None);
             if !out.iter().any(|o| o.key == e.key) {
                 out.push(e);
             }
@@ -135,8 +178,11 @@ impl Router {
         let next = self.channels[after + 1..]
             .iter()
             .find(|c| c.reaches(Some(person)))?;
+        // Same round as the entry it replaces.
+        let kind_part = failed.entry.key.split('/').nth(1)?;
         Some(entry(
             notice,
+            kind_part,
             next.name(),
             &person.name,
             Some(failed.entry.key.clone()),
@@ -171,7 +217,11 @@ pub async fn deliver_due(
         let result = channel.send(&notice, contact).await;
         let give_up = match result {
             Delivery::Accepted { provider_id } => {
-                store.mark_delivered(&key, provider_id, now).await?;
+                let confirm_at = (channel.confirms() && provider_id.is_some())
+                    .then(|| now + poll_delay(policy, 0));
+                store
+                    .mark_delivered(&key, provider_id, now, confirm_at)
+                    .await?;
                 pass.delivered.push(key);
                 continue;
             }
@@ -195,7 +245,58 @@ pub async fn deliver_due(
         }
         pass.failed.push(key);
     }
+    confirm_due(store, router, policy, now, &mut pass).await?;
     Ok(pass)
+}
+
+/// Polls the delivery status of accepted messages that are due: confirmed, still on its
+/// way (poll again later, or stop after `max_polls`), or undelivered (fall back to the
+/// next channel that reaches the person, like a rejection).
+async fn confirm_due(
+    store: &OutboxStore,
+    router: &Router,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    pass: &mut Pass,
+) -> Result<(), StoreError> {
+    for row in store.confirming(now, 100).await? {
+        let key = row.entry.key.clone();
+        let (Some(channel), Some(id)) = (
+            router.channel(&row.entry.channel),
+            row.provider_id.as_deref(),
+        ) else {
+            store.mark_polled(&key, None).await?;
+            continue;
+        };
+        match channel.confirm(id).await {
+            Confirmation::Delivered => {
+                store.mark_confirmed(&key).await?;
+                pass.confirmed.push(key);
+            }
+            Confirmation::Pending { .. } => {
+                let next = (row.polls + 1 < policy.max_polls)
+                    .then(|| now + poll_delay(policy, row.polls + 1));
+                store.mark_polled(&key, next).await?;
+            }
+            Confirmation::Undelivered { reason } => {
+                store.mark_undelivered(&key, &reason).await?;
+                let Ok(notice) = serde_json::from_str::<Notice>(&row.entry.notice) else {
+                    continue;
+                };
+                let next_key = match router.fallback(&row, &notice) {
+                    Some(next) => {
+                        let k = next.key.clone();
+                        store.enqueue(vec![next], now).await?;
+                        pass.fell_back.push((key.clone(), k.clone()));
+                        k
+                    }
+                    None => String::new(),
+                };
+                pass.undelivered.push((key, next_key));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -305,7 +406,7 @@ mod tests {
             channels: vec![sms.clone(), email.clone(), hook.clone()],
         };
         let notice = sample_notice(NoticeKind::Trigger);
-        let plan = router.plan(&notice, Severity::P2);
+        let plan = router.plan(&notice, Severity::P2, 0);
         let keys: Vec<&str> = plan.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -355,7 +456,7 @@ mod tests {
 
         // The resolve notice goes where pages went: not to the failed SMS.
         let resolve = sample_notice(NoticeKind::Resolve);
-        let follow = router.plan_follow_up(&resolve, &rows);
+        let follow = router.plan_follow_up(&resolve, &rows, 0);
         let mut channels: Vec<(&str, &str)> = follow
             .iter()
             .map(|e| (e.channel.as_str(), e.contact.as_str()))
@@ -389,7 +490,7 @@ mod tests {
         };
         store
             .enqueue(
-                router.plan(&sample_notice(NoticeKind::Trigger), Severity::P1),
+                router.plan(&sample_notice(NoticeKind::Trigger), Severity::P1, 0),
                 t(0),
             )
             .await
@@ -413,5 +514,120 @@ mod tests {
                 .unwrap()
                 .starts_with("gave up after 3 attempts")
         );
+    }
+
+    /// An SMS provider that accepts everything and answers status polls from a script.
+    #[derive(Debug)]
+    struct Receipts(Mutex<Vec<Confirmation>>);
+
+    impl Channel for Receipts {
+        fn name(&self) -> &'static str {
+            "sms"
+        }
+        fn reaches(&self, c: Option<&Contact>) -> bool {
+            c.is_some_and(|c| c.phone.is_some())
+        }
+        fn send<'a>(&'a self, _: &'a Notice, _: Option<&'a Contact>) -> SendFuture<'a> {
+            Box::pin(async {
+                Delivery::Accepted {
+                    provider_id: Some("SM1".into()),
+                }
+            })
+        }
+        fn confirms(&self) -> bool {
+            true
+        }
+        fn confirm<'a>(&'a self, id: &'a str) -> crate::notify::ConfirmFuture<'a> {
+            assert_eq!(id, "SM1");
+            let next = self.0.lock().unwrap().remove(0);
+            Box::pin(async move { next })
+        }
+    }
+
+    #[tokio::test]
+    async fn sms_receipts_are_polled_and_an_undelivered_page_falls_back_to_email() {
+        let pending = || Confirmation::Pending {
+            status: "sent to the carrier".into(),
+        };
+        for (script, expect) in [
+            (vec![pending(), Confirmation::Delivered], "handset"),
+            (
+                vec![
+                    pending(),
+                    Confirmation::Undelivered {
+                        reason: "the carrier could not deliver it (error 30003)".into(),
+                    },
+                ],
+                "undelivered",
+            ),
+            (vec![pending(), pending(), pending()], "unconfirmed"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = OutboxStore::open_in(dir.path()).unwrap();
+            let sms = Arc::new(Receipts(Mutex::new(script)));
+            let email = Scripted::new("email", true, vec![]);
+            let mut routes = BTreeMap::new();
+            routes.insert(Severity::P1, vec![0]);
+            let router = Router {
+                contacts: vec![person("Maria", true)],
+                routes,
+                channels: vec![sms, email.clone()],
+            };
+            let policy = Policy {
+                max_polls: 3,
+                ..Policy::default()
+            };
+            let notice = sample_notice(NoticeKind::Trigger);
+            store
+                .enqueue(router.plan(&notice, Severity::P1, 0), t(0))
+                .await
+                .unwrap();
+            let mut j = || 0.5;
+            let p = deliver_due(&store, &router, &policy, t(0), &mut j)
+                .await
+                .unwrap();
+            assert_eq!(p.delivered.len(), 1);
+            // Polled at +10 s, then +20 s later (+30 s), then +40 s later (+70 s).
+            assert_eq!(store.next_due().await.unwrap(), Some(t(10)));
+            let early = deliver_due(&store, &router, &policy, t(9), &mut j)
+                .await
+                .unwrap();
+            assert_eq!(early, Pass::default(), "not due yet");
+            let mut passes = Vec::new();
+            for at in [10, 30, 70, 71] {
+                passes.push(
+                    deliver_due(&store, &router, &policy, t(at), &mut j)
+                        .await
+                        .unwrap(),
+                );
+            }
+            let rows = store.for_incident(&notice.incident_id).await.unwrap();
+            let sms_row = rows.iter().find(|r| r.entry.channel == "sms").unwrap();
+            assert_eq!(sms_row.confirm.as_deref(), Some(expect), "{rows:?}");
+            let emails = email.sent.lock().unwrap().len();
+            match expect {
+                "handset" => {
+                    assert_eq!(passes[1].confirmed.len(), 1);
+                    assert_eq!((sms_row.state.as_str(), sms_row.polls), ("delivered", 2));
+                    assert_eq!(emails, 0);
+                }
+                "undelivered" => {
+                    assert_eq!(sms_row.state, "failed");
+                    assert!(sms_row.last_error.as_deref().unwrap().contains("30003"));
+                    assert_eq!(passes[1].undelivered.len(), 1, "{passes:?}");
+                    // The fallback e-mail went out in the next pass.
+                    assert_eq!(passes[2].delivered.len(), 1, "{passes:?}");
+                    assert_eq!(emails, 1);
+                    assert_eq!(sms_row.polls, 2);
+                }
+                _ => {
+                    // Three polls without a receipt: stop asking; the page stays
+                    // delivered (the provider accepted it), nothing falls back.
+                    assert_eq!((sms_row.state.as_str(), sms_row.polls), ("delivered", 3));
+                    assert_eq!(emails, 0);
+                    assert_eq!(store.next_due().await.unwrap(), None);
+                }
+            }
+        }
     }
 }

@@ -14,10 +14,13 @@ use super::{Notice, NoticeKind, SyncFigure};
 use crate::alerting::ack::AckSigner;
 use crate::alerting::{Action, Open, incident_reason};
 use crate::clock::Clock;
+use crate::probe::GroupSettings;
 use crate::probe::{Agent, Probe, Runbook};
 use crate::runner::ProbeRun;
 use crate::store::StoreError;
+use crate::store::outbox::OutboxRow;
 use crate::store::outbox::OutboxStore;
+use crate::store::{IncidentRow, IncidentStore};
 
 /// Longest pause of the delivery loop when nothing is due.
 const IDLE: Duration = Duration::from_secs(1);
@@ -55,6 +58,40 @@ pub struct Pager {
     rooftop_name: Option<String>,
     ack: Option<AckSigner>,
     wake: Notify,
+    incidents: IncidentStore,
+    group: GroupSettings,
+    /// Grouping decisions one at a time (two incidents opening at once must not both
+    /// lead a group).
+    grouping: tokio::sync::Mutex<()>,
+}
+
+/// What the pager did with an incident action, for the agent's log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Paged {
+    /// Nothing to send for this action.
+    Nothing,
+    /// Notifications queued.
+    Queued(usize),
+    /// The incident joined the page of `leader` (same connector and severity).
+    Grouped { leader: String },
+    /// Its group still has unresolved incidents: the resolve notice waits for them.
+    GroupStillOpen { leader: String, open: usize },
+}
+
+impl Paged {
+    /// A line for the agent's log, if there is something to say.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            Paged::Nothing => None,
+            Paged::Queued(n) => Some(format!("  {n} notification(s) queued")),
+            Paged::Grouped { leader } => Some(format!(
+                "  grouped into {leader}'s page (same connector and severity): not paged again"
+            )),
+            Paged::GroupStillOpen { leader, open } => Some(format!(
+                "  {open} other incident(s) of {leader}'s group still open: resolve notice waits for them"
+            )),
+        }
+    }
 }
 
 impl Pager {
@@ -65,6 +102,7 @@ impl Pager {
         config_dir: &Path,
         runbook_base_url: Option<String>,
         ack: Option<AckSigner>,
+        incidents: IncidentStore,
     ) -> Pager {
         Pager {
             outbox,
@@ -76,6 +114,9 @@ impl Pager {
             rooftop_name: agent.rooftop_name.clone(),
             ack,
             wake: Notify::new(),
+            incidents,
+            group: agent.alerting.group,
+            grouping: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -167,37 +208,175 @@ impl Pager {
         }
     }
 
-    /// Queues the notifications an incident action calls for; returns how many.
+    /// Queues the notifications an incident action calls for. The incident is already
+    /// in the store (the tracker saved it).
+    ///
+    /// Grouping: an incident opening while another of the same connector and severity,
+    /// opened within `group.window`, still has unresolved incidents in its group joins
+    /// that group instead of paging: a page still waiting (`group.wait`, or retrying)
+    /// gets it added to its *also affected* list; acknowledging the page acknowledges the
+    /// group; the resolve notice goes once the whole group has resolved. Every notice of
+    /// a group carries the leader's id (PagerDuty's `dedup_key`).
     pub async fn on_action(
         &self,
         probe: &Probe,
         run: &ProbeRun,
         action: &Action,
         now: DateTime<Utc>,
-    ) -> Result<usize, StoreError> {
-        let entries = match action {
+    ) -> Result<Paged, StoreError> {
+        let _one_at_a_time = self.grouping.lock().await;
+        let (entries, due) = match action {
             Action::Opened(open) => {
+                if let Some(leader) = self.joinable_group(probe, &open.id, now).await? {
+                    self.incidents.set_group(&open.id, &leader).await?;
+                    self.add_to_waiting_page(&leader, &probe.name).await?;
+                    return Ok(Paged::Grouped { leader });
+                }
+                self.incidents.set_group(&open.id, &open.id).await?;
                 let n = self.notice(NoticeKind::Trigger, probe, open, run, None);
-                self.router.plan(&n, probe.severity)
+                let wait = chrono::Duration::from_std(self.group.wait).unwrap_or_default();
+                (self.router.plan(&n, probe.severity, 0), now + wait)
             }
             Action::Reopened(open) => {
-                let n = self.notice(NoticeKind::Flapping, probe, open, run, None);
-                self.router.plan(&n, probe.severity)
+                let leader = self.leader_of(&open.id).await?;
+                let members = self.incidents.group_members(&leader).await?;
+                let others_open = members
+                    .iter()
+                    .filter(|m| m.id != open.id && m.resolved_at.is_none())
+                    .count();
+                if others_open > 0 {
+                    // The group's page stands; nothing was resolved to anyone yet.
+                    return Ok(Paged::GroupStillOpen {
+                        leader,
+                        open: others_open,
+                    });
+                }
+                let paged = self.group_pages(&members).await?;
+                let round = resolve_rounds(&paged, &leader);
+                let mut n = self.notice(NoticeKind::Flapping, probe, open, run, None);
+                n.incident_id = leader.clone();
+                (self.router.plan(&n, probe.severity, round), now)
             }
             Action::Resolved { incident, at, .. } => {
-                let n = self.notice(NoticeKind::Resolve, probe, incident, run, Some(*at));
-                let paged = self.outbox.for_incident(&incident.id).await?;
-                self.router.plan_follow_up(&n, &paged)
+                let leader = self.leader_of(&incident.id).await?;
+                let members = self.incidents.group_members(&leader).await?;
+                let still_open = members
+                    .iter()
+                    .filter(|m| m.id != incident.id && m.resolved_at.is_none())
+                    .count();
+                if still_open > 0 {
+                    return Ok(Paged::GroupStillOpen {
+                        leader,
+                        open: still_open,
+                    });
+                }
+                let paged = self.group_pages(&members).await?;
+                // The resolve mirrors the page the on-call engineer got (the leader's),
+                // with every probe of the group.
+                let mut n = paged
+                    .iter()
+                    .find(|r| r.entry.incident_id == leader && is_page(r))
+                    .and_then(|r| serde_json::from_str::<Notice>(&r.entry.notice).ok())
+                    .unwrap_or_else(|| {
+                        self.notice(NoticeKind::Trigger, probe, incident, run, None)
+                    });
+                n.kind = NoticeKind::Resolve;
+                n.incident_id = leader.clone();
+                n.resolved_at = Some(*at);
+                n.ack_url = None;
+                n.also_affected = members
+                    .iter()
+                    .map(|m| m.probe.clone())
+                    .filter(|p| *p != n.probe)
+                    .fold(Vec::new(), |mut v, p| {
+                        if !v.contains(&p) {
+                            v.push(p);
+                        }
+                        v
+                    });
+                let round = resolve_rounds(&paged, &leader);
+                (self.router.plan_follow_up(&n, &paged, round), now)
             }
-            _ => Vec::new(),
+            Action::Acknowledged { id, by, .. } => {
+                let leader = self.leader_of(id).await?;
+                if &leader != id {
+                    // The group's acknowledgement goes out once, for the leader.
+                    return Ok(Paged::Nothing);
+                }
+                let paged = self.outbox.for_incident(&leader).await?;
+                let Some(mut n) = paged
+                    .iter()
+                    .find(|r| is_page(r))
+                    .and_then(|r| serde_json::from_str::<Notice>(&r.entry.notice).ok())
+                else {
+                    return Ok(Paged::Nothing);
+                };
+                n.kind = NoticeKind::Acknowledge;
+                n.ack_url = None;
+                n.last_message = Some(format!("acknowledged by {by}"));
+                let round = resolve_rounds(&paged, &leader);
+                (self.router.plan_follow_up(&n, &paged, round), now)
+            }
+            Action::RunAttached { .. } | Action::Flapping { .. } => return Ok(Paged::Nothing),
         };
         if entries.is_empty() {
-            return Ok(0);
+            return Ok(Paged::Nothing);
         }
         // Written before anything is sent: a crash from here on loses nothing.
-        let n = self.outbox.enqueue(entries, now).await?;
+        let n = self.outbox.enqueue(entries, due).await?;
         self.wake.notify_one();
-        Ok(n)
+        Ok(Paged::Queued(n))
+    }
+
+    /// The group a new incident of `probe` joins, if grouping is on and one is open.
+    async fn joinable_group(
+        &self,
+        probe: &Probe,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        let connector = probe.labels.get("connector").map(String::as_str);
+        let (Some(connector), false) = (connector, self.group.window.is_zero()) else {
+            return Ok(None);
+        };
+        let since = now - chrono::Duration::from_std(self.group.window).unwrap_or_default();
+        self.incidents
+            .joinable_group(connector, &probe.severity.to_string(), since, id)
+            .await
+    }
+
+    /// The leader of `id`'s group (`id` itself when it leads one or is not grouped).
+    async fn leader_of(&self, id: &str) -> Result<String, StoreError> {
+        Ok(self
+            .incidents
+            .get(id)
+            .await?
+            .and_then(|r| r.group)
+            .unwrap_or_else(|| id.to_string()))
+    }
+
+    /// Every notification of the group's incidents.
+    async fn group_pages(&self, members: &[IncidentRow]) -> Result<Vec<OutboxRow>, StoreError> {
+        let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+        self.outbox.for_incidents(&ids).await
+    }
+
+    /// Adds `probe` to the *also affected* list of the leader's pages not sent yet.
+    async fn add_to_waiting_page(&self, leader: &str, probe: &str) -> Result<(), StoreError> {
+        for r in self.outbox.for_incident(leader).await? {
+            if r.state != "pending" || r.entry.kind != NoticeKind::Trigger.as_str() {
+                continue;
+            }
+            let Ok(mut n) = serde_json::from_str::<Notice>(&r.entry.notice) else {
+                continue;
+            };
+            if n.probe != probe && !n.also_affected.iter().any(|p| p == probe) {
+                n.also_affected.push(probe.to_string());
+                let json = serde_json::to_string(&n).unwrap_or_default();
+                self.outbox.amend_pending(&r.entry.key, json).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Delivers until `stop`, then one last pass. Pending entries of a previous run are
@@ -222,6 +401,12 @@ impl Pager {
                     }
                     for k in &pass.failed {
                         eprintln!("warning: page failed: {k}");
+                    }
+                    for k in &pass.confirmed {
+                        println!("page on the handset: {k}");
+                    }
+                    for (k, _) in &pass.undelivered {
+                        eprintln!("warning: page not delivered by the carrier: {k}");
                     }
                 }
                 Err(e) => eprintln!("warning: outbox: {e}"),
@@ -254,6 +439,24 @@ impl Pager {
     }
 }
 
+/// A trigger or flapping notification (what paged people).
+fn is_page(r: &OutboxRow) -> bool {
+    r.entry.kind == NoticeKind::Trigger.as_str() || r.entry.kind == NoticeKind::Flapping.as_str()
+}
+
+/// How many resolve rounds the leader's group has had (the next notices are of the
+/// next round).
+fn resolve_rounds(paged: &[OutboxRow], leader: &str) -> u32 {
+    let mut rounds: Vec<&str> = paged
+        .iter()
+        .filter(|r| r.entry.incident_id == leader && r.entry.kind == NoticeKind::Resolve.as_str())
+        .filter_map(|r| r.entry.key.split('/').nth(1))
+        .collect();
+    rounds.sort();
+    rounds.dedup();
+    rounds.len() as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +478,330 @@ mod tests {
             runbook_section(&bundled, "Impact assessment")
                 .unwrap()
                 .contains("Service Director")
+        );
+    }
+}
+
+#[cfg(test)]
+mod grouping_tests {
+    use super::*;
+    use crate::alerting::Breach;
+    use crate::alerting::ResolvedBy;
+    use crate::notify::{Channel, Delivery, SendFuture};
+    use crate::probe::{Contact, Severity};
+    use std::collections::BTreeMap;
+
+    /// Accepts everything.
+    #[derive(Debug)]
+    struct Accept(&'static str);
+
+    impl Channel for Accept {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn reaches(&self, contact: Option<&Contact>) -> bool {
+            (self.0 == "email") == contact.is_some()
+        }
+        fn send<'a>(&'a self, _: &'a Notice, _: Option<&'a Contact>) -> SendFuture<'a> {
+            Box::pin(async { Delivery::Accepted { provider_id: None } })
+        }
+    }
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_790_000_000 + s, 0).unwrap()
+    }
+
+    fn failed_run(probe: &str) -> ProbeRun {
+        serde_json::from_value(serde_json::json!({
+            "run_id": format!("run-{probe}"), "probe": probe, "trace_id": "t",
+            "started_at": t(0), "finished_at": t(0), "duration_ms": 1.0,
+            "outcome": "error", "error_class": null, "failed_step": null, "message": null,
+            "labels": {}, "runbook": null, "steps": [],
+            "cleanup": crate::runner::CleanupReport::default(),
+        }))
+        .unwrap()
+    }
+
+    fn open(probe: &str, at: i64) -> Open {
+        Open {
+            id: format!("inc-{probe}-{at}"),
+            opened_at: t(at),
+            acked_at: None,
+            acked_by: None,
+            breaches: vec![Breach::Failures { failed: 2, of: 2 }],
+            error_class: Some("http_5xx".into()),
+            failed_step: Some("book".into()),
+            last_message: Some("HTTP 503".into()),
+            runs: vec![],
+            flapping: false,
+            successes_in_row: 0,
+        }
+    }
+
+    struct Rig {
+        pager: Pager,
+        incidents: IncidentStore,
+        outbox: OutboxStore,
+        probes: Vec<Probe>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// Four probes: three P2 on crm-to-dms, one P2 on dms-to-crm; e-mail to one person
+    /// and a webhook. The first page waits `wait` seconds for the group.
+    fn rig(wait: u64) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::load(Path::new(".")).unwrap();
+        let mut agent = config.agent.clone();
+        agent.alerting.group.wait = Duration::from_secs(wait);
+        let base = config.probes[0].clone();
+        let probes = [
+            ("a", "crm-to-dms"),
+            ("b", "crm-to-dms"),
+            ("c", "crm-to-dms"),
+            ("d", "dms-to-crm"),
+        ]
+        .map(|(name, connector)| {
+            let mut p = base.clone();
+            p.name = name.into();
+            p.severity = Severity::P2;
+            p.labels.insert("connector".into(), connector.into());
+            p
+        })
+        .to_vec();
+        let mut routes = BTreeMap::new();
+        routes.insert(Severity::P2, vec![0]);
+        let router = Router {
+            contacts: vec![Contact {
+                name: "Maria".into(),
+                email: Some("maria@dealer.example".into()),
+                phone: None,
+            }],
+            routes,
+            channels: vec![Arc::new(Accept("email")), Arc::new(Accept("webhook"))],
+        };
+        let incidents = IncidentStore::open_in(dir.path()).unwrap();
+        let outbox = OutboxStore::open_in(dir.path()).unwrap();
+        let pager = Pager::new(
+            outbox.clone(),
+            router,
+            &agent,
+            Path::new("."),
+            None,
+            None,
+            incidents.clone(),
+        );
+        Rig {
+            pager,
+            incidents,
+            outbox,
+            probes,
+            _dir: dir,
+        }
+    }
+
+    impl Rig {
+        fn probe(&self, name: &str) -> &Probe {
+            self.probes.iter().find(|p| p.name == name).unwrap()
+        }
+
+        /// What the tracker does, then the pager.
+        async fn opened(&self, name: &str, at: i64) -> Paged {
+            let o = open(name, at);
+            let p = self.probe(name);
+            self.incidents
+                .save(&o, name, "P2", &p.labels["connector"], None)
+                .await
+                .unwrap();
+            self.pager
+                .on_action(p, &failed_run(name), &Action::Opened(o), t(at))
+                .await
+                .unwrap()
+        }
+
+        async fn resolved(&self, name: &str, opened: i64, at: i64) -> Paged {
+            let o = open(name, opened);
+            let p = self.probe(name);
+            self.incidents
+                .save(
+                    &o,
+                    name,
+                    "P2",
+                    &p.labels["connector"],
+                    Some((t(at), "recovery")),
+                )
+                .await
+                .unwrap();
+            let a = Action::Resolved {
+                incident: o,
+                at: t(at),
+                by: ResolvedBy::Recovery,
+            };
+            self.pager
+                .on_action(p, &failed_run(name), &a, t(at))
+                .await
+                .unwrap()
+        }
+
+        async fn keys(&self, incident: &str) -> Vec<String> {
+            self.outbox
+                .for_incident(incident)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.entry.key.split_once('/').unwrap().1.to_string())
+                .collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn incidents_opening_together_on_one_connector_are_one_page_and_one_resolve() {
+        let r = rig(30);
+        assert_eq!(r.opened("a", 0).await, Paged::Queued(2));
+        let lead = "inc-a-0".to_string();
+        let grouped = Paged::Grouped {
+            leader: lead.clone(),
+        };
+        assert_eq!(r.opened("b", 5).await, grouped);
+        assert_eq!(r.opened("c", 20).await, grouped);
+        // Another connector pages on its own.
+        assert_eq!(r.opened("d", 21).await, Paged::Queued(2));
+        // The waiting page lists the others; it is due when the wait is over.
+        let rows = r.outbox.for_incident(&lead).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        for row in &rows {
+            let n: Notice = serde_json::from_str(&row.entry.notice).unwrap();
+            assert_eq!(n.also_affected, vec!["b", "c"]);
+            assert_eq!(row.next_attempt_at, t(30));
+        }
+        assert!(r.outbox.for_incident("inc-b-5").await.unwrap().is_empty());
+
+        // Acknowledging the page acknowledges the group; only the webhook hears of it.
+        assert!(
+            r.incidents
+                .acknowledge(&lead, "maria", t(40))
+                .await
+                .unwrap()
+        );
+        for id in ["inc-b-5", "inc-c-20"] {
+            let row = r.incidents.get(id).await.unwrap().unwrap();
+            assert_eq!(row.acked_by.as_deref(), Some("maria"), "{id}");
+            assert_eq!(row.group.as_deref(), Some(lead.as_str()));
+        }
+        assert!(
+            r.incidents
+                .get("inc-d-21")
+                .await
+                .unwrap()
+                .unwrap()
+                .acked_at
+                .is_none()
+        );
+        let ack = |id: &str| Action::Acknowledged {
+            id: id.into(),
+            by: "maria".into(),
+            at: t(40),
+            opened_at: t(0),
+        };
+        let run = failed_run("a");
+        assert_eq!(
+            r.pager
+                .on_action(r.probe("a"), &run, &ack(&lead), t(41))
+                .await
+                .unwrap(),
+            Paged::Queued(1)
+        );
+        assert_eq!(
+            r.pager
+                .on_action(r.probe("b"), &run, &ack("inc-b-5"), t(41))
+                .await
+                .unwrap(),
+            Paged::Nothing
+        );
+
+        // The resolve waits for the whole group, whoever recovers first.
+        assert_eq!(
+            r.resolved("a", 0, 100).await,
+            Paged::GroupStillOpen {
+                leader: lead.clone(),
+                open: 2
+            }
+        );
+        assert_eq!(
+            r.resolved("c", 20, 110).await,
+            Paged::GroupStillOpen {
+                leader: lead.clone(),
+                open: 1
+            }
+        );
+        assert_eq!(r.resolved("b", 5, 120).await, Paged::Queued(2));
+        let resolve = r
+            .outbox
+            .for_incident(&lead)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|row| row.entry.kind == "resolve")
+            .unwrap();
+        let n: Notice = serde_json::from_str(&resolve.entry.notice).unwrap();
+        assert_eq!(
+            (n.probe.as_str(), n.incident_id.as_str()),
+            ("a", lead.as_str())
+        );
+        assert_eq!(n.also_affected, vec!["b", "c"]);
+        assert_eq!(n.resolved_at, Some(t(120)));
+        assert_eq!(
+            r.keys(&lead).await,
+            vec![
+                "trigger/email/Maria",
+                "trigger/webhook/-",
+                "acknowledge/webhook/-",
+                "resolve/email/Maria",
+                "resolve/webhook/-"
+            ]
+        );
+
+        // Long after the window, the connector's next incident is a new page.
+        assert_eq!(r.opened("b", 1000).await, Paged::Queued(2));
+    }
+
+    #[tokio::test]
+    async fn a_group_that_reopens_and_resolves_again_notifies_each_round() {
+        let r = rig(0);
+        assert_eq!(r.opened("a", 0).await, Paged::Queued(2));
+        assert_eq!(r.resolved("a", 0, 60).await, Paged::Queued(2));
+        for (reopen_at, resolve_at) in [(90, 200), (230, 400)] {
+            let mut o = open("a", 0);
+            o.flapping = true;
+            r.incidents.reopen(&o.id).await.unwrap();
+            let p = r.probe("a");
+            let paged = r
+                .pager
+                .on_action(p, &failed_run("a"), &Action::Reopened(o), t(reopen_at))
+                .await
+                .unwrap();
+            assert_eq!(paged, Paged::Queued(2), "reopen at {reopen_at}");
+            assert_eq!(r.resolved("a", 0, resolve_at).await, Paged::Queued(2));
+        }
+        let keys = r.keys("inc-a-0").await;
+        let kinds: Vec<&str> = keys
+            .iter()
+            .filter(|k| k.ends_with("/email/Maria"))
+            .map(|k| k.split('/').next().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                "trigger",
+                "resolve",
+                "flapping#2",
+                "resolve#2",
+                "flapping#3",
+                "resolve#3"
+            ]
+        );
+        assert_eq!(
+            r.incidents.get("inc-a-0").await.unwrap().unwrap().reopens,
+            2
         );
     }
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::http::{
     describe_transport, quote, redact, redact_delivery, retry_after, transport_outcome,
 };
-use super::{Channel, Delivery, Notice, NoticeKind, SendFuture};
+use super::{Channel, ConfirmFuture, Confirmation, Delivery, Notice, NoticeKind, SendFuture};
 use crate::probe::Contact;
 
 /// Where Twilio's API lives (tests point `base_url` at a local server instead).
@@ -252,6 +252,65 @@ impl Channel for SmsChannel {
             self.send_text(phone, &sms_text(notice)).await
         })
     }
+
+    /// rooftop has no public callback URL: delivery receipts are polled.
+    fn confirms(&self) -> bool {
+        true
+    }
+
+    fn confirm<'a>(&'a self, provider_id: &'a str) -> ConfirmFuture<'a> {
+        Box::pin(async move {
+            match self.poll_status(provider_id).await {
+                Ok(status) => confirmation(&status),
+                Err(e) => Confirmation::Pending {
+                    status: e.to_string(),
+                },
+            }
+        })
+    }
+}
+
+/// A Twilio status as the outbox sees it.
+pub fn confirmation(status: &DeliveryStatus) -> Confirmation {
+    let code = |c: &Option<u32>| {
+        c.map(|c| match carrier_code(c) {
+            Some(m) => format!(" (error {c}: {m})"),
+            None => format!(" (error {c})"),
+        })
+        .unwrap_or_default()
+    };
+    match status {
+        DeliveryStatus::Delivered => Confirmation::Delivered,
+        DeliveryStatus::Undelivered { error_code } => Confirmation::Undelivered {
+            reason: format!("the carrier could not deliver it{}", code(error_code)),
+        },
+        DeliveryStatus::Failed { error_code } => Confirmation::Undelivered {
+            reason: format!("Twilio could not send it{}", code(error_code)),
+        },
+        DeliveryStatus::Queued => Confirmation::Pending {
+            status: "queued".into(),
+        },
+        DeliveryStatus::Sending => Confirmation::Pending {
+            status: "sending".into(),
+        },
+        DeliveryStatus::Sent => Confirmation::Pending {
+            status: "sent to the carrier".into(),
+        },
+        DeliveryStatus::Unknown(s) => Confirmation::Pending { status: s.clone() },
+    }
+}
+
+/// What the common delivery error codes mean.
+fn carrier_code(code: u32) -> Option<&'static str> {
+    Some(match code {
+        30003 => "handset unreachable (off or out of coverage)",
+        30004 => "message blocked by the recipient or carrier",
+        30005 => "unknown or inactive number",
+        30006 => "landline or unreachable carrier",
+        30007 => "filtered by the carrier as spam",
+        30008 => "unknown carrier error",
+        _ => return known_code(code),
+    })
 }
 
 /// `+` then up to 15 digits, the first not 0.

@@ -38,6 +38,12 @@ pub struct IncidentRow {
     pub reason: String,
     pub runs: Vec<String>,
     pub last_message: Option<String>,
+    /// The incident whose page this one was grouped into (same connector and severity,
+    /// opened together); its own id when it leads a group; `None` before the pager
+    /// decided (or without paging).
+    pub group: Option<String>,
+    /// How often it failed again after recovering (flapping reopenings).
+    pub reopens: u32,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -76,10 +82,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentRow> {
         reason: r.get(12)?,
         last_message: r.get(13)?,
         runs: serde_json::from_str(&runs).unwrap_or_default(),
+        group: r.get(15)?,
+        reopens: r.get::<_, i64>(16)? as u32,
     })
 }
 
-const COLUMNS: &str = "id, probe, severity, connector, opened_ms, acked_ms, acked_by, resolved_ms, resolved_by, flapping, error_class, failed_step, reason, last_message, runs";
+const COLUMNS: &str = "id, probe, severity, connector, opened_ms, acked_ms, acked_by, resolved_ms, resolved_by, flapping, error_class, failed_step, reason, last_message, runs, group_id, reopens";
 
 /// Why an incident was opened, in words.
 pub fn reason(breaches: &[Breach]) -> String {
@@ -157,7 +165,7 @@ impl IncidentStore {
         self.db
             .with_conn(move |c| {
                 c.execute(
-                    "UPDATE incidents SET resolved_ms = NULL, resolved_by = NULL, flapping = 1 WHERE id = ?1",
+                    "UPDATE incidents SET resolved_ms = NULL, resolved_by = NULL, flapping = 1, reopens = reopens + 1 WHERE id = ?1",
                     params![id],
                 )?;
                 Ok(())
@@ -199,6 +207,66 @@ impl IncidentStore {
 
     /// Acknowledges an unresolved incident; false if it is unknown, resolved or already
     /// acknowledged.
+    /// Records which group `id` belongs to (`leader` = `id` when it leads one).
+    pub async fn set_group(&self, id: &str, leader: &str) -> Result<(), StoreError> {
+        let (id, leader) = (id.to_string(), leader.to_string());
+        self.db
+            .with_conn(move |c| {
+                c.execute(
+                    "UPDATE incidents SET group_id = ?2 WHERE id = ?1",
+                    params![id, leader],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The group a new incident on `connector` with `severity` joins: the latest one led
+    /// by an incident opened at or after `since` that still has an unresolved member
+    /// (other than `except`).
+    pub async fn joinable_group(
+        &self,
+        connector: &str,
+        severity: &str,
+        since: DateTime<Utc>,
+        except: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (connector, severity, except) = (
+            connector.to_string(),
+            severity.to_string(),
+            except.to_string(),
+        );
+        self.db
+            .with_conn(move |c| {
+                c.query_row(
+                    "SELECT l.id FROM incidents l
+                     WHERE l.connector = ?1 AND l.severity = ?2 AND l.group_id = l.id
+                       AND l.opened_ms >= ?3 AND l.id != ?4
+                       AND EXISTS (SELECT 1 FROM incidents m
+                                   WHERE m.group_id = l.id AND m.id != ?4 AND m.resolved_ms IS NULL)
+                     ORDER BY l.opened_ms DESC LIMIT 1",
+                    params![connector, severity, ms(since), except],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .await
+    }
+
+    /// The incidents of the group `leader` leads (the leader first).
+    pub async fn group_members(&self, leader: &str) -> Result<Vec<IncidentRow>, StoreError> {
+        let leader = leader.to_string();
+        self.db
+            .with_conn(move |c| {
+                let mut stmt = c.prepare(&format!(
+                    "SELECT {COLUMNS} FROM incidents WHERE group_id = ?1 OR id = ?1
+                     ORDER BY id != ?1, opened_ms, id"
+                ))?;
+                stmt.query_map(params![leader], row)?.collect()
+            })
+            .await
+    }
+
     pub async fn acknowledge(
         &self,
         id: &str,
@@ -208,11 +276,20 @@ impl IncidentStore {
         let (id, by) = (id.to_string(), by.to_string());
         self.db
             .with_conn(move |c| {
-                Ok(c.execute(
+                let own = c.execute(
                     "UPDATE incidents SET acked_ms = ?2, acked_by = ?3
                      WHERE id = ?1 AND acked_ms IS NULL AND resolved_ms IS NULL",
                     params![id, ms(now), by],
-                )? == 1)
+                )? == 1;
+                // The page covered the whole group: so does its acknowledgement.
+                if own {
+                    c.execute(
+                        "UPDATE incidents SET acked_ms = ?2, acked_by = ?3
+                         WHERE group_id = ?1 AND id != ?1 AND acked_ms IS NULL AND resolved_ms IS NULL",
+                        params![id, ms(now), by],
+                    )?;
+                }
+                Ok(own)
             })
             .await
     }
@@ -238,6 +315,16 @@ impl IncidentStore {
 }
 
 /// Migration 4: incidents.
+/// Migration 6: page grouping and the reopen count (notification rounds).
+pub(super) fn add_groups(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "ALTER TABLE incidents ADD COLUMN group_id TEXT;
+         ALTER TABLE incidents ADD COLUMN reopens INTEGER NOT NULL DEFAULT 0;
+         CREATE INDEX IF NOT EXISTS incidents_group ON incidents (group_id);
+         CREATE INDEX IF NOT EXISTS incidents_connector ON incidents (connector, severity, opened_ms);",
+    )
+}
+
 pub(super) fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS incidents (

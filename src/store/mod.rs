@@ -68,12 +68,14 @@ impl Db {
 }
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 5] = [
+const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 7] = [
     ledger::create_tables,
     runs::create_tables,
     runs::add_steps_and_triggers,
     incidents::create_tables,
     outbox::create_tables,
+    incidents::add_groups,
+    outbox::add_confirmation,
 ];
 
 /// Opens `path` (creating the state directory), configured and migrated.

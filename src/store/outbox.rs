@@ -43,6 +43,13 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub provider_id: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// For channels that report delivery to the handset (SMS): `pending` while the
+    /// status is polled, then `handset` (confirmed), `undelivered` (the carrier gave up:
+    /// the entry failed and fell back) or `unconfirmed` (no receipt before polling
+    /// stopped). `None`: the provider's acceptance is all there is.
+    pub confirm: Option<String>,
+    /// Status polls so far.
+    pub polls: u32,
 }
 
 impl OutboxEntry {
@@ -69,10 +76,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
         last_error: r.get(10)?,
         provider_id: r.get(11)?,
         delivered_at: at(r.get(12)?),
+        confirm: r.get(13)?,
+        polls: r.get::<_, i64>(14)? as u32,
     })
 }
 
-const COLUMNS: &str = "key, incident_id, kind, channel, contact, notice, fallback_from, state, attempts, next_attempt_ms, last_error, provider_id, delivered_ms";
+const COLUMNS: &str = "key, incident_id, kind, channel, contact, notice, fallback_from, state, attempts, next_attempt_ms, last_error, provider_id, delivered_ms, confirm, polls";
 
 impl OutboxStore {
     pub fn open_in(state_dir: &std::path::Path) -> Result<OutboxStore, StoreError> {
@@ -128,7 +137,10 @@ impl OutboxStore {
         self.db
             .with_conn(|c| {
                 c.query_row(
-                    "SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'",
+                    "SELECT MIN(t) FROM (
+                         SELECT MIN(next_attempt_ms) AS t FROM outbox WHERE state = 'pending'
+                         UNION ALL
+                         SELECT MIN(confirm_ms) FROM outbox WHERE confirm = 'pending')",
                     [],
                     |r| r.get::<_, Option<i64>>(0),
                 )
@@ -150,18 +162,115 @@ impl OutboxStore {
             .await
     }
 
+    /// Every entry of these incidents (a page group), oldest first.
+    pub async fn for_incidents(&self, ids: &[String]) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend(self.for_incident(id).await?);
+        }
+        Ok(out)
+    }
+
+    /// Replaces the notice of an entry that has not been sent yet (an incident joined
+    /// its group while the page waited); returns whether it was still pending.
+    pub async fn amend_pending(&self, key: &str, notice: String) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        self.db
+            .with_conn(move |c| {
+                Ok(c.execute(
+                    "UPDATE outbox SET notice = ?2 WHERE key = ?1 AND state = 'pending'",
+                    params![key, notice],
+                )? == 1)
+            })
+            .await
+    }
+
+    /// The provider accepted it. With `confirm_at`, its delivery to the handset is
+    /// polled from then on (`confirming`).
     pub async fn mark_delivered(
         &self,
         key: &str,
         provider_id: Option<String>,
         now: DateTime<Utc>,
+        confirm_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         let key = key.to_string();
         self.db
             .with_conn(move |c| {
                 c.execute(
-                    "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, provider_id = ?2, delivered_ms = ?3, last_error = NULL WHERE key = ?1",
-                    params![key, provider_id, now.timestamp_millis()],
+                    "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, provider_id = ?2, delivered_ms = ?3, last_error = NULL,
+                         confirm = CASE WHEN ?4 IS NULL THEN NULL ELSE 'pending' END, confirm_ms = ?4
+                     WHERE key = ?1",
+                    params![key, provider_id, now.timestamp_millis(), confirm_at.map(|t| t.timestamp_millis())],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Accepted entries whose delivery status is due to be polled.
+    pub async fn confirming(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.db
+            .with_conn(move |c| {
+                let mut stmt = c.prepare(&format!(
+                    "SELECT {COLUMNS} FROM outbox WHERE confirm = 'pending' AND confirm_ms <= ?1
+                     ORDER BY confirm_ms LIMIT ?2"
+                ))?;
+                stmt.query_map(params![now.timestamp_millis(), limit as i64], row)?
+                    .collect()
+            })
+            .await
+    }
+
+    /// One more status poll without a final answer: poll again at `next`, or, without
+    /// `next`, stop (`unconfirmed`).
+    pub async fn mark_polled(
+        &self,
+        key: &str,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.db
+            .with_conn(move |c| {
+                c.execute(
+                    "UPDATE outbox SET polls = polls + 1,
+                         confirm = CASE WHEN ?2 IS NULL THEN 'unconfirmed' ELSE 'pending' END,
+                         confirm_ms = ?2
+                     WHERE key = ?1",
+                    params![key, next.map(|t| t.timestamp_millis())],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The handset has it.
+    pub async fn mark_confirmed(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.db
+            .with_conn(move |c| {
+                c.execute(
+                    "UPDATE outbox SET polls = polls + 1, confirm = 'handset', confirm_ms = NULL WHERE key = ?1",
+                    params![key],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The carrier could not deliver what the provider had accepted: the entry failed
+    /// (a fallback takes over).
+    pub async fn mark_undelivered(&self, key: &str, error: &str) -> Result<(), StoreError> {
+        let (key, error) = (key.to_string(), error.to_string());
+        self.db
+            .with_conn(move |c| {
+                c.execute(
+                    "UPDATE outbox SET state = 'failed', polls = polls + 1, confirm = 'undelivered', confirm_ms = NULL, last_error = ?2 WHERE key = ?1",
+                    params![key, error],
                 )?;
                 Ok(())
             })
@@ -200,6 +309,16 @@ impl OutboxStore {
             })
             .await
     }
+}
+
+/// Migration 7: delivery confirmation (SMS status polling).
+pub(super) fn add_confirmation(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "ALTER TABLE outbox ADD COLUMN confirm TEXT;
+         ALTER TABLE outbox ADD COLUMN confirm_ms INTEGER;
+         ALTER TABLE outbox ADD COLUMN polls INTEGER NOT NULL DEFAULT 0;
+         CREATE INDEX IF NOT EXISTS outbox_confirm ON outbox (confirm, confirm_ms);",
+    )
 }
 
 /// Migration 5: the notification outbox.

@@ -1,0 +1,255 @@
+//! Paging that respects the on-call engineer's phone, through the running agent and a
+//! real SMTP server (aiosmtpd): three probes failing together on one connector are one
+//! page and one resolve notice, not six e-mails; a flapping connector is one incident,
+//! not a page per flap.
+
+#[path = "common/agent.rs"]
+mod agent;
+#[path = "common/tools.rs"]
+mod tools;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use rooftop::sandbox::{DownMode, Fault, FaultKind, Sandbox, SandboxConfig, System};
+use tokio::process::{Child, Command};
+use tools::{SmtpOptions, SmtpServer};
+
+/// Subject and plain-text part of a received message.
+fn subject_and_text(eml: &str) -> String {
+    let out = std::process::Command::new(tools::python())
+        .arg("-c")
+        .arg(
+            "import email, email.policy, sys\n\
+             m = email.message_from_string(sys.stdin.read(), policy=email.policy.default)\n\
+             print(m['subject'])\n\
+             print(m.get_body(('plain',)).get_content())",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(eml.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn crm_down() -> Vec<Fault> {
+    vec![Fault::new(FaultKind::ConnectorDown {
+        system: System::Crm,
+        mode: DownMode::Http503,
+    })]
+}
+
+/// A config dir with the bundled lead probe (every second, fast polls, no runbooks) once
+/// per name, and `alerting` paging one person by e-mail through `smtp_port`.
+fn write_config(dir: &Path, names: &[&str], smtp_port: u16, extra_alerting: &str) {
+    std::fs::create_dir_all(dir.join("probes")).unwrap();
+    let lead = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
+        .unwrap()
+        .replace("schedule: {every: 30m}", "schedule: {every: 1s}")
+        .replace(
+            "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
+            "poll: {interval: 50ms, backoff: 1, within: 5s}",
+        )
+        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
+        .replace("    runbook: runbooks/connector-down.md\n", "");
+    for name in names {
+        let probe = lead.replace("name: lead-to-bdc-call-list", &format!("name: {name}"));
+        assert_ne!(probe, lead, "the probe's name line moved");
+        std::fs::write(dir.join(format!("probes/{name}.yaml")), probe).unwrap();
+    }
+    std::fs::write(
+        dir.join("rooftop.yaml"),
+        format!(
+            "rooftop: {{id: toronto-north, name: Toronto North Honda}}\n\
+             alerting:\n\
+             \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example}}]\n\
+             \x20 routes: {{P2: [Maria Lopez]}}\n\
+             \x20 email: {{from: rooftop@dealer.example, smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 5s}}}}\n\
+             {extra_alerting}"
+        ),
+    )
+    .unwrap();
+}
+
+fn spawn_agent(sb: &Sandbox, dir: &Path, state: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_rooftop"))
+        .args(["run", "--listen", "off", "--config"])
+        .arg(dir)
+        .arg("--state-dir")
+        .arg(state)
+        .envs(sb.env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn incidents_json(dir: &Path, state: &Path) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
+        .args(["incidents", "--json", "--config"])
+        .arg(dir)
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .unwrap();
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_probes_failing_on_one_connector_are_one_page_and_one_resolve() {
+    let sb = Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig::default().with_fixed_latency(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let names = ["lead-web", "lead-oem", "lead-3rd-party"];
+    // The first page waits 3 s for the others of its connector.
+    write_config(
+        dir.path(),
+        &names,
+        smtp.port,
+        "\x20 group: {window: 10m, wait: 3s}\n",
+    );
+    let agent = spawn_agent(&sb, dir.path(), state.path());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    sb.set_faults(crm_down());
+
+    let page = smtp.wait_for_count(1, Duration::from_secs(20)).await;
+    let first = subject_and_text(&page[0]);
+    assert!(
+        first
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("failing (+2 more on crm-to-bdc)"),
+        "{first}"
+    );
+    let also = first
+        .lines()
+        .find_map(|l| l.strip_prefix("Also failing on this connector (grouped into this page): "))
+        .unwrap_or_else(|| panic!("an also-affected line\n{first}"));
+    let mut listed: Vec<&str> = also.split(", ").collect();
+    let leader = names
+        .iter()
+        .find(|n| {
+            first
+                .lines()
+                .next()
+                .unwrap()
+                .contains(&format!(": {n} failing"))
+        })
+        .expect("the page names one of the probes");
+    listed.push(leader);
+    listed.sort();
+    let mut all = names.to_vec();
+    all.sort();
+    assert_eq!(listed, all, "{first}");
+    // More failing runs: still one page.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(smtp.messages().len(), 1);
+
+    sb.set_faults(vec![]);
+    let both = smtp.wait_for_count(2, Duration::from_secs(20)).await;
+    let resolve = subject_and_text(&both[1]);
+    assert!(
+        resolve.starts_with(&format!(
+            "[P2] RESOLVED Toronto North Honda · lead-ingestion: {leader} resolved (+2 more on crm-to-bdc)"
+        )),
+        "{resolve}"
+    );
+    assert!(
+        resolve.contains("Also affected on this connector (all resolved now): "),
+        "{resolve}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(smtp.messages().len(), 2, "one page, one resolve");
+
+    let (out, _) = agent::sigterm(agent, Duration::from_secs(60)).await;
+    assert_eq!(out.matches(" opened: ").count(), 3, "{out}");
+    assert_eq!(out.matches("grouped into inc-").count(), 2, "{out}");
+    // Three incidents, two of them in the first one's group, all resolved; the
+    // notifications are the leader's.
+    let incidents = incidents_json(dir.path(), state.path());
+    assert_eq!(incidents.len(), 3, "{incidents:?}");
+    let lead = incidents.iter().find(|i| i["probe"] == *leader).unwrap()["id"].clone();
+    for i in &incidents {
+        assert_eq!(i["group"], lead, "{i}");
+        assert_eq!(i["state"], "resolved", "{i}");
+        let notes = i["notifications"].as_array().unwrap().len();
+        assert_eq!(notes, if i["id"] == lead { 2 } else { 0 }, "{i}");
+    }
+}
+
+/// The CRM goes down and comes back every 3 s, four times. Without damping that is four
+/// pages and four resolves; here it is one incident: the page, at most one "flapping"
+/// notice (it failed again right after recovering), and resolves only once the flapping
+/// stopped for a whole flap window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_connector_is_one_incident_not_a_page_per_flap() {
+    let sb = Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig::default().with_fixed_latency(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_config(
+        dir.path(),
+        &["lead-web"],
+        smtp.port,
+        "\x20 rules: {fire_after: 2, resolve_after: 2, flapping: {changes: 4, window: 10s}}\n",
+    );
+    let agent = spawn_agent(&sb, dir.path(), state.path());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for _ in 0..4 {
+        sb.set_faults(crm_down());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        sb.set_faults(vec![]);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    // Healthy from now on: after a quiet flap window (10 s) the incident resolves.
+    let incident = tools::eventually(
+        Duration::from_secs(30),
+        || "the flapping incident resolved".into(),
+        || {
+            let all = incidents_json(dir.path(), state.path());
+            (all.len() == 1 && all[0]["state"] == "resolved").then(|| all[0].clone())
+        },
+    )
+    .await;
+    assert_eq!(incident["flapping"], true, "{incident}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (out, _) = agent::sigterm(agent, Duration::from_secs(60)).await;
+    assert_eq!(out.matches(" opened: ").count(), 1, "{out}");
+
+    let subjects: Vec<String> = smtp
+        .messages()
+        .iter()
+        .map(|m| subject_and_text(m).lines().next().unwrap().to_string())
+        .collect();
+    let count = |what: &str| subjects.iter().filter(|s| s.ends_with(what)).count();
+    assert_eq!(count("lead-web failing"), 1, "{subjects:?}");
+    assert!(count("lead-web flapping") <= 1, "{subjects:?}");
+    // A resolve per round that reached people: the flapping notice's round has its own.
+    assert_eq!(
+        count("lead-web resolved"),
+        1 + count("lead-web flapping"),
+        "{subjects:?}"
+    );
+    assert!(subjects.len() <= 4, "{subjects:?}\n{out}");
+}
