@@ -55,17 +55,8 @@ impl Tracker {
             s.facts = facts;
             if let Some(row) = open.iter().find(|r| r.probe == p.name) {
                 s.phase = Phase::Open(Open {
-                    id: row.id.clone(),
-                    opened_at: row.opened_at,
-                    acked_at: row.acked_at,
-                    acked_by: row.acked_by.clone(),
-                    breaches: Vec::new(),
-                    error_class: row.error_class.clone(),
-                    failed_step: row.failed_step.clone(),
-                    last_message: row.last_message.clone(),
-                    runs: row.runs.clone(),
-                    flapping: row.flapping,
                     successes_in_row: s.facts.iter().rev().take_while(|f| f.success).count() as u32,
+                    ..row.to_open()
                 });
             }
             states.insert(p.name.clone(), s);

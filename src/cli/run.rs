@@ -352,6 +352,13 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    match pager.resume(&config.probes, now).await {
+        Ok(0) => {}
+        Ok(n) => {
+            println!("queued {n} notification(s) the previous run decided on but did not queue")
+        }
+        Err(e) => eprintln!("warning: checking for unqueued pages: {e}"),
+    }
     let names: Vec<String> = config.probes.iter().map(|p| p.name.clone()).collect();
     let last = match history.last_scheduled(names.clone()).await {
         Ok(l) => l,

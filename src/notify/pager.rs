@@ -140,7 +140,7 @@ impl Pager {
         kind: NoticeKind,
         probe: &Probe,
         open: &Open,
-        run: &ProbeRun,
+        run: Option<&ProbeRun>,
         resolved_at: Option<DateTime<Utc>>,
     ) -> Notice {
         // The failed step's runbook when it has its own, else the probe's.
@@ -178,8 +178,8 @@ impl Pager {
             failed_step: open.failed_step.clone(),
             last_message: open.last_message.clone(),
             sync: run
-                .steps
                 .iter()
+                .flat_map(|r| &r.steps)
                 .filter_map(|s| {
                     s.sync.as_ref().map(|m| SyncFigure {
                         step: s.name.clone(),
@@ -221,6 +221,61 @@ impl Pager {
         &self,
         probe: &Probe,
         run: &ProbeRun,
+        action: &Action,
+        now: DateTime<Utc>,
+    ) -> Result<Paged, StoreError> {
+        self.act(probe, Some(run), action, now).await
+    }
+
+    /// After a restart: the notifications the tracker decided on but that never reached
+    /// the outbox (the process died between saving the incident and queuing its page, or
+    /// its resolve) are queued now. Queuing what is already there is a no-op (the keys).
+    /// Returns how many were queued.
+    pub async fn resume(&self, probes: &[Probe], now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut queued = 0;
+        for row in self.incidents.list(false).await? {
+            let Some(probe) = probes.iter().find(|p| p.name == row.probe) else {
+                continue;
+            };
+            let leads = row.group.as_deref() == Some(row.id.as_str());
+            let action = if row.resolved_at.is_none() {
+                let unpaged = leads && self.outbox.for_incident(&row.id).await?.is_empty();
+                if row.group.is_some() && !unpaged {
+                    continue;
+                }
+                Action::Opened(row.to_open())
+            } else if leads {
+                let members = self.incidents.group_members(&row.id).await?;
+                if members.iter().any(|m| m.resolved_at.is_none()) {
+                    continue;
+                }
+                let paged = self.group_pages(&members).await?;
+                let resolved = paged
+                    .iter()
+                    .any(|r| r.entry.kind == NoticeKind::Resolve.as_str());
+                if resolved || !paged.iter().any(is_page) {
+                    continue;
+                }
+                let last = members.iter().filter_map(|m| m.resolved_at).max();
+                Action::Resolved {
+                    incident: row.to_open(),
+                    at: last.unwrap_or(now),
+                    by: crate::alerting::ResolvedBy::Recovery,
+                }
+            } else {
+                continue;
+            };
+            if let Paged::Queued(n) = self.act(probe, None, &action, now).await? {
+                queued += n;
+            }
+        }
+        Ok(queued)
+    }
+
+    async fn act(
+        &self,
+        probe: &Probe,
+        run: Option<&ProbeRun>,
         action: &Action,
         now: DateTime<Utc>,
     ) -> Result<Paged, StoreError> {
@@ -762,6 +817,42 @@ mod grouping_tests {
 
         // Long after the window, the connector's next incident is a new page.
         assert_eq!(r.opened("b", 1000).await, Paged::Queued(2));
+    }
+
+    #[tokio::test]
+    async fn a_restart_queues_the_page_and_the_resolve_a_crash_left_unqueued() {
+        let r = rig(0);
+        // The tracker saved the incident; the process died before the pager ran.
+        let o = open("a", 0);
+        r.incidents
+            .save(&o, "a", "P2", "crm-to-dms", None)
+            .await
+            .unwrap();
+        assert_eq!(r.pager.resume(&r.probes, t(5)).await.unwrap(), 2);
+        assert_eq!(r.pager.resume(&r.probes, t(6)).await.unwrap(), 0, "once");
+        // Resolved and saved, then the process died again before the resolve was queued.
+        r.incidents
+            .save(&o, "a", "P2", "crm-to-dms", Some((t(60), "recovery")))
+            .await
+            .unwrap();
+        assert_eq!(r.pager.resume(&r.probes, t(70)).await.unwrap(), 2);
+        assert_eq!(r.pager.resume(&r.probes, t(71)).await.unwrap(), 0, "once");
+        assert_eq!(
+            r.keys("inc-a-0").await,
+            vec![
+                "trigger/email/Maria",
+                "trigger/webhook/-",
+                "resolve/email/Maria",
+                "resolve/webhook/-"
+            ]
+        );
+        let resolve: Notice = serde_json::from_str(
+            &r.outbox.for_incident("inc-a-0").await.unwrap()[2]
+                .entry
+                .notice,
+        )
+        .unwrap();
+        assert_eq!(resolve.resolved_at, Some(t(60)));
     }
 
     #[tokio::test]

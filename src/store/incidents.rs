@@ -46,6 +46,26 @@ pub struct IncidentRow {
     pub reopens: u32,
 }
 
+impl IncidentRow {
+    /// The incident as the state machine holds it (the breaches are not stored: the next
+    /// evaluation finds them again).
+    pub fn to_open(&self) -> Open {
+        Open {
+            id: self.id.clone(),
+            opened_at: self.opened_at,
+            acked_at: self.acked_at,
+            acked_by: self.acked_by.clone(),
+            breaches: Vec::new(),
+            error_class: self.error_class.clone(),
+            failed_step: self.failed_step.clone(),
+            last_message: self.last_message.clone(),
+            runs: self.runs.clone(),
+            flapping: self.flapping,
+            successes_in_row: 0,
+        }
+    }
+}
+
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }

@@ -722,7 +722,7 @@ mod tests {
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 5);
+        assert_eq!(v, super::super::MIGRATIONS.len() as i64);
         let n: i64 = c
             .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
             .unwrap();
