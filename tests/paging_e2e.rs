@@ -4,36 +4,16 @@
 
 #[path = "common/agent.rs"]
 mod agent;
+#[path = "common/paging.rs"]
+mod paging;
 #[path = "common/tools.rs"]
 mod tools;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use rooftop::sandbox::{DownMode, Fault, FaultKind, Sandbox, SandboxConfig, System};
-use tokio::process::Command;
+use paging::{crm_down, incidents, lead_probe, spawn_agent, subject_and_text as subject_of};
+use rooftop::sandbox::{Sandbox, SandboxConfig};
 use tools::{SmtpOptions, SmtpServer};
-
-fn subject_of(eml: &str) -> String {
-    let out = std::process::Command::new(tools::python())
-        .arg("-c")
-        .arg(
-            "import email, email.policy, sys\n\
-             m = email.message_from_string(sys.stdin.read(), policy=email.policy.default)\n\
-             print(m['subject'])\n\
-             print(m.get_body(('plain',)).get_content())",
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(eml.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
@@ -46,7 +26,6 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
     let smtp = SmtpServer::start(SmtpOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("probes")).unwrap();
     std::fs::create_dir_all(dir.path().join("runbooks")).unwrap();
     for rb in std::fs::read_dir("runbooks").unwrap() {
         let rb = rb.unwrap().path();
@@ -56,18 +35,11 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
         )
         .unwrap();
     }
-    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
-        .unwrap()
-        .replace("schedule: {every: 30m}", "schedule: {every: 1s}")
-        .replace(
-            "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
-            "poll: {interval: 50ms, backoff: 1, within: 5s}",
-        );
-    std::fs::write(dir.path().join("probes/lead.yaml"), probe).unwrap();
     let metrics_port = tools::free_port();
-    std::fs::write(
-        dir.path().join("rooftop.yaml"),
-        format!(
+    paging::write_config(
+        dir.path(),
+        &[("lead", lead_probe("lead-to-bdc-call-list", true))],
+        &format!(
             "rooftop: {{id: toronto-north, name: Toronto North Honda}}\n\
              alerting:\n\
              \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example}}]\n\
@@ -77,29 +49,11 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
              \x20 email: {{from: 'rooftop <rooftop@dealer.example>', smtp: {{host: 127.0.0.1, port: {}, security: none, timeout: 5s}}}}\n",
             smtp.port
         ),
-    )
-    .unwrap();
-    let agent = Command::new(env!("CARGO_BIN_EXE_rooftop"))
-        .args([
-            "run",
-            "--listen",
-            &format!("127.0.0.1:{metrics_port}"),
-            "--config",
-        ])
-        .arg(dir.path())
-        .arg("--state-dir")
-        .arg(state.path())
-        .envs(sb.env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    );
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let agent = spawn_agent(&sb, dir.path(), state.path(), &listen, &[]);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    sb.set_faults(vec![Fault::new(FaultKind::ConnectorDown {
-        system: System::Crm,
-        mode: DownMode::Http503,
-    })]);
+    sb.set_faults(crm_down());
     let page = smtp.wait_for_count(1, Duration::from_secs(15)).await;
     let first = subject_of(&page[0]);
     assert!(
@@ -181,14 +135,8 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
     );
 
     // `rooftop incidents` shows where each notice went.
-    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
-        .args(["incidents", "--json", "--config"])
-        .arg(dir.path())
-        .arg("--state-dir")
-        .arg(state.path())
-        .output()
-        .unwrap();
-    let incidents: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let incidents: serde_json::Value =
+        serde_json::from_str(&incidents(dir.path(), state.path(), &["--json"])).unwrap();
     let notes: Vec<(String, String, String)> = incidents[0]["notifications"]
         .as_array()
         .unwrap()
@@ -222,54 +170,24 @@ async fn no_page_is_lost_across_a_kill_9_and_an_smtp_outage() {
     .await
     .unwrap();
     // The CRM is down from the start: the probe fails, an incident opens.
-    sb.set_faults(vec![Fault::new(FaultKind::ConnectorDown {
-        system: System::Crm,
-        mode: DownMode::Http503,
-    })]);
+    sb.set_faults(crm_down());
     let smtp_port = tools::free_port();
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("probes")).unwrap();
-    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
-        .unwrap()
-        .replace("schedule: {every: 30m}", "schedule: {every: 1s}")
-        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
-        .replace("    runbook: runbooks/connector-down.md\n", "");
-    std::fs::write(dir.path().join("probes/lead.yaml"), probe).unwrap();
-    std::fs::write(
-        dir.path().join("rooftop.yaml"),
-        format!(
+    paging::write_config(
+        dir.path(),
+        &[("lead", lead_probe("lead-to-bdc-call-list", false))],
+        &format!(
             "alerting:\n\
              \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example}}]\n\
              \x20 routes: {{P2: [Maria Lopez]}}\n\
              \x20 email: {{from: rooftop@dealer.example, smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}}}\n"
         ),
-    )
-    .unwrap();
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_rooftop"))
-            .args(["run", "--listen", "off", "--config"])
-            .arg(dir.path())
-            .arg("--state-dir")
-            .arg(state.path())
-            .envs(sb.env())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    );
+    let spawn = || spawn_agent(&sb, dir.path(), state.path(), "off", &[]);
     let pending = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
-            .args(["incidents", "--json", "--config"])
-            .arg(dir.path())
-            .arg("--state-dir")
-            .arg(state.path())
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v.as_array()
-            .and_then(|a| a.first())
+        paging::incidents_json(dir.path(), state.path())
+            .first()
             .map(|i| i["notifications"].as_array().cloned().unwrap_or_default())
             .unwrap_or_default()
     };
@@ -318,10 +236,7 @@ async fn a_rejected_sms_falls_back_to_email_and_the_webhook_gets_the_page() {
     )
     .await
     .unwrap();
-    sb.set_faults(vec![Fault::new(FaultKind::ConnectorDown {
-        system: System::Crm,
-        mode: DownMode::Http503,
-    })]);
+    sb.set_faults(crm_down());
     let smtp = SmtpServer::start(SmtpOptions::default());
     // Stand-ins for Twilio (always 21610) and a webhook receiver (records bodies).
     let hooks = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -352,16 +267,10 @@ async fn a_rejected_sms_falls_back_to_email_and_the_webhook_gets_the_page() {
 
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("probes")).unwrap();
-    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
-        .unwrap()
-        .replace("schedule: {every: 30m}", "schedule: {every: 1s}")
-        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
-        .replace("    runbook: runbooks/connector-down.md\n", "");
-    std::fs::write(dir.path().join("probes/lead.yaml"), probe).unwrap();
-    std::fs::write(
-        dir.path().join("rooftop.yaml"),
-        format!(
+    paging::write_config(
+        dir.path(),
+        &[("lead", lead_probe("lead-to-bdc-call-list", false))],
+        &format!(
             "secrets: {{twilio: {{env: TWILIO_TOKEN}}, hook: {{env: HOOK_SECRET}}}}\n\
              alerting:\n\
              \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example, phone: '+14165550123'}}]\n\
@@ -371,21 +280,17 @@ async fn a_rejected_sms_falls_back_to_email_and_the_webhook_gets_the_page() {
              \x20 email: {{from: rooftop@dealer.example, smtp: {{host: 127.0.0.1, port: {}, security: none, timeout: 5s}}}}\n",
             smtp.port
         ),
-    )
-    .unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_rooftop"))
-        .args(["run", "--listen", "off", "--config"])
-        .arg(dir.path())
-        .arg("--state-dir")
-        .arg(state.path())
-        .envs(sb.env())
-        .env("TWILIO_TOKEN", "tw-token-canary")
-        .env("HOOK_SECRET", "hook-secret")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    );
+    let mut agent = spawn_agent(
+        &sb,
+        dir.path(),
+        state.path(),
+        "off",
+        &[
+            ("TWILIO_TOKEN", "tw-token-canary"),
+            ("HOOK_SECRET", "hook-secret"),
+        ],
+    );
     let mail = smtp.wait_for_count(1, Duration::from_secs(20)).await;
     assert!(subject_of(&mail[0]).contains("lead-to-bdc-call-list failing"));
     tools::eventually(
@@ -397,14 +302,7 @@ async fn a_rejected_sms_falls_back_to_email_and_the_webhook_gets_the_page() {
     let body: serde_json::Value = serde_json::from_str(&hooks.lock().unwrap()[0]).unwrap();
     assert_eq!(body["event"], "trigger");
 
-    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
-        .args(["incidents", "--config"])
-        .arg(dir.path())
-        .arg("--state-dir")
-        .arg(state.path())
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&listed.stdout).to_string();
+    let table = incidents(dir.path(), state.path(), &[]);
     assert!(
         table.contains("trigger sms → Maria Lopez: FAILED"),
         "{table}"
@@ -431,10 +329,7 @@ async fn an_sms_the_carrier_could_not_deliver_falls_back_to_email() {
     )
     .await
     .unwrap();
-    sb.set_faults(vec![Fault::new(FaultKind::ConnectorDown {
-        system: System::Crm,
-        mode: DownMode::Http503,
-    })]);
+    sb.set_faults(crm_down());
     let smtp = SmtpServer::start(SmtpOptions::default());
     let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = polls.clone();
@@ -467,16 +362,10 @@ async fn an_sms_the_carrier_could_not_deliver_falls_back_to_email() {
 
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("probes")).unwrap();
-    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
-        .unwrap()
-        .replace("schedule: {every: 30m}", "schedule: {every: 1s}")
-        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
-        .replace("    runbook: runbooks/connector-down.md\n", "");
-    std::fs::write(dir.path().join("probes/lead.yaml"), probe).unwrap();
-    std::fs::write(
-        dir.path().join("rooftop.yaml"),
-        format!(
+    paging::write_config(
+        dir.path(),
+        &[("lead", lead_probe("lead-to-bdc-call-list", false))],
+        &format!(
             "alerting:\n\
              \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example, phone: '+14165550123'}}]\n\
              \x20 routes: {{P2: [Maria Lopez]}}\n\
@@ -484,31 +373,13 @@ async fn an_sms_the_carrier_could_not_deliver_falls_back_to_email() {
              \x20 email: {{from: rooftop@dealer.example, smtp: {{host: 127.0.0.1, port: {}, security: none, timeout: 5s}}}}\n",
             smtp.port
         ),
-    )
-    .unwrap();
-    let agent = Command::new(env!("CARGO_BIN_EXE_rooftop"))
-        .args(["run", "--listen", "off", "--config"])
-        .arg(dir.path())
-        .arg("--state-dir")
-        .arg(state.path())
-        .envs(sb.env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    );
+    let agent = spawn_agent(&sb, dir.path(), state.path(), "off", &[]);
     // The first receipt poll is 10 s after Twilio accepted the SMS.
     let mail = smtp.wait_for_count(1, Duration::from_secs(40)).await;
     assert!(subject_of(&mail[0]).contains("lead-to-bdc-call-list failing"));
     assert_eq!(polls.load(std::sync::atomic::Ordering::SeqCst), 1);
-    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
-        .args(["incidents", "--config"])
-        .arg(dir.path())
-        .arg("--state-dir")
-        .arg(state.path())
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&listed.stdout).to_string();
+    let table = incidents(dir.path(), state.path(), &[]);
     assert!(
         table.contains(
             "trigger sms → Maria Lopez: FAILED: the carrier could not deliver it (error 30003: handset unreachable"

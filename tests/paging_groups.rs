@@ -5,67 +5,25 @@
 
 #[path = "common/agent.rs"]
 mod agent;
+#[path = "common/paging.rs"]
+mod paging;
 #[path = "common/tools.rs"]
 mod tools;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use rooftop::sandbox::{DownMode, Fault, FaultKind, Sandbox, SandboxConfig, System};
-use tokio::process::{Child, Command};
+use paging::{crm_down, incidents_json, lead_probe, spawn_agent, subject_and_text};
+use rooftop::sandbox::{Sandbox, SandboxConfig};
 use tools::{SmtpOptions, SmtpServer};
 
-/// Subject and plain-text part of a received message.
-fn subject_and_text(eml: &str) -> String {
-    let out = std::process::Command::new(tools::python())
-        .arg("-c")
-        .arg(
-            "import email, email.policy, sys\n\
-             m = email.message_from_string(sys.stdin.read(), policy=email.policy.default)\n\
-             print(m['subject'])\n\
-             print(m.get_body(('plain',)).get_content())",
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(eml.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn crm_down() -> Vec<Fault> {
-    vec![Fault::new(FaultKind::ConnectorDown {
-        system: System::Crm,
-        mode: DownMode::Http503,
-    })]
-}
-
-/// A config dir with the bundled lead probe (every second, fast polls, no runbooks) once
-/// per name, and `alerting` paging one person by e-mail through `smtp_port`.
+/// Lead probes with these names, paging Maria by e-mail through `smtp_port`.
 fn write_config(dir: &Path, names: &[&str], smtp_port: u16, extra_alerting: &str) {
-    std::fs::create_dir_all(dir.join("probes")).unwrap();
-    let lead = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
-        .unwrap()
-        .replace("schedule: {every: 30m}", "schedule: {every: 1s}")
-        .replace(
-            "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
-            "poll: {interval: 50ms, backoff: 1, within: 5s}",
-        )
-        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
-        .replace("    runbook: runbooks/connector-down.md\n", "");
-    for name in names {
-        let probe = lead.replace("name: lead-to-bdc-call-list", &format!("name: {name}"));
-        assert_ne!(probe, lead, "the probe's name line moved");
-        std::fs::write(dir.join(format!("probes/{name}.yaml")), probe).unwrap();
-    }
-    std::fs::write(
-        dir.join("rooftop.yaml"),
-        format!(
+    let probes: Vec<(&str, String)> = names.iter().map(|n| (*n, lead_probe(n, false))).collect();
+    paging::write_config(
+        dir,
+        &probes,
+        &format!(
             "rooftop: {{id: toronto-north, name: Toronto North Honda}}\n\
              alerting:\n\
              \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example}}]\n\
@@ -73,37 +31,7 @@ fn write_config(dir: &Path, names: &[&str], smtp_port: u16, extra_alerting: &str
              \x20 email: {{from: rooftop@dealer.example, smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 5s}}}}\n\
              {extra_alerting}"
         ),
-    )
-    .unwrap();
-}
-
-fn spawn_agent(sb: &Sandbox, dir: &Path, state: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_rooftop"))
-        .args(["run", "--listen", "off", "--config"])
-        .arg(dir)
-        .arg("--state-dir")
-        .arg(state)
-        .envs(sb.env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn incidents_json(dir: &Path, state: &Path) -> Vec<serde_json::Value> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
-        .args(["incidents", "--json", "--config"])
-        .arg(dir)
-        .arg("--state-dir")
-        .arg(state)
-        .output()
-        .unwrap();
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +52,7 @@ async fn three_probes_failing_on_one_connector_are_one_page_and_one_resolve() {
         smtp.port,
         "\x20 group: {window: 10m, wait: 3s}\n",
     );
-    let agent = spawn_agent(&sb, dir.path(), state.path());
+    let agent = spawn_agent(&sb, dir.path(), state.path(), "off", &[]);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     sb.set_faults(crm_down());
 
@@ -214,7 +142,7 @@ async fn a_flapping_connector_is_one_incident_not_a_page_per_flap() {
         smtp.port,
         "\x20 rules: {fire_after: 2, resolve_after: 2, flapping: {changes: 4, window: 10s}}\n",
     );
-    let agent = spawn_agent(&sb, dir.path(), state.path());
+    let agent = spawn_agent(&sb, dir.path(), state.path(), "off", &[]);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     for _ in 0..4 {
         sb.set_faults(crm_down());

@@ -1,0 +1,116 @@
+//! What the paging tests share: a config directory with the bundled lead probe made fast,
+//! the agent started on it, `rooftop incidents` read back, and received e-mails parsed by
+//! Python's `email` package. Needs `#[path = "common/tools.rs"] mod tools;` beside it.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Stdio;
+
+use rooftop::sandbox::{DownMode, Fault, FaultKind, Sandbox, System};
+use tokio::process::{Child, Command};
+
+use crate::tools;
+
+/// Subject line, then the plain-text part, of a received message.
+pub fn subject_and_text(eml: &str) -> String {
+    let out = std::process::Command::new(tools::python())
+        .arg("-c")
+        .arg(
+            "import email, email.policy, sys\n\
+             m = email.message_from_string(sys.stdin.read(), policy=email.policy.default)\n\
+             print(m['subject'])\n\
+             print(m.get_body(('plain',)).get_content())",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(eml.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The CRM answers 503 to everything.
+pub fn crm_down() -> Vec<Fault> {
+    vec![Fault::new(FaultKind::ConnectorDown {
+        system: System::Crm,
+        mode: DownMode::Http503,
+    })]
+}
+
+/// The bundled lead probe, every second, with fast polls; with `runbooks` false its
+/// runbook references are dropped (the config dir then needs no runbooks/).
+pub fn lead_probe(name: &str, runbooks: bool) -> String {
+    let bundled = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml").unwrap();
+    let mut probe = bundled
+        .replace("schedule: {every: 30m}", "schedule: {every: 1s}")
+        .replace(
+            "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
+            "poll: {interval: 50ms, backoff: 1, within: 5s}",
+        )
+        .replace("name: lead-to-bdc-call-list", &format!("name: {name}"));
+    if !runbooks {
+        probe = probe
+            .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
+            .replace("    runbook: runbooks/connector-down.md\n", "");
+    }
+    assert!(probe.contains("every: 1s") && probe.contains(&format!("name: {name}")));
+    probe
+}
+
+/// A config directory: `probes/<name>.yaml` per probe text and `rooftop.yaml`.
+pub fn write_config(dir: &Path, probes: &[(&str, String)], rooftop_yaml: &str) {
+    std::fs::create_dir_all(dir.join("probes")).unwrap();
+    for (name, text) in probes {
+        std::fs::write(dir.join(format!("probes/{name}.yaml")), text).unwrap();
+    }
+    std::fs::write(dir.join("rooftop.yaml"), rooftop_yaml).unwrap();
+}
+
+/// `rooftop run` on `dir` against the sandbox, output piped.
+pub fn spawn_agent(
+    sb: &Sandbox,
+    dir: &Path,
+    state: &Path,
+    listen: &str,
+    env: &[(&str, &str)],
+) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_rooftop"))
+        .args(["run", "--listen", listen, "--config"])
+        .arg(dir)
+        .arg("--state-dir")
+        .arg(state)
+        .envs(sb.env())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `rooftop incidents [args]` on `dir`: its stdout.
+pub fn incidents(dir: &Path, state: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rooftop"))
+        .arg("incidents")
+        .args(args)
+        .arg("--config")
+        .arg(dir)
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// `rooftop incidents --json`, parsed.
+pub fn incidents_json(dir: &Path, state: &Path) -> Vec<serde_json::Value> {
+    serde_json::from_str::<serde_json::Value>(&incidents(dir, state, &["--json"]))
+        .unwrap_or_default()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
