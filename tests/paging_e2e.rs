@@ -12,17 +12,11 @@ mod tools;
 use std::time::Duration;
 
 use paging::{crm_down, incidents, lead_probe, spawn_agent, subject_and_text as subject_of};
-use rooftop::sandbox::{Sandbox, SandboxConfig};
 use tools::{SmtpOptions, SmtpServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        SandboxConfig::default().with_fixed_latency(Duration::from_millis(50)),
-    )
-    .await
-    .unwrap();
+    let sb = paging::sandbox().await;
     let smtp = SmtpServer::start(SmtpOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
@@ -163,12 +157,7 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
 /// possible here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_page_is_lost_across_a_kill_9_and_an_smtp_outage() {
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        SandboxConfig::default().with_fixed_latency(Duration::from_millis(50)),
-    )
-    .await
-    .unwrap();
+    let sb = paging::sandbox().await;
     // The CRM is down from the start: the probe fails, an incident opens.
     sb.set_faults(crm_down());
     let smtp_port = tools::free_port();
@@ -230,12 +219,7 @@ async fn no_page_is_lost_across_a_kill_9_and_an_smtp_outage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_sms_falls_back_to_email_and_the_webhook_gets_the_page() {
     use axum::routing::post;
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        SandboxConfig::default().with_fixed_latency(Duration::from_millis(50)),
-    )
-    .await
-    .unwrap();
+    let sb = paging::sandbox().await;
     sb.set_faults(crm_down());
     let smtp = SmtpServer::start(SmtpOptions::default());
     // Stand-ins for Twilio (always 21610) and a webhook receiver (records bodies).
@@ -261,9 +245,7 @@ async fn a_rejected_sms_falls_back_to_email_and_the_webhook_gets_the_page() {
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = paging::serve(app).await;
 
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
@@ -323,12 +305,7 @@ async fn a_rejected_sms_falls_back_to_email_and_the_webhook_gets_the_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sms_the_carrier_could_not_deliver_falls_back_to_email() {
     use axum::routing::{get, post};
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        SandboxConfig::default().with_fixed_latency(Duration::from_millis(50)),
-    )
-    .await
-    .unwrap();
+    let sb = paging::sandbox().await;
     sb.set_faults(crm_down());
     let smtp = SmtpServer::start(SmtpOptions::default());
     let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -356,9 +333,7 @@ async fn an_sms_the_carrier_could_not_deliver_falls_back_to_email() {
                 },
             ),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = paging::serve(app).await;
 
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();

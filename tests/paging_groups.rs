@@ -14,7 +14,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use paging::{crm_down, incidents_json, lead_probe, spawn_agent, subject_and_text};
-use rooftop::sandbox::{Sandbox, SandboxConfig};
 use tools::{SmtpOptions, SmtpServer};
 
 /// Lead probes with these names, paging Maria by e-mail through `smtp_port`.
@@ -36,12 +35,7 @@ fn write_config(dir: &Path, names: &[&str], smtp_port: u16, extra_alerting: &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_probes_failing_on_one_connector_are_one_page_and_one_resolve() {
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        SandboxConfig::default().with_fixed_latency(Duration::from_millis(50)),
-    )
-    .await
-    .unwrap();
+    let sb = paging::sandbox().await;
     let smtp = SmtpServer::start(SmtpOptions::default());
     let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let names = ["lead-web", "lead-oem", "lead-3rd-party"];
@@ -128,12 +122,7 @@ async fn three_probes_failing_on_one_connector_are_one_page_and_one_resolve() {
 /// stopped for a whole flap window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_connector_is_one_incident_not_a_page_per_flap() {
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        SandboxConfig::default().with_fixed_latency(Duration::from_millis(50)),
-    )
-    .await
-    .unwrap();
+    let sb = paging::sandbox().await;
     let smtp = SmtpServer::start(SmtpOptions::default());
     let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     write_config(

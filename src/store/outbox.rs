@@ -171,18 +171,26 @@ impl OutboxStore {
         Ok(out)
     }
 
+    /// Runs one `UPDATE … WHERE key = ?1` with `key` as ?1 and `rest` as ?2…; how many
+    /// rows changed.
+    async fn update(
+        &self,
+        sql: &'static str,
+        key: &str,
+        rest: Vec<rusqlite::types::Value>,
+    ) -> Result<usize, StoreError> {
+        let mut values = vec![rusqlite::types::Value::Text(key.to_string())];
+        values.extend(rest);
+        self.db
+            .with_conn(move |c| c.execute(sql, rusqlite::params_from_iter(values)))
+            .await
+    }
+
     /// Replaces the notice of an entry that has not been sent yet (an incident joined
     /// its group while the page waited); returns whether it was still pending.
     pub async fn amend_pending(&self, key: &str, notice: String) -> Result<bool, StoreError> {
-        let key = key.to_string();
-        self.db
-            .with_conn(move |c| {
-                Ok(c.execute(
-                    "UPDATE outbox SET notice = ?2 WHERE key = ?1 AND state = 'pending'",
-                    params![key, notice],
-                )? == 1)
-            })
-            .await
+        let sql = "UPDATE outbox SET notice = ?2 WHERE key = ?1 AND state = 'pending'";
+        Ok(self.update(sql, key, vec![notice.into()]).await? == 1)
     }
 
     /// The provider accepted it. With `confirm_at`, its delivery to the handset is
@@ -194,18 +202,15 @@ impl OutboxStore {
         now: DateTime<Utc>,
         confirm_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        let key = key.to_string();
-        self.db
-            .with_conn(move |c| {
-                c.execute(
-                    "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, provider_id = ?2, delivered_ms = ?3, last_error = NULL,
-                         confirm = CASE WHEN ?4 IS NULL THEN NULL ELSE 'pending' END, confirm_ms = ?4
-                     WHERE key = ?1",
-                    params![key, provider_id, now.timestamp_millis(), confirm_at.map(|t| t.timestamp_millis())],
-                )?;
-                Ok(())
-            })
-            .await
+        let sql = "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, provider_id = ?2, delivered_ms = ?3, last_error = NULL,
+                       confirm = CASE WHEN ?4 IS NULL THEN NULL ELSE 'pending' END, confirm_ms = ?4
+                   WHERE key = ?1";
+        let values = vec![
+            provider_id.into(),
+            now.timestamp_millis().into(),
+            confirm_at.map(|t| t.timestamp_millis()).into(),
+        ];
+        self.update(sql, key, values).await.map(drop)
     }
 
     /// Accepted entries whose delivery status is due to be polled.
@@ -233,48 +238,27 @@ impl OutboxStore {
         key: &str,
         next: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        let key = key.to_string();
-        self.db
-            .with_conn(move |c| {
-                c.execute(
-                    "UPDATE outbox SET polls = polls + 1,
-                         confirm = CASE WHEN ?2 IS NULL THEN 'unconfirmed' ELSE 'pending' END,
-                         confirm_ms = ?2
-                     WHERE key = ?1",
-                    params![key, next.map(|t| t.timestamp_millis())],
-                )?;
-                Ok(())
-            })
-            .await
+        let sql = "UPDATE outbox SET polls = polls + 1,
+                       confirm = CASE WHEN ?2 IS NULL THEN 'unconfirmed' ELSE 'pending' END,
+                       confirm_ms = ?2
+                   WHERE key = ?1";
+        let next = next.map(|t| t.timestamp_millis());
+        self.update(sql, key, vec![next.into()]).await.map(drop)
     }
 
     /// The handset has it.
     pub async fn mark_confirmed(&self, key: &str) -> Result<(), StoreError> {
-        let key = key.to_string();
-        self.db
-            .with_conn(move |c| {
-                c.execute(
-                    "UPDATE outbox SET polls = polls + 1, confirm = 'handset', confirm_ms = NULL WHERE key = ?1",
-                    params![key],
-                )?;
-                Ok(())
-            })
-            .await
+        let sql = "UPDATE outbox SET polls = polls + 1, confirm = 'handset', confirm_ms = NULL WHERE key = ?1";
+        self.update(sql, key, vec![]).await.map(drop)
     }
 
     /// The carrier could not deliver what the provider had accepted: the entry failed
     /// (a fallback takes over).
     pub async fn mark_undelivered(&self, key: &str, error: &str) -> Result<(), StoreError> {
-        let (key, error) = (key.to_string(), error.to_string());
-        self.db
-            .with_conn(move |c| {
-                c.execute(
-                    "UPDATE outbox SET state = 'failed', polls = polls + 1, confirm = 'undelivered', confirm_ms = NULL, last_error = ?2 WHERE key = ?1",
-                    params![key, error],
-                )?;
-                Ok(())
-            })
+        let sql = "UPDATE outbox SET state = 'failed', polls = polls + 1, confirm = 'undelivered', confirm_ms = NULL, last_error = ?2 WHERE key = ?1";
+        self.update(sql, key, vec![error.to_string().into()])
             .await
+            .map(drop)
     }
 
     /// One more failed attempt; the entry stays pending until `next`.
@@ -284,30 +268,17 @@ impl OutboxStore {
         error: &str,
         next: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let (key, error) = (key.to_string(), error.to_string());
-        self.db
-            .with_conn(move |c| {
-                c.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_ms = ?3 WHERE key = ?1",
-                    params![key, error, next.timestamp_millis()],
-                )?;
-                Ok(())
-            })
-            .await
+        let sql = "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_ms = ?3 WHERE key = ?1";
+        let values = vec![error.to_string().into(), next.timestamp_millis().into()];
+        self.update(sql, key, values).await.map(drop)
     }
 
     /// The channel gave up on this entry (rejected, or out of attempts).
     pub async fn mark_failed(&self, key: &str, error: &str) -> Result<(), StoreError> {
-        let (key, error) = (key.to_string(), error.to_string());
-        self.db
-            .with_conn(move |c| {
-                c.execute(
-                    "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?2 WHERE key = ?1",
-                    params![key, error],
-                )?;
-                Ok(())
-            })
+        let sql = "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?2 WHERE key = ?1";
+        self.update(sql, key, vec![error.to_string().into()])
             .await
+            .map(drop)
     }
 }
 

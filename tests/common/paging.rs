@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use rooftop::sandbox::{DownMode, Fault, FaultKind, Sandbox, System};
+use rooftop::sandbox::{DownMode, Fault, FaultKind, Sandbox, SandboxConfig, System};
 use tokio::process::{Child, Command};
 
 use crate::tools;
@@ -31,6 +31,24 @@ pub fn subject_and_text(eml: &str) -> String {
         })
         .unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The sandbox dealership with every system answering in 50 ms.
+pub async fn sandbox() -> Sandbox {
+    Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig::default().with_fixed_latency(std::time::Duration::from_millis(50)),
+    )
+    .await
+    .unwrap()
+}
+
+/// Serves a provider stand-in (Twilio, a webhook receiver) on 127.0.0.1; its base URL.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
 }
 
 /// The CRM answers 503 to everything.
