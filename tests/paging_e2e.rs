@@ -160,7 +160,11 @@ async fn no_page_is_lost_across_a_kill_9_and_an_smtp_outage() {
     let sb = paging::sandbox().await;
     // The CRM is down from the start: the probe fails, an incident opens.
     sb.set_faults(crm_down());
-    let smtp_port = tools::free_port();
+    // The SMTP port is held by a listener that accepts and never answers (the attempt
+    // times out: a stalled relay) until the real server takes it over; no other test's
+    // server can get the port meanwhile.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let smtp_port = silent.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     paging::write_config(
@@ -184,7 +188,7 @@ async fn no_page_is_lost_across_a_kill_9_and_an_smtp_outage() {
     // Wait until the page is queued and has failed at least once.
     let queued = tools::eventually(
         Duration::from_secs(20),
-        || "a pending page with a failed attempt".into(),
+        || format!("a pending page with a failed attempt: {:?}", pending()),
         || {
             let n = pending();
             n.iter()
@@ -197,6 +201,7 @@ async fn no_page_is_lost_across_a_kill_9_and_an_smtp_outage() {
     agent.start_kill().unwrap();
     let _ = agent.wait().await;
 
+    drop(silent);
     let smtp = SmtpServer::start(SmtpOptions {
         port: smtp_port,
         ..SmtpOptions::default()

@@ -150,7 +150,22 @@ impl EmailChannel {
                         };
                     }
                 };
-                match transport.send(message).await {
+                // `timeout` bounds each network step; the whole conversation gets three
+                // times that (a server that accepts and never greets would otherwise hold
+                // the attempt forever).
+                let whole = s.timeout.saturating_mul(3);
+                let Ok(sent) = tokio::time::timeout(whole, transport.send(message)).await else {
+                    return Delivery::Retry {
+                        reason: format!(
+                            "SMTP {}:{}: no answer within {}",
+                            s.host,
+                            s.port,
+                            humantime::format_duration(whole)
+                        ),
+                        after: None,
+                    };
+                };
+                match sent {
                     Ok(resp) => Delivery::Accepted {
                         provider_id: resp.message().next().map(str::to_string),
                     },

@@ -35,6 +35,9 @@ pub struct Policy {
     pub confirm_first: Duration,
     /// Polls before giving up on a receipt (`unconfirmed`; the page stays delivered).
     pub max_polls: u32,
+    /// Longest one attempt may take, whatever the channel's own timeouts do (a server
+    /// that accepts the connection and never answers must not hold pages back).
+    pub attempt_deadline: Duration,
 }
 
 impl Default for Policy {
@@ -46,6 +49,7 @@ impl Default for Policy {
             // 10 s, 20 s, 40 s … 5 min: ten polls cover about half an hour.
             confirm_first: Duration::from_secs(10),
             max_polls: 10,
+            attempt_deadline: Duration::from_secs(120),
         }
     }
 }
@@ -199,26 +203,29 @@ pub async fn deliver_due(
     jitter: &mut (dyn FnMut() -> f64 + Send),
 ) -> Result<Pass, StoreError> {
     let mut pass = Pass::default();
-    for row in store.due(now, 100).await? {
+    // Every due entry is attempted at once (a slow channel or person does not hold the
+    // others back); the outcomes are recorded one by one.
+    let rows = store.due(now, 100).await?;
+    let attempts =
+        futures_util::future::join_all(rows.iter().map(|r| attempt(router, policy, r))).await;
+    for (row, attempt) in rows.into_iter().zip(attempts) {
         let key = row.entry.key.clone();
-        let Ok(notice) = serde_json::from_str::<Notice>(&row.entry.notice) else {
-            store.mark_failed(&key, "unreadable notice").await?;
-            pass.failed.push(key);
-            continue;
+        let (notice, result, confirms) = match attempt {
+            Attempt::Sent {
+                notice,
+                delivery,
+                confirms,
+            } => (notice, delivery, confirms),
+            Attempt::Impossible(why) => {
+                store.mark_failed(&key, why).await?;
+                pass.failed.push(key);
+                continue;
+            }
         };
-        let Some(channel) = router.channel(&row.entry.channel) else {
-            store
-                .mark_failed(&key, "channel no longer configured")
-                .await?;
-            pass.failed.push(key);
-            continue;
-        };
-        let contact = router.contact(&row.entry.contact);
-        let result = channel.send(&notice, contact).await;
         let give_up = match result {
             Delivery::Accepted { provider_id } => {
-                let confirm_at = (channel.confirms() && provider_id.is_some())
-                    .then(|| now + poll_delay(policy, 0));
+                let confirm_at =
+                    (confirms && provider_id.is_some()).then(|| now + poll_delay(policy, 0));
                 store
                     .mark_delivered(&key, provider_id, now, confirm_at)
                     .await?;
@@ -247,6 +254,43 @@ pub async fn deliver_due(
     }
     confirm_due(store, router, policy, now, &mut pass).await?;
     Ok(pass)
+}
+
+/// One delivery attempt's result.
+enum Attempt {
+    Sent {
+        notice: Box<Notice>,
+        delivery: Delivery,
+        /// The channel reports delivery later (poll its receipt).
+        confirms: bool,
+    },
+    /// Nothing can be sent for this entry.
+    Impossible(&'static str),
+}
+
+/// Sends one entry, within the policy's attempt deadline.
+async fn attempt(router: &Router, policy: &Policy, row: &OutboxRow) -> Attempt {
+    let Ok(notice) = serde_json::from_str::<Notice>(&row.entry.notice) else {
+        return Attempt::Impossible("unreadable notice");
+    };
+    let Some(channel) = router.channel(&row.entry.channel) else {
+        return Attempt::Impossible("channel no longer configured");
+    };
+    let contact = router.contact(&row.entry.contact);
+    let delivery = tokio::time::timeout(policy.attempt_deadline, channel.send(&notice, contact))
+        .await
+        .unwrap_or_else(|_| Delivery::Retry {
+            reason: format!(
+                "no answer within {}",
+                humantime::format_duration(policy.attempt_deadline)
+            ),
+            after: None,
+        });
+    Attempt::Sent {
+        notice: Box::new(notice),
+        delivery,
+        confirms: channel.confirms(),
+    }
 }
 
 /// Polls the delivery status of accepted messages that are due: confirmed, still on its
@@ -514,6 +558,55 @@ mod tests {
                 .unwrap()
                 .starts_with("gave up after 3 attempts")
         );
+    }
+
+    /// A server that accepts the connection and never answers.
+    #[derive(Debug)]
+    struct Silent;
+
+    impl Channel for Silent {
+        fn name(&self) -> &'static str {
+            "sms"
+        }
+        fn reaches(&self, c: Option<&Contact>) -> bool {
+            c.is_some_and(|c| c.phone.is_some())
+        }
+        fn send<'a>(&'a self, _: &'a Notice, _: Option<&'a Contact>) -> SendFuture<'a> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_channel_that_never_answers_is_cut_off_and_holds_no_other_page_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OutboxStore::open_in(dir.path()).unwrap();
+        let email = Scripted::new("email", true, vec![]);
+        let mut routes = BTreeMap::new();
+        routes.insert(Severity::P1, vec![0, 1]);
+        let router = Router {
+            contacts: vec![person("Maria", true), person("Joe", false)],
+            routes,
+            channels: vec![Arc::new(Silent), email.clone()],
+        };
+        let policy = Policy {
+            attempt_deadline: Duration::from_millis(50),
+            ..Policy::default()
+        };
+        store
+            .enqueue(
+                router.plan(&sample_notice(NoticeKind::Trigger), Severity::P1, 0),
+                t(0),
+            )
+            .await
+            .unwrap();
+        let mut j = || 0.5;
+        let pass = deliver_due(&store, &router, &policy, t(0), &mut j)
+            .await
+            .unwrap();
+        assert_eq!(pass.delivered.len(), 1, "Joe's e-mail: {pass:?}");
+        assert_eq!(pass.retried.len(), 1, "Maria's SMS: {pass:?}");
+        let rows = store.due(t(3600), 10).await.unwrap();
+        assert_eq!(rows[0].last_error.as_deref(), Some("no answer within 50ms"));
     }
 
     /// An SMS provider that accepts everything and answers status polls from a script.

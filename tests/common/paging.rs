@@ -121,6 +121,11 @@ pub fn incidents(dir: &Path, state: &Path, args: &[&str]) -> String {
         .arg(state)
         .output()
         .unwrap();
+    assert!(
+        out.status.success(),
+        "rooftop incidents: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
