@@ -72,27 +72,34 @@ async fn three_probes_failing_on_one_connector_are_one_page_and_one_resolve() {
             "{first}"
         );
     }
-    // More failing runs: still one page.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Until every probe has its incident (a run caught mid-poll by the outage fails
+    // only after its 5 s poll window): still one page.
+    tools::eventually(
+        Duration::from_secs(30),
+        || "an incident per probe".into(),
+        || (incidents_json(dir.path(), state.path()).len() == 3).then_some(()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(smtp.messages().len(), 1);
 
     sb.set_faults(vec![]);
     let both = smtp.wait_for_count(2, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (out, _) = agent::sigterm(agent, Duration::from_secs(60)).await;
     let resolve = subject_and_text(&both[1]);
     assert!(
         resolve.starts_with(&format!(
             "[P2] RESOLVED Toronto North Honda · lead-ingestion: {leader} resolved (+2 more on crm-to-bdc)"
         )),
-        "{resolve}"
+        "{resolve}\n{out}"
     );
     assert!(
         resolve.contains("Also affected on this connector (all resolved now): "),
         "{resolve}"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(smtp.messages().len(), 2, "one page, one resolve");
 
-    let (out, _) = agent::sigterm(agent, Duration::from_secs(60)).await;
     assert_eq!(out.matches(" opened: ").count(), 3, "{out}");
     assert_eq!(out.matches("grouped into inc-").count(), 2, "{out}");
     // Three incidents, two of them in the first one's group, all resolved; the
