@@ -106,6 +106,8 @@ pub fn spawn_agent(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // A failing test must not leave an agent running.
+        .kill_on_drop(true)
         .spawn()
         .unwrap()
 }
