@@ -2,7 +2,9 @@
 //! stack (blackbox exporter + Prometheus + Alertmanager) configured alike, side by side.
 //! In each trial both watch the same sandbox CRM, which goes down (HTTP 503) at a random
 //! phase of their schedules; both page by e-mail to one aiosmtpd, which stamps arrivals.
-//! Figures, no verdict. Every process it starts dies with it, however the bench ends.
+//! Figures, no verdict. Every process it starts is stopped with it: on an error, Ctrl-C
+//! or SIGTERM all of them; on SIGKILL the tools at once (PDEATHSIG), the agent at its next
+//! run line (its stdout is gone).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

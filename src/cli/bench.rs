@@ -62,8 +62,8 @@ pub enum BenchCommand {
     /// Prometheus + Alertmanager configured alike, both watching the same sandbox, side by
     /// side. Needs the tools of tests/tools/install (run from the repository root).
     Page {
-        /// Trials per period.
-        #[arg(long, default_value_t = 7)]
+        /// Trials per period (the default run takes about 13 minutes, most of it at 30s).
+        #[arg(long, default_value_t = 6)]
         trials: usize,
         /// Probe periods (= scrape and evaluation intervals), whole seconds, comma-separated.
         #[arg(long, value_delimiter = ',', default_values = ["5s", "30s"], value_parser = humantime::parse_duration)]
