@@ -795,6 +795,23 @@ fn spread_of(trials: &[Trial], stack: fn(&Trial) -> &StackTrial, m: Measure) -> 
     spread(&values)
 }
 
+/// Classic over rooftop time to page, with the floor taken from both stacks' floors
+/// together. Where the fault falls in each stack's schedule is uniform for both, so their
+/// floors share one distribution; with a few trials their medians still differ by
+/// seconds, which the plain ratio of medians carries, while what the stacks themselves
+/// add is page − floor.
+fn pooled_floor_ratio(trials: &[Trial], floor: Measure, beyond: Measure) -> Option<f64> {
+    let floors: Vec<f64> = trials
+        .iter()
+        .flat_map(|t| [floor(&t.rooftop, t.fault_ms), floor(&t.classic, t.fault_ms)])
+        .flatten()
+        .collect();
+    let f = spread(&floors)?.median;
+    let r = spread_of(trials, |t| &t.rooftop, beyond)?.median;
+    let c = spread_of(trials, |t| &t.classic, beyond)?.median;
+    Some((f + c) / (f + r))
+}
+
 // ---- one trial -------------------------------------------------------------------------
 
 /// The CRM outage; cleared when dropped, also on an error path.
@@ -1251,7 +1268,7 @@ fn render_period(p: &PeriodResult) -> String {
             cell(spread_of(&p.trials, classic, m), decimals)
         ));
     }
-    let ttp = measures()[0].2;
+    let [(_, _, ttp), (_, _, floor), (_, _, beyond), ..] = measures();
     if let (Some(r), Some(c)) = (
         spread_of(&p.trials, rooftop, ttp),
         spread_of(&p.trials, classic, ttp),
@@ -1261,7 +1278,11 @@ fn render_period(p: &PeriodResult) -> String {
             c.median / r.median
         ));
     }
-    let beyond = measures()[2].2;
+    if let Some(ratio) = pooled_floor_ratio(&p.trials, floor, beyond) {
+        s.push_str(&format!(
+            "  the same with one floor for both (median of all floors + each median page − floor): {ratio:.2}×\n"
+        ));
+    }
     if let Some(b) = spread_of(&p.trials, rooftop, beyond) {
         s.push_str(&format!(
             "  rooftop beyond the floor (goal: within 1 s): median {:.3} s, at most {:.3} s\n",
@@ -1326,7 +1347,8 @@ pub fn render(r: &PageReport) -> String {
          rooftop's incident opened / the Prometheus evaluation at which the alert fired.\n\
          Prometheus places evaluations at a phase hashed from the rule file's path (each trial\n\
          has its own), so the scrape → evaluation lag, fixed within one deployment, varies\n\
-         across trials as it would across deployments.\n\n",
+         across trials as it would across deployments. The two stacks check at different\n\
+         phases, so in one trial either floor may be the shorter: compare page − floor.\n\n",
     );
     for p in &r.periods {
         s.push_str(&render_period(p));
@@ -1605,6 +1627,32 @@ mod tests {
     }
 
     #[test]
+    fn the_pooled_ratio_takes_one_floor_for_both_stacks() {
+        let stack = |floor_ms, page_ms| StackTrial {
+            page_ms: Some(page_ms),
+            floor_ms: Some(floor_ms),
+            alert_ms: None,
+        };
+        let trial = |rooftop, classic| Trial {
+            fault_ms: 0,
+            delay: Duration::ZERO,
+            rooftop,
+            classic,
+            rooftop_queued_ms: None,
+        };
+        // rooftop adds 50 ms to its floor, classic 1 s; the floors are 5, 9 and 11 s.
+        let trials = [
+            trial(stack(5_000, 5_050), stack(11_000, 12_000)),
+            trial(stack(11_000, 11_050), stack(9_000, 10_000)),
+            trial(stack(9_000, 9_050), stack(5_000, 6_000)),
+        ];
+        let [_, (_, _, floor), (_, _, beyond), ..] = measures();
+        let ratio = pooled_floor_ratio(&trials, floor, beyond).expect("figures");
+        assert!((ratio - 10.0 / 9.05).abs() < 1e-9, "{ratio}");
+        assert_eq!(pooled_floor_ratio(&[], floor, beyond), None);
+    }
+
+    #[test]
     fn periods_must_be_whole_seconds() {
         let opts = |periods: Vec<Duration>, trials| PageOptions {
             trials,
@@ -1644,6 +1692,8 @@ mod tests {
         assert!(text.contains("10.05 (10.05–10.05)"), "{text}");
         assert!(text.contains("0.050 (0.050–0.050)"), "{text}");
         assert!(text.contains("1.24×"), "{text}");
+        // Floors 10.0 s for both; classic adds 2.5 s, rooftop 0.05 s.
+        assert!(text.contains("page − floor): 1.24×"), "{text}");
         assert!(
             text.contains("incident opened 10 ms → page queued 10 ms → page received 30 ms"),
             "{text}"
