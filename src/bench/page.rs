@@ -326,7 +326,7 @@ fn render_configs(period: Duration) -> String {
     let commands = [
         (
             "prometheus-blackbox-exporter",
-            blackbox_args(dir, &ep.blackbox),
+            blackbox_args(Path::new("$BENCH"), &ep.blackbox),
         ),
         ("prometheus", prometheus_args(dir, &ep.prometheus)),
         ("alertmanager", alertmanager_args(dir, &ep.alertmanager)),
@@ -1488,6 +1488,8 @@ mod tests {
         assert!(text.contains("group_wait: 0s"), "{text}");
         assert!(text.contains("fire_after: 2"), "{text}");
         assert!(text.contains("--cluster.listen-address="), "{text}");
+        // One blackbox exporter serves every trial: its config is the bench's, not a trial's.
+        assert!(text.contains("--config.file=$BENCH/blackbox.yml"), "{text}");
     }
 
     #[test]
