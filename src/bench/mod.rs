@@ -2,5 +2,6 @@
 //! loopback. Figures, not pass/fail: the machine is shared and noisy.
 
 pub mod accuracy;
+pub mod page;
 pub mod scheduler;
 pub mod telemetry;

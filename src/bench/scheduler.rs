@@ -167,7 +167,7 @@ fn proc_usage(pid: u32) -> anyhow::Result<(f64, f64, f64)> {
 }
 
 /// Starts `rooftop run` on `config`; stdout lines are counted, stderr kept for errors.
-fn spawn_agent(
+pub fn spawn_agent(
     sb: &Sandbox,
     config: &Path,
     state: &Path,
@@ -211,7 +211,8 @@ fn spawn_agent(
     Ok((child, lines, err))
 }
 
-async fn sigterm(child: &mut Child) -> anyhow::Result<()> {
+/// Stops the agent with SIGTERM and waits (90 s at most) for it to exit.
+pub async fn sigterm(child: &mut Child) -> anyhow::Result<()> {
     if let Some(pid) = child.id() {
         std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -224,7 +225,7 @@ async fn sigterm(child: &mut Child) -> anyhow::Result<()> {
 }
 
 /// Waits until the agent has printed its first run line (it is loaded and firing).
-async fn wait_first_run(
+pub async fn wait_first_run(
     lines: &AtomicU64,
     child: &mut Child,
     limit: Duration,

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use super::EXIT_CANNOT_RUN;
 use crate::bench::accuracy::{self, AccuracyOptions};
+use crate::bench::page::{self, PageOptions};
 use crate::bench::{scheduler, telemetry};
 
 #[derive(Debug, clap::Subcommand)]
@@ -57,10 +58,53 @@ pub enum BenchCommand {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         measure: std::time::Duration,
     },
+    /// Time from a CRM outage to the e-mail page: rooftop against blackbox exporter +
+    /// Prometheus + Alertmanager configured alike, both watching the same sandbox, side by
+    /// side. Needs the tools of tests/tools/install (run from the repository root).
+    Page {
+        /// Trials per period (the default run takes about 13 minutes, most of it at 30s).
+        #[arg(long, default_value_t = 6)]
+        trials: usize,
+        /// Probe periods (= scrape and evaluation intervals), whole seconds, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values = ["5s", "30s"], value_parser = humantime::parse_duration)]
+        periods: Vec<std::time::Duration>,
+        /// Seed of the random fault phases.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 pub async fn run(cmd: BenchCommand) -> ExitCode {
     match cmd {
+        BenchCommand::Page {
+            trials,
+            periods,
+            seed,
+        } => {
+            let opts = PageOptions {
+                trials,
+                periods,
+                seed,
+            };
+            // Returning on a signal drops the bench, which kills every process it started.
+            let result = tokio::select! {
+                r = page::run(&opts) => r,
+                () = super::shutdown_signal() => {
+                    eprintln!("bench: interrupted; the processes it started are stopped");
+                    return ExitCode::from(130);
+                }
+            };
+            match result {
+                Ok(r) => {
+                    print!("{}", page::render(&r));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EXIT_CANNOT_RUN)
+                }
+            }
+        }
         BenchCommand::Telemetry {
             probes,
             period,

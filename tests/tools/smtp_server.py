@@ -7,7 +7,11 @@ to a dot-temp name and renamed, so a reader never sees a partial file), then one
 is appended to --maildir/index.jsonl:
 
   {"seq": 1, "file": "000001.eml", "mail_from": "...", "rcpt_tos": ["..."],
-   "tls": false, "auth_user": "..." | null}
+   "tls": false, "auth_user": "..." | null, "received_ms": 1767225600123}
+
+received_ms is the wall clock (Unix epoch, milliseconds) at which the end of DATA
+arrived, before the message is written: when the page reached the server (time-to-page
+in `rooftop bench page`).
 
 Messages refused by --reject-first get a line in --maildir/rejected.jsonl instead (same
 fields, no file).
@@ -37,6 +41,7 @@ import os
 import signal
 import ssl
 import sys
+import time
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
@@ -54,12 +59,14 @@ class Maildir:
         self.data_commands = 0
 
     async def handle_DATA(self, server, session, envelope):
+        received_ms = time.time_ns() // 1_000_000
         self.data_commands += 1
         line = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
             "tls": server.transport.get_extra_info("ssl_object") is not None,
             "auth_user": session.auth_data if session.authenticated else None,
+            "received_ms": received_ms,
         }
         if self.data_commands <= self.reject_first:
             self._append("rejected.jsonl", line)
