@@ -608,7 +608,8 @@ impl SmtpServer {
         }
     }
 
-    /// `maildir/index.jsonl`: `{"seq", "file", "mail_from", "rcpt_tos", "tls", "auth_user"}`
+    /// `maildir/index.jsonl`: `{"seq", "file", "mail_from", "rcpt_tos", "tls", "auth_user",
+    /// "received_ms"}`
     /// per saved message.
     pub fn index(&self) -> Vec<Value> {
         read_jsonl(&self.maildir.join("index.jsonl"))
