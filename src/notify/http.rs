@@ -32,6 +32,33 @@ pub(crate) fn quote(max_chars: usize, text: &str) -> String {
     }
 }
 
+/// Sends `request` and maps the answer with `outcome` (status, headers, body). An
+/// answer whose body cannot be read counts as accepted (`accepted_id`) when its status
+/// is a success — the provider took it, and sending again would deliver twice — and as
+/// a transport failure otherwise. `provider` prefixes reasons ("Twilio", "webhook").
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+    provider: &str,
+    timeout: Duration,
+    accepted_id: Option<String>,
+    outcome: impl FnOnce(reqwest::StatusCode, &HeaderMap, &[u8]) -> Delivery,
+) -> Delivery {
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status();
+            let headers = response.headers().clone();
+            match response.bytes().await {
+                Ok(body) => outcome(status, &headers, &body),
+                Err(_) if status.is_success() => Delivery::Accepted {
+                    provider_id: accepted_id,
+                },
+                Err(e) => transport_outcome(provider, e, timeout),
+            }
+        }
+        Err(e) => transport_outcome(provider, e, timeout),
+    }
+}
+
 /// The error and its causes, without the URL (it may carry a token).
 pub(crate) fn describe_transport(error: reqwest::Error, timeout: Duration) -> String {
     if error.is_timeout() {

@@ -12,7 +12,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::http::{quote, redact_delivery, retry_after, transport_outcome};
+use super::http::{self, quote, redact_delivery, retry_after};
 use super::{Channel, Delivery, Notice, NoticeKind, SendFuture};
 use crate::probe::{Contact, Severity};
 
@@ -79,21 +79,12 @@ impl PagerDutyChannel {
         let s = &self.settings;
         let event = event_body(notice, &s.routing_key);
         let request = self.client.post(&s.url).json(&event).timeout(s.timeout);
-        let delivery = match request.send().await {
-            Ok(response) => {
-                let status = response.status();
-                let headers = response.headers().clone();
-                match response.bytes().await {
-                    Ok(body) => response_outcome(status, &headers, &body, &notice.incident_id),
-                    // PagerDuty took the event; the dedup key is ours anyway.
-                    Err(_) if status.is_success() => Delivery::Accepted {
-                        provider_id: Some(notice.incident_id.clone()),
-                    },
-                    Err(e) => transport_outcome("PagerDuty", e, s.timeout),
-                }
-            }
-            Err(e) => transport_outcome("PagerDuty", e, s.timeout),
-        };
+        // The dedup key is ours: it identifies the event even without PagerDuty's answer.
+        let id = notice.incident_id.clone();
+        let delivery = http::send(request, "PagerDuty", s.timeout, Some(id), |st, h, b| {
+            response_outcome(st, h, b, &notice.incident_id)
+        })
+        .await;
         redact_delivery(delivery, &s.routing_key)
     }
 }

@@ -11,9 +11,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
-use super::http::{
-    describe_transport, quote, redact, redact_delivery, retry_after, transport_outcome,
-};
+use super::http::{self, describe_transport, quote, redact, redact_delivery, retry_after};
 use super::{Channel, ConfirmFuture, Confirmation, Delivery, Notice, NoticeKind, SendFuture};
 use crate::probe::Contact;
 
@@ -167,19 +165,7 @@ impl SmsChannel {
             )
             .body(form)
             .timeout(s.timeout);
-        let delivery = match request.send().await {
-            Ok(response) => {
-                let status = response.status();
-                let headers = response.headers().clone();
-                match response.bytes().await {
-                    Ok(body) => send_outcome(status, &headers, &body),
-                    // Twilio took the message; sending again would text twice.
-                    Err(_) if status.is_success() => Delivery::Accepted { provider_id: None },
-                    Err(e) => transport_outcome("Twilio", e, s.timeout),
-                }
-            }
-            Err(e) => transport_outcome("Twilio", e, s.timeout),
-        };
+        let delivery = http::send(request, "Twilio", s.timeout, None, send_outcome).await;
         redact_delivery(delivery, &s.auth_token)
     }
 

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use sha2::Sha256;
 
-use super::http::{quote, redact_delivery, retry_after, transport_outcome};
+use super::http::{self, quote, redact_delivery, retry_after};
 use super::{Channel, Delivery, Notice, SendFuture};
 use crate::clock::{Clock, SystemClock};
 use crate::probe::Contact;
@@ -109,19 +109,7 @@ impl WebhookChannel {
             .header(SIGNATURE_HEADER, sign(&s.secret, timestamp, &body))
             .body(body)
             .timeout(s.timeout);
-        let delivery = match request.send().await {
-            Ok(response) => {
-                let status = response.status();
-                let headers = response.headers().clone();
-                match response.bytes().await {
-                    Ok(body) => response_outcome(status, &headers, &body),
-                    // The receiver took it; its answer's body does not matter.
-                    Err(_) if status.is_success() => Delivery::Accepted { provider_id: None },
-                    Err(e) => transport_outcome("webhook", e, s.timeout),
-                }
-            }
-            Err(e) => transport_outcome("webhook", e, s.timeout),
-        };
+        let delivery = http::send(request, "webhook", s.timeout, None, response_outcome).await;
         redact_delivery(delivery, &s.secret)
     }
 }
