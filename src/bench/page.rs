@@ -3,8 +3,7 @@
 //! In each trial both watch the same sandbox CRM, which goes down (HTTP 503) at a random
 //! phase of their schedules; both page by e-mail to one aiosmtpd, which stamps arrivals.
 //! Figures, no verdict. Every process it starts is stopped with it: on an error, Ctrl-C
-//! or SIGTERM all of them; on SIGKILL the tools at once (PDEATHSIG), the agent at its next
-//! run line (its stdout is gone).
+//! or SIGTERM all of them; on SIGKILL all of them at once (PDEATHSIG).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -21,6 +20,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+use super::die_with_parent;
 use super::scheduler::{sigterm, spawn_agent, tempfile_dir, wait_first_run};
 use crate::runner::Outcome;
 use crate::sandbox::{DownMode, Fault, FaultKind, Sandbox, SandboxConfig, System};
@@ -428,22 +428,6 @@ fn loopback_command(program: &Path) -> Command {
     cmd.stdin(Stdio::null()).kill_on_drop(true);
     die_with_parent(&mut cmd);
     cmd
-}
-
-/// SIGKILL to the child when the bench process dies, even by SIGKILL, which no handler
-/// sees (Linux). It fires when the spawning thread exits: these are tokio's worker
-/// threads, which live as long as the runtime.
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: runs in the child between fork and exec; prctl is async-signal-safe and
-    // touches no memory shared with the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
 }
 
 /// A running external tool, its stdout and stderr in a log file.

@@ -174,7 +174,10 @@ pub fn spawn_agent(
     listen: &str,
 ) -> anyhow::Result<(Child, Arc<AtomicU64>, tokio::task::JoinHandle<String>)> {
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    // The agent goes with the bench, even when the bench is SIGKILLed.
+    super::die_with_parent(&mut cmd);
+    let mut child = cmd
         .args(["run", "--listen", listen, "--config"])
         .arg(config)
         .arg("--state-dir")
