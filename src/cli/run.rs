@@ -537,11 +537,10 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
         Arc::new(move |pass: &crate::notify::outbox::Pass| {
             // Keys are `<incident>/<kind>[#round]/<channel>/<person>`.
             let parts = |k: &str| {
-                let mut it = k.splitn(4, '/').skip(1);
-                let kind = it.next().unwrap_or("-");
-                let kind = kind.split('#').next().unwrap_or(kind).to_string();
-                let channel = it.next().unwrap_or("-").to_string();
-                (channel, kind)
+                let (kind, channel) = crate::store::outbox::OutboxEntry::key_kind_and_channel(k)
+                    .unwrap_or(("-", "-"));
+                let kind = kind.split('#').next().unwrap_or(kind);
+                (channel.to_string(), kind.to_string())
             };
             let undelivered: Vec<String> =
                 pass.undelivered.iter().map(|(k, _)| k.clone()).collect();

@@ -183,7 +183,7 @@ impl Router {
             .iter()
             .find(|c| c.reaches(Some(person)))?;
         // Same round as the entry it replaces.
-        let kind_part = failed.entry.key.split('/').nth(1)?;
+        let (kind_part, _) = OutboxEntry::key_kind_and_channel(&failed.entry.key)?;
         Some(entry(
             notice,
             kind_part,

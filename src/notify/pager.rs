@@ -18,8 +18,7 @@ use crate::probe::GroupSettings;
 use crate::probe::{Agent, Probe, Runbook};
 use crate::runner::ProbeRun;
 use crate::store::StoreError;
-use crate::store::outbox::OutboxRow;
-use crate::store::outbox::OutboxStore;
+use crate::store::outbox::{OutboxEntry, OutboxRow, OutboxStore};
 use crate::store::{IncidentRow, IncidentStore};
 
 /// Longest pause of the delivery loop when nothing is due.
@@ -295,10 +294,7 @@ impl Pager {
             Action::Reopened(open) => {
                 let leader = self.leader_of(&open.id).await?;
                 let members = self.incidents.group_members(&leader).await?;
-                let others_open = members
-                    .iter()
-                    .filter(|m| m.id != open.id && m.resolved_at.is_none())
-                    .count();
+                let others_open = unresolved_besides(&members, &open.id);
                 if others_open > 0 {
                     // The group's page stands; nothing was resolved to anyone yet.
                     return Ok(Paged::GroupStillOpen {
@@ -315,10 +311,7 @@ impl Pager {
             Action::Resolved { incident, at, .. } => {
                 let leader = self.leader_of(&incident.id).await?;
                 let members = self.incidents.group_members(&leader).await?;
-                let still_open = members
-                    .iter()
-                    .filter(|m| m.id != incident.id && m.resolved_at.is_none())
-                    .count();
+                let still_open = unresolved_besides(&members, &incident.id);
                 if still_open > 0 {
                     return Ok(Paged::GroupStillOpen {
                         leader,
@@ -494,6 +487,14 @@ impl Pager {
     }
 }
 
+/// Incidents of a group other than `id` that have not resolved.
+fn unresolved_besides(members: &[IncidentRow], id: &str) -> usize {
+    members
+        .iter()
+        .filter(|m| m.id != id && m.resolved_at.is_none())
+        .count()
+}
+
 /// A trigger or flapping notification (what paged people).
 fn is_page(r: &OutboxRow) -> bool {
     r.entry.kind == NoticeKind::Trigger.as_str() || r.entry.kind == NoticeKind::Flapping.as_str()
@@ -505,7 +506,7 @@ fn resolve_rounds(paged: &[OutboxRow], leader: &str) -> u32 {
     let mut rounds: Vec<&str> = paged
         .iter()
         .filter(|r| r.entry.incident_id == leader && r.entry.kind == NoticeKind::Resolve.as_str())
-        .filter_map(|r| r.entry.key.split('/').nth(1))
+        .filter_map(|r| OutboxEntry::key_kind_and_channel(&r.entry.key).map(|(kind, _)| kind))
         .collect();
     rounds.sort();
     rounds.dedup();

@@ -56,6 +56,13 @@ impl OutboxEntry {
     pub fn key_for(incident: &str, kind: &str, channel: &str, contact: &str) -> String {
         format!("{incident}/{kind}/{channel}/{contact}")
     }
+
+    /// A key's kind part (`resolve`, or `resolve#2` for a later round) and channel; the
+    /// incident id never holds a `/`, the contact name may.
+    pub fn key_kind_and_channel(key: &str) -> Option<(&str, &str)> {
+        let mut parts = key.splitn(4, '/').skip(1);
+        Some((parts.next()?, parts.next()?))
+    }
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
