@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::probe::SecretSource;
+use crate::model::SecretSource;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {

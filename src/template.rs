@@ -51,20 +51,7 @@ pub fn analyze(source: &str) -> Result<BTreeSet<String>, String> {
     Ok(tmpl.undeclared_variables(true).into_iter().collect())
 }
 
-/// String leaves of a JSON value (for analysis of `json:` bodies and var values).
-pub fn string_leaves(v: &Value) -> Vec<&str> {
-    let mut out = Vec::new();
-    fn walk<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
-        match v {
-            Value::String(s) => out.push(s),
-            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-            Value::Object(m) => m.values().for_each(|x| walk(x, out)),
-            _ => {}
-        }
-    }
-    walk(v, &mut out);
-    out
-}
+pub use crate::model::string_leaves;
 
 /// Why a render failed; the message never contains a secret value.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rooftop::clock::SystemClock;
-use rooftop::probe::{Compression, Probe};
+use rooftop::model::{Compression, Probe};
 use rooftop::runner::http::{HttpClient, HttpSettings};
 use rooftop::runner::{
     CleanupOutcome, ErrorClass, Outcome, ProbeRun, Progress, ProgressFn, Runner,

@@ -8,9 +8,9 @@ mod tools;
 
 use std::time::Duration;
 
+use rooftop::model::Contact;
 use rooftop::notify::email::{EmailChannel, EmailTransport, SmtpSecurity, SmtpSettings};
 use rooftop::notify::{Channel, Delivery, NoticeKind, sample_notice};
-use rooftop::probe::Contact;
 use tools::{SmtpOptions, SmtpServer, SmtpTls};
 
 fn maria() -> Contact {

@@ -14,13 +14,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::DateTime;
 use rooftop::clock::ManualClock;
+use rooftop::model::Contact;
 use rooftop::notify::pagerduty::{PagerDutyChannel, PagerDutySettings};
 use rooftop::notify::sms::{DeliveryStatus, SmsChannel, SmsSettings, sms_text};
 use rooftop::notify::webhook::{
     SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookChannel, WebhookSettings, verify_signature,
 };
 use rooftop::notify::{Channel, Delivery, Notice, NoticeKind, sample_notice};
-use rooftop::probe::Contact;
 use serde_json::{Value, json};
 
 const SID: &str = "AC0123456789";

@@ -6,53 +6,15 @@
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
-use super::rules::{AlertRules, Breach, Fact, breaches};
+use super::rules::breaches;
+pub use crate::model::incident::{Open, Phase, ProbeAlerts, ResolvedBy};
+use crate::model::{AlertRules, Fact};
 
 /// Most facts kept per probe, whatever the rules' horizon.
 const MAX_FACTS: usize = 10_000;
 /// Run ids attached to one incident (the first ones and the latest are what matter).
 const MAX_INCIDENT_RUNS: usize = 100;
-
-/// An incident while it is open.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Open {
-    /// Stable: `inc-<probe>-<opened ms>`; notification dedup keys derive from it.
-    pub id: String,
-    pub opened_at: DateTime<Utc>,
-    pub acked_at: Option<DateTime<Utc>>,
-    pub acked_by: Option<String>,
-    /// What opened it.
-    pub breaches: Vec<Breach>,
-    /// Error class and step of the run that opened it.
-    pub error_class: Option<String>,
-    pub failed_step: Option<String>,
-    pub last_message: Option<String>,
-    /// The failing runs, oldest first (capped).
-    pub runs: Vec<String>,
-    pub flapping: bool,
-    pub successes_in_row: u32,
-}
-
-/// Where a probe stands.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Phase {
-    Quiet,
-    Open(Open),
-}
-
-/// A probe's alerting state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProbeAlerts {
-    pub probe: String,
-    pub phase: Phase,
-    /// Recent runs, oldest first (bounded by the rules' horizon and depth).
-    pub facts: VecDeque<Fact>,
-    /// The incident that last recovered, and when: failing again within the flap window
-    /// reopens it (flapping) instead of paging a new one.
-    pub recovered: Option<(Open, DateTime<Utc>)>,
-}
 
 /// What happens to a probe.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,16 +22,6 @@ pub enum Event {
     Run(Fact),
     Ack { by: String },
     Resolve { by: String },
-}
-
-/// How an incident ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResolvedBy {
-    /// `resolve_after` successes in a row (and no flapping).
-    Recovery,
-    /// A person (`rooftop resolve`).
-    Manual,
 }
 
 /// What the agent must do.
@@ -281,7 +233,7 @@ pub fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerting::rules::{FireRule, RatioRule, SyncRule};
+    use crate::model::{Breach, FireRule, RatioRule, SyncRule};
     use std::time::Duration;
 
     fn t(s: i64) -> DateTime<Utc> {

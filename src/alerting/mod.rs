@@ -8,19 +8,6 @@ pub mod incident;
 pub mod rules;
 pub mod tracker;
 
+pub use crate::model::incident_reason;
 pub use incident::{Action, Event, Open, Phase, ProbeAlerts, ResolvedBy, step};
 pub use rules::{AlertRules, Breach, Fact, FireRule, RatioRule, SyncRule, breaches};
-
-/// Why an incident is open, in words (after a restart the breaches are not known until
-/// the next evaluation: "still failing").
-pub fn incident_reason(open: &Open) -> String {
-    if open.breaches.is_empty() {
-        "still failing".into()
-    } else {
-        open.breaches
-            .iter()
-            .map(Breach::describe)
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}

@@ -10,8 +10,8 @@ use tokio::sync::Mutex;
 
 use super::incident::{Action, Event, Open, Phase, ProbeAlerts, ResolvedBy, step};
 use super::rules::Fact;
-use crate::probe::Probe;
-use crate::runner::ProbeRun;
+use crate::model::Probe;
+use crate::model::ProbeRun;
 use crate::store::{IncidentStore, RunStore, StoreError};
 
 /// Incident tracking for every probe of the agent.

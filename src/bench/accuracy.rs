@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use crate::clock::SystemClock;
-use crate::probe::{Compression, Poll, Probe};
+use crate::model::{Compression, Poll, Probe};
 use crate::runner::{Outcome, Runner};
 use crate::sandbox::{Sandbox, SandboxConfig};
 

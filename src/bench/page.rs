@@ -1356,7 +1356,7 @@ mod tests {
     use super::*;
     use crate::alerting::FireRule;
     use crate::config::{load_agent_text, load_probe_text, yaml};
-    use crate::probe::Schedule;
+    use crate::model::Schedule;
 
     fn endpoints() -> Endpoints {
         Endpoints {

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::probe::HistorySettings;
+use crate::model::HistorySettings;
 use crate::runner::ProbeRun;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::RunStore;

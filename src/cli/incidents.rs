@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_FAILED, load_config};
-use crate::runner::fmt_ms;
+use crate::model::fmt_ms;
 use crate::store::outbox::{OutboxRow, OutboxStore};
 use crate::store::{IncidentRow, IncidentStore};
 

@@ -296,4 +296,4 @@ pub fn build_runner(config: &Config, cfg: &ConfigArgs) -> Result<Runner, ExitCod
     })
 }
 
-pub use crate::runner::fmt_ms;
+pub use crate::model::fmt_ms;

@@ -14,6 +14,8 @@ use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_CONFIG, build_runner, load_config}
 use crate::alerting::ack::AckSigner;
 use crate::alerting::{self, tracker::Tracker};
 use crate::clock::{Clock, SystemClock};
+use crate::model::EmailDestination;
+use crate::model::{HistorySettings, MissedRuns};
 use crate::notify::Channel;
 use crate::notify::email::{EmailChannel, EmailTransport, SmtpSettings};
 use crate::notify::outbox::Router;
@@ -21,8 +23,6 @@ use crate::notify::pager::Pager;
 use crate::notify::pagerduty::{PagerDutyChannel, PagerDutySettings};
 use crate::notify::sms::{SmsChannel, SmsSettings};
 use crate::notify::webhook::{WebhookChannel, WebhookSettings};
-use crate::probe::EmailDestination;
-use crate::probe::{HistorySettings, MissedRuns};
 use crate::scheduler::{self, Event, Fire};
 use crate::store::IncidentStore;
 use crate::store::RunStore;
@@ -502,7 +502,9 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
             AckSigner::load_or_create(&state_dir, base),
             IncidentStore::open_in(&state_dir),
         ) {
-            (Ok(signer), Ok(incidents)) => Some(crate::listener::AckRoutes { signer, incidents }),
+            (Ok(signer), Ok(incidents)) => {
+                Some(crate::agent::listener::AckRoutes { signer, incidents })
+            }
             _ => None,
         },
         None => None,
@@ -514,7 +516,13 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
     }
     let listener = match listen {
         Some(addr) => {
-            match crate::listener::serve(addr, telemetry.clone(), ack_routes, stop_rx.clone()).await
+            match crate::agent::listener::serve(
+                addr,
+                telemetry.clone(),
+                ack_routes,
+                stop_rx.clone(),
+            )
+            .await
             {
                 Ok((bound, task)) => {
                     eprintln!("metrics: http://{bound}/metrics");

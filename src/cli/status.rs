@@ -95,7 +95,7 @@ pub async fn status(cfg: &ConfigArgs, as_json: bool) -> ExitCode {
 /// One probe in the status table: a summary row, then indented detail lines for what
 /// there is to say (sync latency, steps, errors, outages).
 fn probe_lines(
-    p: &crate::probe::Probe,
+    p: &crate::model::Probe,
     next: Option<chrono::DateTime<chrono::Utc>>,
     st: &ProbeStatus,
 ) -> Vec<String> {

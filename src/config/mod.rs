@@ -17,7 +17,7 @@ pub use diagnostic::Diagnostic;
 pub use validate::Defaults;
 use yaml::{Document, FieldPath};
 
-use crate::probe::{Agent, Probe};
+use crate::model::{Agent, Probe};
 
 /// A fully validated configuration directory.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 //! Phase 2 of configuration: pure semantic checks that turn raw structs into the validated
-//! model in `crate::probe`, collecting every error with its position and a hint.
+//! model in `crate::model`, collecting every error with its position and a hint.
 //!
 //! No I/O here: runbook files are handed in as data by the loader.
 
@@ -18,14 +18,14 @@ use super::raw::{
     KOfMConfig, ProbeConfig, RequestConfig, ScheduleConfig, StepConfig, TelemetryConfig,
 };
 use super::yaml::{Document, FieldPath};
-use crate::alerting::{AlertRules, FireRule, RatioRule, SyncRule};
-use crate::notify::email::SmtpSecurity;
-use crate::probe::{
+use crate::model::SmtpSecurity;
+use crate::model::{
     Agent, AlertingSettings, Body, Capture, CaptureSource, CleanupStep, Contact, EmailDestination,
     EmailSettings, Expect, HistorySettings, JsonAssertion, MissedRuns, OPERATORS, Op, OtlpProtocol,
     Poll, Probe, Request, Runbook, Schedule, SchedulerSettings, SecretSource, Severity,
     StatusMatch, Step, SyncSpec, TelemetrySettings,
 };
+use crate::model::{AlertRules, FireRule, RatioRule, SyncRule};
 use crate::synthetic::HELPERS;
 use crate::template::{self, RESERVED};
 
@@ -342,7 +342,7 @@ impl<'a> Checker<'a> {
                 );
             }
             if let Some(p) = &c.phone
-                && !is_e164(p)
+                && !crate::model::is_e164(p)
             {
                 self.err(
                     &cp.key("phone"),
@@ -401,7 +401,7 @@ impl<'a> Checker<'a> {
         let url_ok = |u: &str| u.starts_with("https://") || u.starts_with("http://");
         if let Some(sms) = &raw.sms {
             let sp = path.key("sms");
-            if !(is_e164(&sms.from) || sms.from.starts_with("MG")) {
+            if !(crate::model::is_e164(&sms.from) || sms.from.starts_with("MG")) {
                 self.err(
                     &sp.key("from"),
                     format!(
@@ -427,7 +427,15 @@ impl<'a> Checker<'a> {
                     None,
                 );
             }
-            out.sms = Some(sms.clone());
+            out.sms = Some(crate::model::SmsAccount {
+                account_sid: sms.account_sid.clone(),
+                auth_token: sms.auth_token.clone(),
+                from: sms.from.clone(),
+                base_url: sms
+                    .base_url
+                    .as_ref()
+                    .map(|u| u.trim_end_matches('/').to_string()),
+            });
         }
         if let Some(w) = &raw.webhook {
             let wp = path.key("webhook");
@@ -441,7 +449,10 @@ impl<'a> Checker<'a> {
             if let Err(e) = template::analyze(&w.secret) {
                 self.err(&wp.key("secret"), format!("template error: {e}"), None);
             }
-            out.webhook = Some(w.clone());
+            out.webhook = Some(crate::model::WebhookTarget {
+                url: w.url.clone(),
+                secret: w.secret.clone(),
+            });
         }
         if let Some(pd) = &raw.pagerduty {
             let pp = path.key("pagerduty");
@@ -453,7 +464,10 @@ impl<'a> Checker<'a> {
             {
                 self.err(&pp.key("url"), format!("`{u}` is not an http(s) URL"), None);
             }
-            out.pagerduty = Some(pd.clone());
+            out.pagerduty = Some(crate::model::PagerDutyTarget {
+                routing_key: pd.routing_key.clone(),
+                url: pd.url.clone(),
+            });
         }
         if let Some(u) = &raw.ack_base_url {
             if url_ok(u) {
@@ -1288,7 +1302,7 @@ fn check_cleanup(
                 );
             }
             match (req, each) {
-                (Some(request), Some(each)) => Some(crate::probe::Find {
+                (Some(request), Some(each)) => Some(crate::model::Find {
                     request,
                     each,
                     each_text: f.each.clone(),
@@ -1779,16 +1793,6 @@ fn is_email(s: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !domain.contains('@')
-}
-
-/// `+` then 8 to 15 digits, the first not 0.
-fn is_e164(s: &str) -> bool {
-    let Some(digits) = s.strip_prefix('+') else {
-        return false;
-    };
-    (8..=15).contains(&digits.len())
-        && digits.chars().all(|c| c.is_ascii_digit())
-        && !digits.starts_with('0')
 }
 
 /// Upper bound of `scheduler.max_concurrent`.

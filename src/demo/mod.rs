@@ -21,7 +21,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::watch;
 
 use crate::clock::SystemClock;
-use crate::probe::{Compression, Probe};
+use crate::model::{Compression, Probe};
 use crate::runner::{Outcome, ProbeRun, Runner};
 use crate::sandbox::{Sandbox, SandboxConfig, Scenario};
 pub use scenarios::{BUILTIN, builtin};

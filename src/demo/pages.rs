@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::alerting::tracker::{Tracker, describe};
+use crate::model::{Agent, Contact, Probe, Severity};
 use crate::notify::email::{EmailChannel, EmailTransport};
 use crate::notify::outbox::Router;
 use crate::notify::pager::{Paged, Pager};
 use crate::notify::sms::sms_text;
 use crate::notify::{Channel, Delivery, Notice, SendFuture};
-use crate::probe::{Agent, Contact, Probe, Severity};
 use crate::runner::ProbeRun;
 use crate::store::outbox::OutboxStore;
 use crate::store::{IncidentStore, RunStore};

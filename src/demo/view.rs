@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::Stats;
-use crate::cli::fmt_ms;
+use crate::model::fmt_ms;
 
 /// The live table.
 pub fn table(stats: &Stats, faults: &[serde_json::Value], elapsed: Duration) -> String {

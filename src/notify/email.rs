@@ -13,19 +13,10 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{Channel, Delivery, Notice, NoticeKind, SendFuture};
-use crate::probe::Contact;
-use crate::runner::fmt_ms;
+use crate::model::Contact;
+use crate::model::fmt_ms;
 
-/// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpSecurity {
-    /// STARTTLS, required (port 587).
-    StartTls,
-    /// TLS from the first byte (SMTPS, port 465).
-    Implicit,
-    /// No TLS: only for a relay on the same machine or network.
-    None,
-}
+pub use crate::model::SmtpSecurity;
 
 /// SMTP settings.
 #[derive(Clone)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::probe::Contact;
+use crate::model::Contact;
 
 pub mod pagerduty;
 pub mod sms;

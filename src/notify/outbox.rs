@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{Channel, Confirmation, Delivery, Notice, NoticeKind};
-use crate::probe::{Contact, Severity};
+use crate::model::{Contact, Severity};
 use crate::store::StoreError;
 use crate::store::outbox::{OutboxEntry, OutboxRow, OutboxStore};
 

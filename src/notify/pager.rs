@@ -14,9 +14,9 @@ use super::{Notice, NoticeKind, SyncFigure};
 use crate::alerting::ack::AckSigner;
 use crate::alerting::{Action, Open, incident_reason};
 use crate::clock::Clock;
-use crate::probe::GroupSettings;
-use crate::probe::{Agent, Probe, Runbook};
-use crate::runner::ProbeRun;
+use crate::model::GroupSettings;
+use crate::model::ProbeRun;
+use crate::model::{Agent, Probe, Runbook};
 use crate::store::StoreError;
 use crate::store::outbox::{OutboxEntry, OutboxRow, OutboxStore};
 use crate::store::{IncidentRow, IncidentStore};
@@ -543,8 +543,8 @@ mod grouping_tests {
     use super::*;
     use crate::alerting::Breach;
     use crate::alerting::ResolvedBy;
+    use crate::model::{Contact, Severity};
     use crate::notify::{Channel, Delivery, SendFuture};
-    use crate::probe::{Contact, Severity};
     use std::collections::BTreeMap;
 
     /// Accepts everything.
@@ -573,7 +573,7 @@ mod grouping_tests {
             "started_at": t(0), "finished_at": t(0), "duration_ms": 1.0,
             "outcome": "error", "error_class": null, "failed_step": null, "message": null,
             "labels": {}, "runbook": null, "steps": [],
-            "cleanup": crate::runner::CleanupReport::default(),
+            "cleanup": crate::model::CleanupReport::default(),
         }))
         .unwrap()
     }

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::http::{self, quote, redact_delivery, retry_after};
 use super::{Channel, Delivery, Notice, NoticeKind, SendFuture};
-use crate::probe::{Contact, Severity};
+use crate::model::{Contact, Severity};
 
 /// The Events API v2 endpoint.
 pub const DEFAULT_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::http::{self, describe_transport, quote, redact, redact_delivery, retry_after};
 use super::{Channel, ConfirmFuture, Confirmation, Delivery, Notice, NoticeKind, SendFuture};
-use crate::probe::Contact;
+use crate::model::Contact;
 
 /// Where Twilio's API lives (tests point `base_url` at a local server instead).
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";

@@ -17,7 +17,7 @@ use sha2::Sha256;
 use super::http::{self, quote, redact_delivery, retry_after};
 use super::{Channel, Delivery, Notice, SendFuture};
 use crate::clock::{Clock, SystemClock};
-use crate::probe::Contact;
+use crate::model::Contact;
 
 /// Unix seconds at signing, as sent and as signed.
 pub const TIMESTAMP_HEADER: &str = "X-Rooftop-Timestamp";

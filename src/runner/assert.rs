@@ -8,8 +8,8 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use super::http::Response;
-use super::run::{AssertionResult, ErrorClass};
-use crate::probe::{Capture, CaptureSource, Expect, Op};
+use crate::model::{AssertionResult, ErrorClass};
+use crate::model::{Capture, CaptureSource, Expect, Op};
 use crate::template::{Context, RenderError};
 
 /// Why a condition or capture could not be evaluated.
@@ -299,7 +299,7 @@ fn capture_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{JsonAssertion, StatusMatch};
+    use crate::model::{JsonAssertion, StatusMatch};
     use crate::secrets::{Masker, SecretStore};
     use crate::synthetic::Synthetic;
     use serde_json::json;

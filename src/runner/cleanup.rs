@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::http::Response;
 use super::{CleanupRun, Runner, assert, http, ms};
-use crate::probe::{CleanupStep, Probe, Request};
+use crate::model::{CleanupStep, Probe, Request};
 use crate::secrets::Masker;
 use crate::store::LedgerEntry;
 use crate::synthetic::Synthetic;

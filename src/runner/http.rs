@@ -9,7 +9,7 @@ use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
-use super::run::ErrorClass;
+use crate::model::ErrorClass;
 
 /// Client settings from `rooftop.yaml`.
 #[derive(Debug, Clone)]

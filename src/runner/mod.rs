@@ -7,7 +7,6 @@ pub mod assert;
 pub mod cleanup;
 pub mod http;
 pub mod poll;
-pub mod run;
 pub mod sync;
 
 use std::collections::BTreeMap;
@@ -18,14 +17,14 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::probe::{Body, Probe, Request, Step};
+pub use crate::model::run::*;
+use crate::model::{Body, Probe, Request, Step};
 use crate::secrets::{Masker, SecretStore};
 use crate::store::{Ledger, NewEntry};
 use crate::synthetic::Synthetic;
 use crate::template::Context;
 use http::{Failure, HttpClient, OutgoingRequest, Response};
 use poll::{Attempt, Window};
-pub use run::*;
 use sync::EventWindow;
 
 /// Live progress for a terminal; the runner calls it as things happen.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::probe::Poll;
+use crate::model::Poll;
 
 /// When one attempt was sent and answered, as offsets from the run's start.
 #[derive(Debug, Clone, Copy, PartialEq)]

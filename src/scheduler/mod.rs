@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
-use crate::probe::Schedule;
+use crate::model::Schedule;
 
 /// Largest spread added to cron fire times (interval schedules spread over their period).
 pub const CRON_SPREAD: Duration = Duration::from_secs(30);
@@ -112,16 +112,7 @@ pub struct Plan {
     pub catch_up: Option<DateTime<Utc>>,
 }
 
-/// Why a run started and how late.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fire {
-    /// The instant the run was due (for a catch-up run: the start of the agent).
-    pub scheduled: DateTime<Utc>,
-    /// Actual start − `scheduled`: waiting for the runtime and for a concurrency permit.
-    pub lag: Duration,
-    /// The missed fire this run makes up for.
-    pub catch_up: Option<DateTime<Utc>>,
-}
+pub use crate::model::Fire;
 
 /// What the loop reports as it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Db, StoreError};
-use crate::alerting::{Breach, Open};
+use crate::model::{Breach, Open};
 
 /// The incident store; clones share one connection.
 #[derive(Debug, Clone)]

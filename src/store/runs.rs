@@ -16,9 +16,9 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::{Db, StoreError};
-use crate::probe::HistorySettings;
-use crate::runner::ProbeRun;
-use crate::scheduler::Fire;
+use crate::model::Fire;
+use crate::model::HistorySettings;
+use crate::model::ProbeRun;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -498,7 +498,7 @@ pub(super) fn add_steps_and_triggers(conn: &Connection) -> rusqlite::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::{CleanupReport, ErrorClass, Outcome, StepRun, SyncMeasurement};
+    use crate::model::{CleanupReport, ErrorClass, Outcome, StepRun, SyncMeasurement};
     use std::time::Duration;
 
     fn run(id: &str, ago_min: i64, outcome: Outcome, sync_ms: Option<f64>) -> ProbeRun {
@@ -563,7 +563,7 @@ mod tests {
         let store = RunStore::open_in(dir.path()).unwrap();
         let now: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
         let mut with_status = run("a", 10, Outcome::Success, Some(1000.0));
-        with_status.steps[0].request = Some(crate::runner::RequestRecord {
+        with_status.steps[0].request = Some(crate::model::RequestRecord {
             method: "GET".into(),
             url: "http://127.0.0.1/x".into(),
             status: Some(503),

@@ -31,8 +31,8 @@ use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::{ManualReader, PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SpanProcessor};
 
-use crate::probe::{Agent, OtlpProtocol, Probe};
-use crate::runner::{CleanupOutcome, Outcome, ProbeRun};
+use crate::model::{Agent, OtlpProtocol, Probe};
+use crate::model::{CleanupOutcome, Outcome, ProbeRun};
 pub use settings::{Export, Resolved};
 use watch::{Health, Watched};
 

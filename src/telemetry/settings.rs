@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::probe::{OtlpProtocol, TelemetrySettings};
+use crate::model::{OtlpProtocol, TelemetrySettings};
 
 /// Default OTLP export timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

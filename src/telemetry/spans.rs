@@ -12,7 +12,7 @@ use opentelemetry::trace::{
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
-use crate::runner::{Outcome, ProbeRun, RequestRecord, StepRun};
+use crate::model::{Outcome, ProbeRun, RequestRecord, StepRun};
 
 fn trace_id(hex: &str) -> TraceId {
     u128::from_str_radix(hex, 16)

@@ -1,4 +1,5 @@
-//! The validated probe model: what `config::validate` produces and the runner consumes.
+//! The validated probe and agent settings: what `config::validate` produces and the
+//! runner, scheduler, pager and telemetry consume.
 //!
 //! Every value here has been checked (durations parsed, JSONPath compiled, references
 //! resolved to indices). Templates stay as source text, rendered per run.
@@ -28,7 +29,7 @@ pub struct Probe {
     pub steps: Vec<Step>,
     pub cleanup: Vec<CleanupStep>,
     /// When its failures open an incident.
-    pub alert: crate::alerting::AlertRules,
+    pub alert: super::rules::AlertRules,
     /// The file it came from.
     pub source: PathBuf,
 }
@@ -304,9 +305,9 @@ pub struct AlertingSettings {
     pub email: Option<EmailSettings>,
     pub runbook_base_url: Option<String>,
     /// Secrets stay templates here; they are rendered at start.
-    pub sms: Option<crate::config::raw::SmsConfig>,
-    pub webhook: Option<crate::config::raw::WebhookConfig>,
-    pub pagerduty: Option<crate::config::raw::PagerDutyConfig>,
+    pub sms: Option<super::channels::SmsAccount>,
+    pub webhook: Option<super::channels::WebhookTarget>,
+    pub pagerduty: Option<super::channels::PagerDutyTarget>,
     /// Personal channels in order of preference (`sms`, `email`).
     pub prefer: Vec<String>,
     pub ack_base_url: Option<String>,
@@ -343,7 +344,7 @@ pub enum EmailDestination {
     Smtp {
         host: String,
         port: u16,
-        security: crate::notify::email::SmtpSecurity,
+        security: super::channels::SmtpSecurity,
         username: Option<String>,
         password_template: Option<String>,
         timeout: Duration,
@@ -466,7 +467,7 @@ impl Request {
         out.extend(self.headers.iter().map(|(_, v)| v.as_str()));
         match &self.body {
             Body::None => {}
-            Body::Json(v) => out.extend(crate::template::string_leaves(v)),
+            Body::Json(v) => out.extend(string_leaves(v)),
             Body::Text(t) => out.push(t),
         }
     }
@@ -477,7 +478,7 @@ impl Probe {
     pub fn template_sources(&self) -> Vec<&str> {
         let mut out = Vec::new();
         for (_, v) in &self.vars {
-            out.extend(crate::template::string_leaves(v));
+            out.extend(string_leaves(v));
         }
         for s in &self.steps {
             s.request.template_sources(&mut out);
@@ -528,4 +529,19 @@ impl Probe {
             r.timeout = r.timeout.min(c.request_timeout);
         }
     }
+}
+
+/// Every string inside a JSON value (templates can hide in any of them).
+pub fn string_leaves(v: &Value) -> Vec<&str> {
+    let mut out = Vec::new();
+    fn walk<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) => out.push(s),
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Object(m) => m.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(v, &mut out);
+    out
 }

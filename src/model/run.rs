@@ -6,25 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `1.234s`, `56ms`, `2m05s`: compact durations for tables and log lines.
-pub fn fmt_ms(ms: f64) -> String {
-    if ms >= 60_000.0 {
-        format!(
-            "{}m{:02.0}s",
-            (ms / 60_000.0).floor(),
-            (ms % 60_000.0) / 1000.0
-        )
-    } else if ms >= 1000.0 {
-        format!("{:.2}s", ms / 1000.0)
-    } else {
-        format!("{ms:.0}ms")
-    }
-}
+use super::units::fmt_ms;
 
 /// How a run or a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,4 +283,15 @@ pub struct CleanupRun {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub duration_ms: f64,
+}
+
+/// Why a run started and how late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fire {
+    /// The instant the run was due (for a catch-up run: the start of the agent).
+    pub scheduled: DateTime<Utc>,
+    /// Actual start − `scheduled`: waiting for the runtime and for a concurrency permit.
+    pub lag: Duration,
+    /// The missed fire this run makes up for.
+    pub catch_up: Option<DateTime<Utc>>,
 }

@@ -1,0 +1,67 @@
+//! Channel settings as validated: which SMS account, webhook, PagerDuty service and SMTP
+//! security a page goes through. Secrets stay templates here; the agent renders them at
+//! start, so nothing in the model holds a secret value.
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// STARTTLS, required (port 587).
+    StartTls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Implicit,
+    /// No TLS: only for a relay on the same machine or network.
+    None,
+}
+
+/// A Twilio-compatible SMS account (`alerting.sms`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmsAccount {
+    pub account_sid: String,
+    /// A template, e.g. `{{ secret.twilio_token }}`.
+    pub auth_token: String,
+    /// E.164 sender number or a Messaging Service SID (`MG…`).
+    pub from: String,
+    /// Without a trailing slash; `None`: Twilio's own API.
+    pub base_url: Option<String>,
+}
+
+/// A generic webhook (`alerting.webhook`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookTarget {
+    pub url: String,
+    /// HMAC-SHA256 key, a template.
+    pub secret: String,
+}
+
+/// A PagerDuty Events v2 service (`alerting.pagerduty`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PagerDutyTarget {
+    /// Integration key, a template.
+    pub routing_key: String,
+    /// `None`: PagerDuty's own endpoint.
+    pub url: Option<String>,
+}
+
+/// `+` and 8 to 15 digits, the first not 0 (ITU-T E.164).
+pub fn is_e164(number: &str) -> bool {
+    let Some(digits) = number.strip_prefix('+') else {
+        return false;
+    };
+    (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e164_numbers() {
+        assert!(is_e164("+14165550100"));
+        assert!(!is_e164("14165550100"));
+        assert!(!is_e164("+0123456789"));
+        assert!(!is_e164("+1416"));
+        assert!(!is_e164("+1416555010a"));
+    }
+}

@@ -1,0 +1,18 @@
+//! The model: the validated probe and agent settings, what a run observed (`ProbeRun`),
+//! alert-rule and incident data, channel settings, severities and shared formatting.
+//! The bottom layer: it imports nothing else of the crate, and everything above
+//! depends on it (see the layer order in `lib.rs`).
+
+pub mod channels;
+pub mod incident;
+pub mod probe;
+pub mod rules;
+pub mod run;
+pub mod units;
+
+pub use channels::*;
+pub use incident::*;
+pub use probe::*;
+pub use rules::*;
+pub use run::*;
+pub use units::fmt_ms;
