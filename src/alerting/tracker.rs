@@ -21,14 +21,6 @@ pub struct Tracker {
     states: Mutex<HashMap<String, ProbeAlerts>>,
 }
 
-fn connector(probe: &Probe) -> String {
-    probe
-        .labels
-        .get("connector")
-        .cloned()
-        .unwrap_or_else(|| "-".into())
-}
-
 impl Tracker {
     /// Rebuilds each probe's state from the store: its recent runs (within the rules'
     /// horizon) and its unresolved incident, so a restart neither re-pages an open
@@ -104,7 +96,10 @@ impl Tracker {
         let (state, run_actions) = step(state, &probe.alert, Event::Run(Fact::from_run(run)), now);
         states.insert(probe.name.clone(), state);
         drop(states);
-        let (sev, conn) = (probe.severity.to_string(), connector(probe));
+        let (sev, conn) = (
+            probe.severity.to_string(),
+            probe.connector_label().to_string(),
+        );
         for a in &run_actions {
             match a {
                 Action::Opened(open) => {

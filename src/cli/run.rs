@@ -477,11 +477,7 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
                     scheduled.to_rfc3339()
                 );
                 let (history, name, scheduled) = (history.clone(), p.name.clone(), *scheduled);
-                let connector = p
-                    .labels
-                    .get("connector")
-                    .cloned()
-                    .unwrap_or_else(|| "-".into());
+                let connector = p.connector_label().to_string();
                 tokio::spawn(async move {
                     if let Err(e) = history.record_skip(&name, &connector, scheduled).await {
                         eprintln!("warning: skipped fire of {name} not stored: {e}");

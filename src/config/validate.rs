@@ -779,6 +779,12 @@ pub fn validate_probe(
                 "label values are fixed text, not templates (labels must stay bounded)",
                 Some("write the value itself, e.g. `connector: crm-to-dms`".into()),
             );
+        } else if key == "connector" && !is_connector(value) {
+            c.err(
+                &root.key("labels").key(key),
+                format!("`{value}` is not a connector name: lowercase letters, digits, `-`, `_` and `.`, at most 64"),
+                Some("e.g. `connector: crm-to-dms`".into()),
+            );
         }
     }
 
@@ -957,6 +963,7 @@ pub fn validate_probe(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        connector: raw.labels.get("connector").cloned(),
         vars: raw
             .vars
             .iter()
@@ -967,6 +974,16 @@ pub fn validate_probe(
         alert,
         source: file.to_path_buf(),
     })
+}
+
+/// A connector name: bounded, so it can be a metric label and a grouping key.
+fn is_connector(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
 }
 
 fn check_runbook(

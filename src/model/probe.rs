@@ -24,6 +24,9 @@ pub struct Probe {
     pub severity: Severity,
     pub runbook: Option<Runbook>,
     pub labels: BTreeMap<String, String>,
+    /// `labels.connector`, checked: the integration this probe watches (e.g.
+    /// `crm-to-dms`); pages group by it and metrics carry it.
+    pub connector: Option<String>,
     /// Evaluated once per run, in order.
     pub vars: Vec<(String, Value)>,
     pub steps: Vec<Step>,
@@ -34,7 +37,15 @@ pub struct Probe {
     pub source: PathBuf,
 }
 
+/// The `connector` value of metrics, stored runs and incidents of a probe without one.
+pub const NO_CONNECTOR: &str = "-";
+
 impl Probe {
+    /// The connector as a metric label value: `-` when the probe names none.
+    pub fn connector_label(&self) -> &str {
+        self.connector.as_deref().unwrap_or(NO_CONNECTOR)
+    }
+
     pub fn cleanup_step(&self, name: &str) -> Option<&CleanupStep> {
         self.cleanup.iter().find(|c| c.name == name)
     }

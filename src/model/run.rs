@@ -134,6 +134,13 @@ pub struct ProbeRun {
 }
 
 impl ProbeRun {
+    /// The probe's `labels.connector`, `-` when it names none.
+    pub fn connector_label(&self) -> &str {
+        self.labels
+            .get("connector")
+            .map_or(super::probe::NO_CONNECTOR, String::as_str)
+    }
+
     /// A run as the store keeps it (`runs.json`), read back.
     pub fn from_stored_json(json: &str) -> Result<ProbeRun, serde_json::Error> {
         serde_json::from_str(json)

@@ -165,11 +165,7 @@ impl Pager {
                 .get("flow")
                 .cloned()
                 .unwrap_or_else(|| "-".into()),
-            connector: probe
-                .labels
-                .get("connector")
-                .cloned()
-                .unwrap_or_else(|| "-".into()),
+            connector: probe.connector_label().to_string(),
             opened_at: open.opened_at,
             resolved_at,
             reason: incident_reason(open),
@@ -383,7 +379,7 @@ impl Pager {
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<String>, StoreError> {
-        let connector = probe.labels.get("connector").map(String::as_str);
+        let connector = probe.connector.as_deref();
         let (Some(connector), false) = (connector, self.group.window.is_zero()) else {
             return Ok(None);
         };
@@ -621,6 +617,7 @@ mod grouping_tests {
             p.name = name.into();
             p.severity = Severity::P2;
             p.labels.insert("connector".into(), connector.into());
+            p.connector = Some(connector.into());
             p
         })
         .to_vec();

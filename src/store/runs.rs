@@ -343,11 +343,7 @@ fn insert(tx: &Connection, write: &Write) -> rusqlite::Result<()> {
 
 fn insert_run(tx: &Connection, run: &ProbeRun, fire: Option<&Fire>) -> rusqlite::Result<()> {
     let json = serde_json::to_string(run).unwrap_or_default();
-    let connector = run
-        .labels
-        .get("connector")
-        .cloned()
-        .unwrap_or_else(|| "-".into());
+    let connector = run.connector_label();
     let finished_ms = run.finished_at.timestamp_millis();
     let trigger = match fire {
         None => "manual",

@@ -270,11 +270,7 @@ impl Telemetry {
                         p.name.clone(),
                         ProbeAttrs {
                             flow: p.labels.get("flow").cloned().unwrap_or_else(|| "-".into()),
-                            connector: p
-                                .labels
-                                .get("connector")
-                                .cloned()
-                                .unwrap_or_else(|| "-".into()),
+                            connector: p.connector_label().to_string(),
                         },
                     )
                 })
