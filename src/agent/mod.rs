@@ -1,4 +1,668 @@
-//! The agent: what `rooftop run` and `rooftop demo` start. Composes the scheduler, the
-//! runner, the store, the alert tracker, the pager, telemetry and the listener.
+//! The agent: what `rooftop run` installs and `rooftop demo` shows. `Agent::build` turns a
+//! validated config into the composed parts (runner, store, alert tracker, pager,
+//! telemetry, scheduler plans); `spawn` starts the scheduler, delivery, housekeeping and
+//! the listener; `Running::drain` stops them all within one deadline and names what did
+//! not finish. It never prints a run or an incident itself: those go to a `Reporter`.
 
+mod housekeeping;
 pub mod listener;
+mod paging;
+pub mod report;
+pub mod signals;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::alerting::ack::AckSigner;
+use crate::alerting::tracker::{Tracker, describe};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::model::{ErrorClass, MissedRuns, Probe};
+use crate::notify::Channel;
+use crate::notify::pager::Pager;
+use crate::runner::Runner;
+use crate::scheduler::{self, Event, Fire, Plan};
+use crate::store::outbox::OutboxStore;
+use crate::store::{IncidentStore, RunStore, StoreError};
+use crate::telemetry::{Telemetry, settings};
+pub use report::{Lines, Report, Reporter};
+pub use signals::Signal;
+
+/// The default stop deadline: runs, their cleanup, the last outbox pass and the
+/// exporters' flush all end within it. Under systemd's default 90 s stop timeout, so the
+/// agent names what did not finish before systemd kills it.
+pub const DEFAULT_STOP_DEADLINE: Duration = Duration::from_secs(75);
+
+/// Longest interval between refreshes of the success-ratio, leftover and store-size
+/// gauges (they follow `telemetry.interval` when it is shorter).
+const GAUGES_EVERY: Duration = Duration::from_secs(60);
+/// How often retention runs while the agent is up (and once at start).
+const RETENTION_EVERY: Duration = Duration::from_secs(600);
+/// Missed fires are counted up to this many for the start-up message.
+const MISSED_COUNT_CAP: usize = 100_000;
+
+/// Why the agent cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A setting that validated but cannot be used (a secret that does not render, a
+    /// telemetry endpoint, a CA file): fix `rooftop.yaml`.
+    #[error("{0}")]
+    Config(String),
+    /// The state directory cannot be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The HTTP client or the cleanup ledger cannot be set up.
+    #[error(transparent)]
+    Runner(#[from] crate::runner::RunnerInitError),
+    /// The ack-link key cannot be read or created.
+    #[error("ack key in {dir}: {source}")]
+    AckKey {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listener's address is taken or not allowed.
+    #[error("cannot listen on {addr} for /metrics: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AgentError {
+    /// Whether the fix is in the configuration (as opposed to the machine).
+    pub fn is_config(&self) -> bool {
+        matches!(self, AgentError::Config(_))
+    }
+
+    /// A hint for the operator, when there is one.
+    pub fn help(&self) -> Option<&'static str> {
+        match self {
+            AgentError::Config(_) => None,
+            AgentError::Store(_) | AgentError::Runner(_) | AgentError::AckKey { .. } => Some(
+                "pass --state-dir DIR (or set state_dir in rooftop.yaml) to a writable directory",
+            ),
+            AgentError::Listen { .. } => {
+                Some("set telemetry.listen in rooftop.yaml to a free address, or `off`")
+            }
+        }
+    }
+}
+
+/// What the agent is built from besides the config: everything that differs between
+/// `rooftop run` on a rooftop server and `rooftop demo` on a laptop.
+pub struct Parts {
+    /// `env.*` for templates and secret lookup: the process environment (the demo adds
+    /// the sandbox's URLs).
+    pub env: BTreeMap<String, String>,
+    pub state_dir: PathBuf,
+    pub clock: Arc<dyn Clock>,
+    /// Overrides `scheduler.max_concurrent`.
+    pub max_concurrent: Option<usize>,
+    /// Overrides `history.keep`.
+    pub keep_history: Option<Duration>,
+    /// Overrides `telemetry.listen` (`Some(None)`: no listener).
+    pub listen: Option<Option<SocketAddr>>,
+    /// Channels besides those of `rooftop.yaml` (the demo's SMS folder).
+    pub extra_channels: Vec<Arc<dyn Channel>>,
+    /// Instead of each probe's schedule, run it again this long after its previous run
+    /// finished (the demo).
+    pub pace: Option<Duration>,
+    pub reporter: Arc<dyn Reporter>,
+}
+
+impl Parts {
+    /// The parts of `rooftop run`: the process environment, the system clock, log lines.
+    pub fn service(state_dir: PathBuf, clock: Arc<dyn Clock>) -> Parts {
+        Parts {
+            env: std::env::vars().collect(),
+            state_dir,
+            clock,
+            max_concurrent: None,
+            keep_history: None,
+            listen: None,
+            extra_channels: Vec::new(),
+            pace: None,
+            reporter: Arc::new(Lines),
+        }
+    }
+}
+
+/// A built agent, ready to spawn.
+pub struct Agent {
+    probes: Arc<Vec<Probe>>,
+    plans: Vec<Plan>,
+    runner: Runner,
+    telemetry: Arc<Telemetry>,
+    history: RunStore,
+    tracker: Arc<Tracker>,
+    pager: Arc<Pager>,
+    ack_routes: Option<listener::AckRoutes>,
+    listen: Option<SocketAddr>,
+    max_concurrent: usize,
+    history_limits: crate::model::HistorySettings,
+    telemetry_interval: Duration,
+    clock: Arc<dyn Clock>,
+    reporter: Arc<dyn Reporter>,
+}
+
+impl Agent {
+    /// Opens the state directory, retries leftovers of interrupted runs, starts the
+    /// exporters, restores incident state and plans every probe's schedule. Prints what
+    /// it finds on stderr (leftovers, telemetry destinations, each probe's next fire).
+    pub async fn build(mut config: Config, parts: Parts) -> Result<Agent, AgentError> {
+        let dir = parts.state_dir.clone();
+        let runner = Runner::from_config(&config, parts.env.clone(), &dir, parts.clock.clone())?;
+        replay_leftovers(&runner, &config.probes).await?;
+        let telemetry = Arc::new(start_telemetry(&config, &runner, &parts.env)?);
+        let history = RunStore::open_in(&dir)?;
+        let mut history_limits = config.agent.history.clone();
+        if let Some(keep) = parts.keep_history {
+            history_limits.keep = keep;
+        }
+        let now = parts.clock.now();
+        housekeeping::retain(&history, now, &history_limits).await;
+
+        // One store handle and one signer, shared by the tracker, pager and listener.
+        let incidents = IncidentStore::open_in(&dir)?;
+        let ack = match &config.agent.alerting.ack_base_url {
+            Some(base) => Some(AckSigner::load_or_create(&dir, base).map_err(|source| {
+                AgentError::AckKey {
+                    dir: dir.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
+        let tracker = Tracker::restore(incidents.clone(), &history, &config.probes, now).await?;
+        let outbox = OutboxStore::open_in(&dir)?;
+        let pager = paging::build_pager(
+            &config,
+            &runner,
+            &parts.extra_channels,
+            outbox,
+            incidents.clone(),
+            ack.clone(),
+        )?;
+        match pager.resume(&config.probes, now).await {
+            Ok(0) => {}
+            Ok(n) => {
+                println!("queued {n} notification(s) the previous run decided on but did not queue")
+            }
+            Err(e) => eprintln!("warning: checking for unqueued pages: {e}"),
+        }
+        let listen = parts.listen.unwrap_or(config.agent.telemetry.listen);
+        let ack_routes = ack.map(|signer| listener::AckRoutes { signer, incidents });
+        if ack_routes.is_some() && listen.is_none() {
+            eprintln!(
+                "warning: alerting.ack_base_url is set but the listener is off: ack links in pages will not work"
+            );
+        }
+        let max_concurrent = parts
+            .max_concurrent
+            .unwrap_or(config.agent.scheduler.max_concurrent);
+        eprintln!(
+            "rooftop {}: {} probes from {}, at most {max_concurrent} runs at once",
+            env!("CARGO_PKG_VERSION"),
+            config.probes.len(),
+            config.dir.display()
+        );
+        let plans = plan_probes(&config, &history, now, parts.pace).await?;
+        Ok(Agent {
+            // Moved, not cloned: with thousands of probes a copy would double their memory.
+            probes: Arc::new(std::mem::take(&mut config.probes)),
+            plans,
+            runner,
+            telemetry,
+            history,
+            tracker: Arc::new(tracker),
+            pager: Arc::new(pager),
+            ack_routes,
+            listen,
+            max_concurrent,
+            history_limits,
+            telemetry_interval: config.agent.telemetry.interval,
+            clock: parts.clock,
+            reporter: parts.reporter,
+        })
+    }
+
+    /// Binds the listener and starts every task. Nothing runs before this returns `Ok`.
+    pub async fn spawn(self) -> Result<Running, AgentError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut listen_addr = None;
+        let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
+        if let Some(addr) = self.listen {
+            let (bound, task) = listener::serve(
+                addr,
+                self.telemetry.clone(),
+                self.ack_routes.clone(),
+                stop_rx.clone(),
+            )
+            .await
+            .map_err(|source| AgentError::Listen { addr, source })?;
+            listen_addr = Some(bound);
+            tasks.push(("listener", task));
+        }
+        let in_flight: InFlight = Arc::new(Mutex::new(BTreeMap::new()));
+        let execute = self.executor(stop_rx.clone(), in_flight.clone());
+        let on_event = self.on_event();
+        let delivery = tokio::spawn(self.pager.clone().run(
+            self.clock.clone(),
+            stop_rx.clone(),
+            paging::observe_passes(self.telemetry.clone()),
+        ));
+        tasks.push(("gauges", self.spawn_gauges(stop_rx.clone())));
+        tasks.push(("retention", self.spawn_retention(stop_rx.clone())));
+        let scheduler = tokio::spawn(scheduler::run_schedules(
+            self.plans,
+            self.clock.clone(),
+            self.max_concurrent,
+            execute,
+            on_event,
+            stop_rx,
+        ));
+        Ok(Running {
+            stop_tx,
+            scheduler,
+            delivery,
+            tasks,
+            in_flight,
+            telemetry: self.telemetry,
+            listen_addr,
+        })
+    }
+
+    /// What one fire does: run (interruptible by the stop), store, export, judge, page.
+    fn executor(
+        &self,
+        stop: watch::Receiver<bool>,
+        in_flight: InFlight,
+    ) -> impl Fn(usize, Fire) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static
+    {
+        let (runner, probes, history, telemetry, tracker, clock, pager, reporter) = (
+            self.runner.clone(),
+            self.probes.clone(),
+            self.history.clone(),
+            self.telemetry.clone(),
+            self.tracker.clone(),
+            self.clock.clone(),
+            self.pager.clone(),
+            self.reporter.clone(),
+        );
+        move |i: usize, fire: Fire| {
+            let (runner, probes, history, telemetry, tracker, clock, pager, reporter) = (
+                runner.clone(),
+                probes.clone(),
+                history.clone(),
+                telemetry.clone(),
+                tracker.clone(),
+                clock.clone(),
+                pager.clone(),
+                reporter.clone(),
+            );
+            let (stop, in_flight) = (stop.clone(), in_flight.clone());
+            Box::pin(async move {
+                let probe = &probes[i];
+                telemetry.observe_lag(fire.lag);
+                let key = InFlightGuard::enter(&in_flight, &probe.name);
+                let run = runner.run_until(probe, None, Some(stop)).await;
+                drop(key);
+                if run.error_class == Some(ErrorClass::Interrupted) {
+                    reporter.report(Report::Interrupted { probe, run: &run });
+                    return;
+                }
+                // Stored first: a run that was reported is a run that was kept.
+                if let Err(e) = history.record(&run, Some(fire)).await {
+                    let w = format!("run {} not stored in the history: {e}", run.run_id);
+                    reporter.report(Report::Warning(&w));
+                }
+                telemetry.observe_run(&run);
+                reporter.report(Report::Run {
+                    probe,
+                    run: &run,
+                    fire: &fire,
+                });
+                let actions = match tracker.observe(probe, &run, clock.now()).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let w = format!("incident tracking for {}: {e}", run.probe);
+                        reporter.report(Report::Warning(&w));
+                        return;
+                    }
+                };
+                for a in &actions {
+                    let at = clock.now();
+                    if let Some(line) = describe(probe, a) {
+                        reporter.report(Report::Incident {
+                            probe,
+                            line: &line,
+                            at,
+                        });
+                    }
+                    telemetry.observe_incident(&probe.name, &probe.severity.to_string(), a);
+                    match pager.on_action(probe, &run, a, at).await {
+                        Ok(paged) => reporter.report(Report::Paged {
+                            probe,
+                            paged: &paged,
+                            at,
+                        }),
+                        Err(e) => {
+                            let w = format!("pages for {} not queued: {e}", run.probe);
+                            reporter.report(Report::Warning(&w));
+                        }
+                    }
+                }
+            }) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+        }
+    }
+
+    fn on_event(&self) -> Arc<dyn Fn(&Event) + Send + Sync> {
+        let (history, probes, telemetry, reporter) = (
+            self.history.clone(),
+            self.probes.clone(),
+            self.telemetry.clone(),
+            self.reporter.clone(),
+        );
+        Arc::new(move |e: &Event| match e {
+            Event::SkippedOverlap { probe, scheduled } => {
+                let p = &probes[*probe];
+                telemetry.observe_skip(&p.name);
+                reporter.report(Report::SkippedOverlap {
+                    probe: p,
+                    scheduled: *scheduled,
+                });
+                let (history, name, scheduled) = (history.clone(), p.name.clone(), *scheduled);
+                let connector = p.connector_label().to_string();
+                let reporter = reporter.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = history.record_skip(&name, &connector, scheduled).await {
+                        let w = format!("skipped fire of {name} not stored: {e}");
+                        reporter.report(Report::Warning(&w));
+                    }
+                });
+            }
+            Event::Exhausted { probe } => {
+                let w = format!(
+                    "{} has no future fire time; it will not run again",
+                    probes[*probe].name
+                );
+                reporter.report(Report::Warning(&w));
+            }
+            Event::Started { .. } => {}
+        })
+    }
+
+    fn spawn_gauges(&self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        let every = GAUGES_EVERY.min(self.telemetry_interval);
+        let (history, ledger, telemetry, clock) = (
+            self.history.clone(),
+            self.runner.ledger.clone(),
+            self.telemetry.clone(),
+            self.clock.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                housekeeping::refresh_gauges(&history, &ledger, &telemetry, clock.now()).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        })
+    }
+
+    fn spawn_retention(&self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        let (history, clock, limits) = (
+            self.history.clone(),
+            self.clock.clone(),
+            self.history_limits.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(RETENTION_EVERY) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                housekeeping::retain(&history, clock.now(), &limits).await;
+            }
+        })
+    }
+}
+
+/// Runs in flight, by a unique key: the probe's name (for the stop report).
+type InFlight = Arc<Mutex<BTreeMap<u64, String>>>;
+
+/// Removes its entry from the in-flight set when dropped (also when the run's task is
+/// aborted at the deadline: then the entry is already reported).
+struct InFlightGuard {
+    set: InFlight,
+    key: u64,
+}
+
+impl InFlightGuard {
+    fn enter(set: &InFlight, probe: &str) -> InFlightGuard {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let key = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut s) = set.lock() {
+            s.insert(key, probe.to_string());
+        }
+        InFlightGuard {
+            set: set.clone(),
+            key,
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.set.lock() {
+            s.remove(&self.key);
+        }
+    }
+}
+
+/// The agent while it runs.
+pub struct Running {
+    stop_tx: watch::Sender<bool>,
+    scheduler: JoinHandle<()>,
+    delivery: JoinHandle<()>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    in_flight: InFlight,
+    telemetry: Arc<Telemetry>,
+    listen_addr: Option<SocketAddr>,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drained {
+    /// How long it took.
+    pub took: Duration,
+    /// What was still going at the deadline and was cut off, in words (empty: all done).
+    pub unfinished: Vec<String>,
+}
+
+impl Running {
+    /// The listener's bound address (for `port 0`), when it is on.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen_addr
+    }
+
+    /// Resolves when the scheduler ends on its own (no probe has a future fire time).
+    pub async fn finished(&mut self) {
+        let _ = (&mut self.scheduler).await;
+    }
+
+    /// Stops firing, interrupts in-flight runs (their cleanup still runs), lets the pager
+    /// make its last delivery pass and the exporters flush, all within `deadline`.
+    /// Whatever is still going then is stopped and named in `unfinished`: a cut-off run's
+    /// records stay in the cleanup ledger and undelivered pages in the outbox, both for
+    /// the next start.
+    pub async fn drain(self, deadline: Duration) -> Drained {
+        let started = Instant::now();
+        let at = started + deadline;
+        let _ = self.stop_tx.send(true);
+        let mut unfinished = Vec::new();
+
+        let mut scheduler = self.scheduler;
+        if tokio::time::timeout_at(at, &mut scheduler).await.is_err() {
+            let names: Vec<String> = self
+                .in_flight
+                .lock()
+                .map(|s| s.values().cloned().collect())
+                .unwrap_or_default();
+            scheduler.abort();
+            unfinished.push(format!(
+                "{} run(s) still cleaning up ({}): their records stay in the cleanup ledger for the next start",
+                names.len(),
+                names.join(", ")
+            ));
+        }
+        // Pages queued by the last runs get their final delivery pass.
+        let mut delivery = self.delivery;
+        if tokio::time::timeout_at(at, &mut delivery).await.is_err() {
+            delivery.abort();
+            unfinished.push(
+                "the last outbox delivery pass: pending pages stay in the outbox for the next start"
+                    .into(),
+            );
+        }
+        for (name, mut task) in self.tasks {
+            if tokio::time::timeout_at(at, &mut task).await.is_err() {
+                task.abort();
+                unfinished.push(name.to_string());
+            }
+        }
+        // The SDK's shutdown blocks (bounded by its export timeouts, and by ours).
+        let t = self.telemetry.clone();
+        let flush = tokio::task::spawn_blocking(move || t.shutdown());
+        if tokio::time::timeout_at(at, flush).await.is_err() {
+            unfinished.push("the telemetry exporters' last flush".into());
+        }
+        Drained {
+            took: started.elapsed(),
+            unfinished,
+        }
+    }
+}
+
+/// Cleans up what interrupted runs of a previous start left in the ledger.
+async fn replay_leftovers(runner: &Runner, probes: &[Probe]) -> Result<(), StoreError> {
+    for r in runner.replay_ledger(probes, None).await? {
+        match r.result {
+            Ok(c) if c.success => eprintln!(
+                "cleaned up a leftover of {} ({}): {}",
+                r.entry.probe, r.entry.run_id, c.name
+            ),
+            Ok(c) => eprintln!(
+                "warning: leftover of {} ({}) still not cleaned up: {} ({})",
+                r.entry.probe,
+                r.entry.run_id,
+                c.name,
+                c.error.unwrap_or_default()
+            ),
+            Err(m) => eprintln!(
+                "warning: leftover of {} ({}): {m}",
+                r.entry.probe, r.entry.run_id
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Resolves telemetry settings (the `OTEL_*` environment over rooftop.yaml) and starts
+/// the exporters; prints where telemetry goes.
+fn start_telemetry(
+    config: &Config,
+    runner: &Runner,
+    env: &BTreeMap<String, String>,
+) -> Result<Telemetry, AgentError> {
+    let t = &config.agent.telemetry;
+    let headers = t
+        .otlp_headers
+        .iter()
+        .map(|(k, v)| {
+            runner
+                .render_setting(v)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| AgentError::Config(format!("telemetry.otlp.headers.{k}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let resolved =
+        settings::resolve(t, &headers, env).map_err(|e| AgentError::Config(e.to_string()))?;
+    for note in &resolved.notes {
+        eprintln!("telemetry: {note}");
+    }
+    for (signal, e) in [
+        ("metrics", &resolved.metrics),
+        ("traces", &resolved.traces),
+        ("logs", &resolved.logs),
+    ] {
+        if let Some(e) = e {
+            eprintln!("telemetry: {signal} → {} ({:?})", e.endpoint, e.protocol);
+        }
+    }
+    Telemetry::start(&config.agent, &config.probes, &resolved)
+        .map_err(|e| AgentError::Config(e.to_string()))
+}
+
+fn count(n: usize) -> String {
+    if n >= MISSED_COUNT_CAP {
+        format!("{MISSED_COUNT_CAP}+ fires")
+    } else if n == 1 {
+        "1 fire".into()
+    } else {
+        format!("{n} fires")
+    }
+}
+
+/// Each probe's place in the scheduler, with what it missed while the agent was down;
+/// prints one line per probe.
+async fn plan_probes(
+    config: &Config,
+    history: &RunStore,
+    now: chrono::DateTime<chrono::Utc>,
+    pace: Option<Duration>,
+) -> Result<Vec<Plan>, AgentError> {
+    let names: Vec<String> = config.probes.iter().map(|p| p.name.clone()).collect();
+    let last = history.last_scheduled(names).await?;
+    let catch_up = config.agent.scheduler.missed_runs == MissedRuns::RunOnce;
+    let mut plans = Vec::with_capacity(config.probes.len());
+    for (p, last) in config.probes.iter().zip(last) {
+        let offset = scheduler::spread(&p.name, &p.schedule);
+        let (missed, latest) = last.map_or((0, None), |l| {
+            scheduler::missed_fires(&p.schedule, offset, l, now, MISSED_COUNT_CAP)
+        });
+        let next = match pace {
+            Some(d) => format!("now, then {} after each run", humantime::format_duration(d)),
+            None => scheduler::next_fire(&p.schedule, offset, now)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "never".into()),
+        };
+        let note = match (missed, catch_up) {
+            (0, _) => String::new(),
+            (n, false) => format!("  ({} missed while down; not replayed)", count(n)),
+            (n, true) => format!("  ({} missed while down; one catch-up run now)", count(n)),
+        };
+        eprintln!(
+            "  {:<32} {:<36} next {next}{note}",
+            p.name,
+            p.schedule.to_string()
+        );
+        plans.push(Plan {
+            schedule: p.schedule.clone(),
+            offset,
+            catch_up: latest.filter(|_| catch_up && pace.is_none()),
+            pace,
+        });
+    }
+    Ok(plans)
+}

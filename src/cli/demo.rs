@@ -8,13 +8,29 @@ use std::time::Duration;
 use super::{EXIT_CANNOT_RUN, EXIT_CONFIG, EXIT_FAILED};
 use crate::demo::{self, DemoOptions};
 
-pub async fn run(
-    listen: SocketAddr,
-    scenario: Option<&str>,
-    run_for: Option<Duration>,
-    pause: Duration,
-    pages: Option<std::path::PathBuf>,
-) -> ExitCode {
+/// `rooftop demo`'s options.
+#[derive(Debug)]
+pub struct DemoArgs {
+    pub listen: SocketAddr,
+    pub metrics: SocketAddr,
+    pub scenario: Option<String>,
+    pub run_for: Option<Duration>,
+    pub pause: Duration,
+    pub pages: Option<std::path::PathBuf>,
+    pub dir: Option<std::path::PathBuf>,
+}
+
+pub async fn run(args: DemoArgs) -> ExitCode {
+    let DemoArgs {
+        listen,
+        metrics,
+        scenario,
+        run_for,
+        pause,
+        pages,
+        dir,
+    } = args;
+    let scenario = scenario.as_deref();
     let scenario = match scenario {
         None => None,
         Some(name) => match demo::builtin(name) {
@@ -34,17 +50,20 @@ pub async fn run(
             }
         },
     };
+    let dir = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("rooftop-demo-{}", std::process::id()))
+    });
     let opts = DemoOptions {
         listen,
         scenario,
         run_for,
         pause,
         live: std::io::stdout().is_terminal(),
-        pages: pages.unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("rooftop-demo-pages-{}", std::process::id()))
-        }),
+        pages: pages.unwrap_or_else(|| dir.join("pages")),
+        dir,
+        metrics,
     };
-    let opts_pages = opts.pages.clone();
+    let (opts_pages, opts_dir) = (opts.pages.clone(), opts.dir.clone());
     match demo::run_demo(opts, super::shutdown_signal()).await {
         Ok(report) => {
             println!("\n{}", report.table);
@@ -55,6 +74,16 @@ pub async fn run(
                 report.pages.1,
                 opts_pages.display()
             );
+            println!(
+                "run history: rooftop status --config {0} --state-dir {0}",
+                opts_dir.display()
+            );
+            if !report.drained.unfinished.is_empty() {
+                println!(
+                    "stop deadline reached; not finished: {}",
+                    report.drained.unfinished.join("; ")
+                );
+            }
             if report.leftovers == 0 {
                 println!(
                     "synthetic leftovers in the sandbox: 0 (everything rooftop created was cleaned up)"

@@ -1,7 +1,9 @@
 //! Command-line interface: argument parsing and the commands. `anyhow` lives only here.
 //!
 //! Exit codes: 0 ok; 1 a probe run failed (or cleanup left records behind); 2 bad
-//! configuration; 3 rooftop could not run (state directory unwritable, ...).
+//! configuration; 3 rooftop could not run (state directory unwritable, listener address
+//! taken, ...); 4 stopped, but the stop deadline cut work short (named in the last log
+//! line; the cleanup ledger and the outbox keep it for the next start).
 
 mod bench;
 mod check;
@@ -28,6 +30,7 @@ use crate::runner::Runner;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_CANNOT_RUN: u8 = 3;
+pub const EXIT_STOPPED_SHORT: u8 = 4;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -79,6 +82,10 @@ pub enum Command {
         /// default 127.0.0.1:9464; port 0 picks a free port).
         #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
         listen: Option<Listen>,
+        /// How long a stop may take, for everything: in-flight runs and their cleanup,
+        /// the last outbox pass, the telemetry flush (default 75s, under systemd's 90 s).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, env = "ROOFTOP_STOP_DEADLINE")]
+        stop_deadline: Option<std::time::Duration>,
     },
     /// Every probe's schedule, next run, last outcome, success ratio per window, sync
     /// latency p50/p95/p99 and top error classes (read from the store; works while the
@@ -162,10 +169,18 @@ pub enum Command {
         /// Sandbox control address (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
-        /// Folder for the pages the demo would send (.eml e-mails, SMS texts); default a
-        /// new folder under the system temp directory, printed at start and end.
+        /// Folder for the pages the demo would send (.eml e-mails, SMS texts); default
+        /// `pages/` in the demo's directory, printed at start and end.
         #[arg(long, value_name = "DIR")]
         pages: Option<PathBuf>,
+        /// The demo agent's directory: its state (run history, incidents, outbox,
+        /// cleanup ledger) and a copy of the bundled probes, kept afterwards for
+        /// `rooftop status`; default a new folder under the system temp directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The demo agent's listener (`/metrics`; port 0: any free port).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        metrics: std::net::SocketAddr,
     },
     /// Serve the simulated dealership (CRM, DMS, survey) on loopback until Ctrl-C.
     Sandbox {
@@ -200,11 +215,13 @@ pub async fn main() -> ExitCode {
             max_concurrent,
             keep_history,
             listen,
+            stop_deadline,
         } => {
             let overrides = run::Overrides {
                 max_concurrent: max_concurrent.filter(|n| *n > 0),
                 keep_history,
                 listen: listen.map(|l| l.0),
+                stop_deadline,
             };
             run::run(&cfg, overrides).await
         }
@@ -225,7 +242,20 @@ pub async fn main() -> ExitCode {
             pause,
             listen,
             pages,
-        } => demo::run(listen, scenario.as_deref(), run_for, pause, pages).await,
+            dir,
+            metrics,
+        } => {
+            demo::run(demo::DemoArgs {
+                listen,
+                metrics,
+                scenario,
+                run_for,
+                pause,
+                pages,
+                dir,
+            })
+            .await
+        }
         Command::Sandbox {
             listen,
             config,
@@ -263,22 +293,6 @@ pub fn load_config(dir: &Path) -> Result<Config, ExitCode> {
     Ok(config)
 }
 
-/// Resolves on Ctrl-C or SIGTERM: the one place signals become a shutdown.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 pub fn process_env() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
@@ -297,3 +311,8 @@ pub fn build_runner(config: &Config, cfg: &ConfigArgs) -> Result<Runner, ExitCod
 }
 
 pub use crate::model::fmt_ms;
+
+/// Resolves on Ctrl-C or SIGTERM (see `agent::signals`, the one place signals are handled).
+pub async fn shutdown_signal() {
+    crate::agent::signals::shutdown().await;
+}

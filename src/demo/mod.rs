@@ -1,9 +1,12 @@
-//! `rooftop demo`: the embedded default. Starts the sandbox dealership on loopback, runs
-//! the bundled probes against it back to back (with waits compressed to demo scale), and
-//! shows each probe's last outcome, sync-latency p50/p95 and success ratio, live.
+//! `rooftop demo`: the embedded default. Starts the sandbox dealership on loopback and
+//! the same agent `rooftop run` starts — scheduler, store, alert tracker, pager,
+//! telemetry, `/metrics` — with the bundled probes paced back to back (waits compressed
+//! to demo scale) and pages written into a folder. Shows each probe's last outcome,
+//! sync-latency p50/p95 and success ratio, live.
 //!
-//! Stopping (Ctrl-C, SIGTERM or `--for`) lets every in-flight run finish, cleanup
-//! included, then reports whether the sandbox holds any synthetic leftovers.
+//! Stopping (Ctrl-C, SIGTERM or `--for`) drains the agent as a service stop does, then
+//! reports whether the sandbox holds any synthetic leftovers. The history stays in the
+//! demo's directory for `rooftop status`.
 
 pub mod embedded;
 mod pages;
@@ -18,11 +21,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use tokio::sync::watch;
 
+use crate::agent::{Agent, Drained, Parts, Report, Reporter};
 use crate::clock::SystemClock;
-use crate::model::{Compression, Probe};
-use crate::runner::{Outcome, ProbeRun, Runner};
+use crate::model::{Compression, Outcome, ProbeRun};
+use crate::notify::pager::Paged;
+use crate::runner::Runner;
 use crate::sandbox::{Sandbox, SandboxConfig, Scenario};
 pub use scenarios::{BUILTIN, builtin};
 
@@ -39,7 +43,15 @@ pub struct DemoOptions {
     pub live: bool,
     /// Where the pages the demo would send are written.
     pub pages: PathBuf,
+    /// The agent's state directory (history, incidents, outbox, ledger) and a copy of
+    /// the bundled config, kept after the demo for `rooftop status`.
+    pub dir: PathBuf,
+    /// The agent's listener (`/metrics`); port 0 picks a free port.
+    pub metrics: SocketAddr,
 }
+
+/// The demo's stop deadline: a run interrupted by the stop only has its cleanup left.
+const DEMO_STOP_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The waits of the bundled probes, scaled to a sandbox whose syncs take seconds.
 pub const DEMO_COMPRESSION: Compression = Compression {
@@ -80,7 +92,7 @@ impl ProbeStats {
         } else {
             self.last_failure = Some(run.clone());
         }
-        if run.cleanup.outcome == crate::runner::CleanupOutcome::Failed {
+        if run.cleanup.outcome == crate::model::CleanupOutcome::Failed {
             self.cleanup_failures += 1;
         }
         for s in &run.steps {
@@ -108,6 +120,78 @@ pub struct DemoReport {
     pub table: String,
     /// Pages written: (e-mails, SMS).
     pub pages: (usize, usize),
+    /// How the agent's stop went.
+    pub drained: Drained,
+}
+
+/// The demo's reporter: counts runs for the table, keeps the latest incident lines, and
+/// prints one line per run and incident when the output is not a terminal.
+struct DemoView {
+    stats: Stats,
+    /// The latest incident lines, newest last (for the live table).
+    events: Mutex<Vec<String>>,
+    live: bool,
+}
+
+impl DemoView {
+    fn event(&self, line: String) {
+        if !self.live {
+            println!("{line}");
+        }
+        if let Ok(mut ev) = self.events.lock() {
+            ev.push(line);
+            let excess = ev.len().saturating_sub(8);
+            ev.drain(..excess);
+        }
+    }
+}
+
+impl Reporter for DemoView {
+    fn report(&self, report: Report<'_>) {
+        match report {
+            Report::Run { probe, run, .. } => {
+                if !self.live {
+                    println!("{}", run.summary_line());
+                }
+                if let Ok(mut s) = self.stats.lock()
+                    && let Some(ps) = s.get_mut(&probe.name)
+                {
+                    ps.record(run);
+                }
+            }
+            Report::Interrupted { run, .. } => {
+                if !self.live {
+                    println!("{}  (interrupted by the stop)", run.summary_line());
+                }
+            }
+            Report::Incident { line, at, .. } => {
+                self.event(format!("{} {line}", at.format("%H:%M:%S")));
+            }
+            // Grouping decisions are news; "queued" is what every page does.
+            Report::Paged { paged, at, .. } => {
+                if let p @ (Paged::Grouped { .. } | Paged::GroupStillOpen { .. }) = paged
+                    && let Some(l) = p.describe()
+                {
+                    self.event(format!("{} {}", at.format("%H:%M:%S"), l.trim()));
+                }
+            }
+            Report::SkippedOverlap { .. } => {}
+            Report::Warning(w) => self.event(format!("warning: {w}")),
+        }
+    }
+}
+
+/// Writes the bundled probes and runbooks into `dir`, so `rooftop status --config DIR
+/// --state-dir DIR` reads the demo's history.
+fn write_config_copy(dir: &std::path::Path) -> std::io::Result<()> {
+    for (path, text) in embedded::PROBES.iter().chain(embedded::RUNBOOKS) {
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(target, text)?;
+    }
+    Ok(())
 }
 
 /// Runs the demo until `shutdown` resolves or `run_for` elapses.
@@ -115,72 +199,50 @@ pub async fn run_demo(
     opts: DemoOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<DemoReport> {
-    let config = crate::config::load_embedded("(embedded)", embedded::PROBES, embedded::RUNBOOKS)
-        .map_err(|e| anyhow::anyhow!("bundled probes do not validate:\n{}", e.render()))?;
-    let sandbox = Sandbox::start(opts.listen, SandboxConfig::default()).await?;
-    let state_dir = std::env::temp_dir().join(format!("rooftop-demo-{}", std::process::id()));
-    let env: BTreeMap<String, String> = sandbox.env().into_iter().collect();
-    let runner = Runner::from_config(&config, env, &state_dir, Arc::new(SystemClock))?;
-    if let Some((_, scenario)) = &opts.scenario {
-        sandbox.spawn_scenario(scenario.clone());
+    let mut config =
+        crate::config::load_embedded("(embedded)", embedded::PROBES, embedded::RUNBOOKS)
+            .map_err(|e| anyhow::anyhow!("bundled probes do not validate:\n{}", e.render()))?;
+    for p in &mut config.probes {
+        p.compress(&DEMO_COMPRESSION);
     }
-    let probes: Vec<Probe> = config
-        .probes
-        .iter()
-        .cloned()
-        .map(|mut p| {
-            p.compress(&DEMO_COMPRESSION);
-            p
-        })
-        .collect();
-    let paging =
-        Arc::new(pages::DemoPaging::start(&config.agent, &probes, &state_dir, &opts.pages).await?);
+    std::fs::create_dir_all(&opts.dir)?;
+    write_config_copy(&opts.dir)?;
+    // Runbook sections are quoted from that copy.
+    config.dir = opts.dir.clone();
+    let extra_channels = pages::page_into_folder(&mut config, &opts.pages)?;
+    let sandbox = Sandbox::start(opts.listen, SandboxConfig::default()).await?;
+    let env: BTreeMap<String, String> = sandbox.env().into_iter().collect();
+    // Kept for the final ledger replay: the agent owns the config once built.
+    let replay_config = config.clone();
     let stats: Stats = Arc::new(Mutex::new(
-        probes
+        config
+            .probes
             .iter()
             .map(|p| (p.name.clone(), ProbeStats::new()))
             .collect(),
     ));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let started = tokio::time::Instant::now();
-
-    let delivery = tokio::spawn(paging.pager.clone().run(
-        Arc::new(SystemClock),
-        stop_rx.clone(),
-        Arc::new(|_: &crate::notify::outbox::Pass| {}),
-    ));
-    let mut tasks = Vec::new();
-    for probe in probes {
-        let (runner, stats, mut stop, paging) = (
-            runner.clone(),
-            stats.clone(),
-            stop_rx.clone(),
-            paging.clone(),
-        );
-        let (live, pause) = (opts.live, opts.pause);
-        tasks.push(tokio::spawn(async move {
-            while !*stop.borrow() {
-                let run = runner.run(&probe, None).await;
-                if !live {
-                    println!("{}", run.summary_line());
-                }
-                if let Ok(mut s) = stats.lock()
-                    && let Some(ps) = s.get_mut(&probe.name)
-                {
-                    ps.record(&run);
-                }
-                for line in paging.observe(&probe, &run).await {
-                    if !live {
-                        println!("{line}");
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = stop.changed() => {}
-                }
-            }
-        }));
+    let view = Arc::new(DemoView {
+        stats: stats.clone(),
+        events: Mutex::new(Vec::new()),
+        live: opts.live,
+    });
+    let parts = Parts {
+        env: env.clone(),
+        state_dir: opts.dir.clone(),
+        clock: Arc::new(SystemClock),
+        max_concurrent: None,
+        keep_history: None,
+        listen: Some(Some(opts.metrics)),
+        extra_channels,
+        pace: Some(opts.pause),
+        reporter: view.clone(),
+    };
+    let agent = Agent::build(config, parts).await?;
+    if let Some((_, scenario)) = &opts.scenario {
+        sandbox.spawn_scenario(scenario.clone());
     }
+    let mut running = agent.spawn().await?;
+    let started = tokio::time::Instant::now();
 
     println!(
         "rooftop demo: sandbox dealership on {} (CRM {}, DMS {}, survey {})",
@@ -192,6 +254,13 @@ pub async fn run_demo(
     if let Some((name, _)) = &opts.scenario {
         println!("scenario: {name}");
     }
+    if let Some(addr) = running.listen_addr() {
+        println!("metrics: http://{addr}/metrics");
+    }
+    println!(
+        "history: rooftop status --config {0} --state-dir {0}",
+        opts.dir.display()
+    );
     println!(
         "pages the on-call engineer would get are written to {}",
         opts.pages.display()
@@ -209,10 +278,11 @@ pub async fn run_demo(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = until_deadline => break,
+            _ = running.finished() => break,
             _ = redraw.tick() => {
                 if opts.live {
                     let mut table = view::table(&stats, &sandbox.faults(), started.elapsed());
-                    if let Ok(ev) = paging.events.lock()
+                    if let Ok(ev) = view.events.lock()
                         && !ev.is_empty()
                     {
                         table.push_str("\nincidents:\n");
@@ -220,7 +290,7 @@ pub async fn run_demo(
                             table.push_str(&format!("  {l}\n"));
                         }
                     }
-                    let (mails, sms) = paging.written();
+                    let (mails, sms) = pages::written(&opts.pages);
                     table.push_str(&format!(
                         "\npages written to {}: {mails} e-mail(s), {sms} SMS\n",
                         opts.pages.display()
@@ -233,26 +303,20 @@ pub async fn run_demo(
         }
     }
 
-    // One shutdown path: stop starting runs, let running ones finish their cleanup.
-    println!("\nstopping: waiting for in-flight runs to finish and clean up…");
-    let _ = stop_tx.send(true);
-    let grace = Duration::from_secs(120);
-    let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
-    if tokio::time::timeout(grace, futures_util::future::join_all(tasks))
-        .await
-        .is_err()
-    {
+    // The service's stop: in-flight runs are interrupted and clean up, the outbox gets
+    // its last pass, the exporters flush.
+    println!("\nstopping: interrupting in-flight runs, cleaning up, flushing the outbox…");
+    let drained = running.drain(DEMO_STOP_DEADLINE).await;
+    if !drained.unfinished.is_empty() {
         eprintln!(
-            "warning: some runs did not finish within {}; stopping them and replaying the cleanup ledger",
-            humantime::format_duration(grace)
+            "warning: not finished within {}: {}; replaying the cleanup ledger",
+            humantime::format_duration(DEMO_STOP_DEADLINE),
+            drained.unfinished.join("; ")
         );
-        // Stopped before the replay, so it cannot race a run still creating records.
-        for a in &aborts {
-            a.abort();
-        }
     }
     // Whatever a cut-off run left in the ledger is deleted now.
-    let _ = runner.replay_ledger(&config.probes, None).await;
+    let runner = Runner::from_config(&replay_config, env, &opts.dir, Arc::new(SystemClock))?;
+    let _ = runner.replay_ledger(&replay_config.probes, None).await;
     sandbox.set_faults(Vec::new());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let leftovers = sandbox.leftovers();
@@ -264,16 +328,14 @@ pub async fn run_demo(
                 .fold((0, 0), |(r, ok), p| (r + p.runs, ok + p.successes))
         })
         .unwrap_or_default();
-    // Resolve notices of incidents that recovered at the end get their delivery pass.
-    let _ = tokio::time::timeout(Duration::from_secs(10), delivery).await;
-    let pages = paging.written();
+    let pages = pages::written(&opts.pages);
     sandbox.shutdown().await;
-    let _ = std::fs::remove_dir_all(&state_dir);
     Ok(DemoReport {
         runs,
         successes,
         leftovers: leftovers.len(),
         table,
         pages,
+        drained,
     })
 }

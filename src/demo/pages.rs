@@ -1,22 +1,16 @@
-//! The demo's paging: the same incident tracking and outbox as the agent, with every page
-//! written into a folder instead of sent — e-mail as `.eml` through lettre's file
+//! The demo's paging: the agent's own incident tracking, outbox and e-mail channel, with
+//! every page written into a folder instead of sent — e-mail as `.eml` through lettre's file
 //! transport, SMS as the exact text a phone would show — so a person sees what the
 //! on-call engineer would get.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use crate::alerting::tracker::{Tracker, describe};
-use crate::model::{Agent, Contact, Probe, Severity};
-use crate::notify::email::{EmailChannel, EmailTransport};
-use crate::notify::outbox::Router;
-use crate::notify::pager::{Paged, Pager};
+use crate::config::Config;
+use crate::model::{Contact, EmailDestination, EmailSettings, Severity};
 use crate::notify::sms::sms_text;
 use crate::notify::{Channel, Delivery, Notice, SendFuture};
-use crate::runner::ProbeRun;
-use crate::store::outbox::OutboxStore;
-use crate::store::{IncidentStore, RunStore};
 
 /// SMS pages as text files: `<n>-<incident>-<kind>.txt` holding exactly the message text.
 #[derive(Debug)]
@@ -73,121 +67,55 @@ fn demo_contacts() -> Vec<Contact> {
     ]
 }
 
-/// Incident tracking and paging for the demo.
-#[derive(Debug)]
-pub struct DemoPaging {
-    pub tracker: Tracker,
-    pub pager: Arc<Pager>,
-    pub folder: PathBuf,
-    /// The latest incident lines, newest last (for the live view).
-    pub events: Mutex<Vec<String>>,
+/// Turns the embedded config into the demo's paging: pages written into `folder` (e-mail
+/// as `.eml`, SMS as text), the bundled runbooks beside them so their links open, two
+/// on-call people, every severity routed to both. Returns the channels the agent cannot
+/// build from settings (the SMS folder).
+pub fn page_into_folder(
+    config: &mut Config,
+    folder: &Path,
+) -> std::io::Result<Vec<Arc<dyn Channel>>> {
+    std::fs::create_dir_all(folder)?;
+    for (path, text) in super::embedded::RUNBOOKS {
+        let target = folder.join(path);
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(target, text)?;
+    }
+    let agent = &mut config.agent;
+    agent.rooftop_id = "demo-motors".into();
+    agent.rooftop_name = Some("Demo Motors (sandbox)".into());
+    let a = &mut agent.alerting;
+    a.contacts = demo_contacts();
+    a.routes = [Severity::P1, Severity::P2, Severity::P3, Severity::P4]
+        .into_iter()
+        .map(|s| (s, vec![0, 1]))
+        .collect();
+    a.email = Some(EmailSettings {
+        from: "rooftop demo <rooftop@rooftop-demo.example>".into(),
+        destination: EmailDestination::Folder(folder.to_path_buf()),
+    });
+    a.prefer = vec!["sms".into(), "email".into()];
+    a.runbook_base_url = Some(format!("file://{}", folder.display()));
+    let sms: Arc<dyn Channel> = Arc::new(SmsFolder {
+        dir: folder.to_path_buf(),
+        n: AtomicU64::new(0),
+    });
+    Ok(vec![sms])
 }
 
-impl DemoPaging {
-    pub async fn start(
-        agent: &Agent,
-        probes: &[Probe],
-        state_dir: &Path,
-        folder: &Path,
-    ) -> anyhow::Result<DemoPaging> {
-        std::fs::create_dir_all(folder)?;
-        // The bundled runbooks next to the pages, so their links open and their sections
-        // are quoted in the e-mails.
-        for (path, text) in super::embedded::RUNBOOKS {
-            let target = folder.join(path);
-            if let Some(dir) = target.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::write(target, text)?;
-        }
-        let mut agent = agent.clone();
-        agent.rooftop_id = "demo-motors".into();
-        agent.rooftop_name = Some("Demo Motors (sandbox)".into());
-        let sms: Arc<dyn Channel> = Arc::new(SmsFolder {
-            dir: folder.to_path_buf(),
-            n: AtomicU64::new(0),
-        });
-        let email: Arc<dyn Channel> = Arc::new(EmailChannel::new(
-            "rooftop demo <rooftop@rooftop-demo.example>",
-            EmailTransport::Folder(folder.to_path_buf()),
-        )?);
-        let mut routes = std::collections::BTreeMap::new();
-        for s in [Severity::P1, Severity::P2, Severity::P3, Severity::P4] {
-            routes.insert(s, vec![0, 1]);
-        }
-        let router = Router {
-            contacts: demo_contacts(),
-            routes,
-            channels: vec![sms, email],
-        };
-        let pager = Arc::new(Pager::new(
-            OutboxStore::open_in(state_dir)?,
-            router,
-            &agent,
-            folder,
-            Some(format!("file://{}", folder.display())),
-            None,
-            IncidentStore::open_in(state_dir)?,
-        ));
-        let tracker = Tracker::restore(
-            IncidentStore::open_in(state_dir)?,
-            &RunStore::open_in(state_dir)?,
-            probes,
-            chrono::Utc::now(),
-        )
-        .await?;
-        Ok(DemoPaging {
-            tracker,
-            pager,
-            folder: folder.to_path_buf(),
-            events: Mutex::new(Vec::new()),
+/// Pages written into `folder` so far: (e-mails, SMS).
+pub fn written(folder: &Path) -> (usize, usize) {
+    let names: Vec<String> = std::fs::read_dir(folder)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
         })
-    }
-
-    /// Feeds a run; returns the incident lines it produced.
-    pub async fn observe(&self, probe: &Probe, run: &ProbeRun) -> Vec<String> {
-        let now = chrono::Utc::now();
-        let mut lines = Vec::new();
-        match self.tracker.observe(probe, run, now).await {
-            Ok(actions) => {
-                for a in &actions {
-                    if let Some(l) = describe(probe, a) {
-                        lines.push(format!("{} {l}", now.format("%H:%M:%S")));
-                    }
-                    // Grouping decisions are news; "queued" is what every page does.
-                    match self.pager.on_action(probe, run, a, now).await {
-                        Ok(p @ (Paged::Grouped { .. } | Paged::GroupStillOpen { .. })) => {
-                            if let Some(l) = p.describe() {
-                                lines.push(format!("{} {}", now.format("%H:%M:%S"), l.trim()));
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => lines.push(format!("warning: pages not queued: {e}")),
-                    }
-                }
-            }
-            Err(e) => lines.push(format!("warning: incident tracking: {e}")),
-        }
-        if let Ok(mut ev) = self.events.lock() {
-            ev.extend(lines.iter().cloned());
-            let excess = ev.len().saturating_sub(8);
-            ev.drain(..excess);
-        }
-        lines
-    }
-
-    /// Pages written so far: (e-mails, SMS).
-    pub fn written(&self) -> (usize, usize) {
-        let names: Vec<String> = std::fs::read_dir(&self.folder)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        (
-            names.iter().filter(|n| n.ends_with(".eml")).count(),
-            names.iter().filter(|n| n.ends_with(".sms.txt")).count(),
-        )
-    }
+        .unwrap_or_default();
+    (
+        names.iter().filter(|n| n.ends_with(".eml")).count(),
+        names.iter().filter(|n| n.ends_with(".sms.txt")).count(),
+    )
 }

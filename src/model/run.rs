@@ -76,6 +76,8 @@ pub enum ErrorClass {
     Secret,
     /// The cleanup ledger could not record a created record.
     Ledger,
+    /// The agent was stopping: the step was cut short (its cleanup still ran).
+    Interrupted,
 }
 
 impl ErrorClass {
@@ -99,6 +101,7 @@ impl ErrorClass {
             ErrorClass::Template => "template",
             ErrorClass::Secret => "secret",
             ErrorClass::Ledger => "ledger",
+            ErrorClass::Interrupted => "interrupted",
         }
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
@@ -190,6 +191,18 @@ impl Runner {
     /// Runs a probe once. Never panics on bad input or bad answers: every problem becomes
     /// an outcome in the returned `ProbeRun`.
     pub async fn run(&self, probe: &Probe, progress: Option<&ProgressFn>) -> ProbeRun {
+        self.run_until(probe, progress, None).await
+    }
+
+    /// Runs a probe once, cut short when `stop` turns true: the step in flight ends as
+    /// `interrupted`, no further step starts, and the cleanup of whatever the run created
+    /// still runs (it is not interrupted; the caller bounds it with its stop deadline).
+    pub async fn run_until(
+        &self,
+        probe: &Probe,
+        progress: Option<&ProgressFn>,
+        stop: Option<watch::Receiver<bool>>,
+    ) -> ProbeRun {
         let run_id = format!("run-{}", &http::new_span_id()[..12]);
         let masker = Masker::default();
         let ctx = Context::new(
@@ -280,10 +293,20 @@ impl Runner {
                         break;
                     }
                 };
-                let result =
-                    match tokio::time::timeout_at(deadline, self.run_step(&mut st, step, progress))
-                        .await
-                    {
+                let interrupted = || StepResult {
+                    run: not_run(
+                        step,
+                        started,
+                        ErrorClass::Interrupted,
+                        "interrupted: the agent is stopping".into(),
+                    ),
+                    accepted: false,
+                };
+                let timed =
+                    tokio::time::timeout_at(deadline, self.run_step(&mut st, step, progress));
+                let result = match stopped(stop.clone(), timed).await {
+                    None => interrupted(),
+                    Some(timed) => match timed {
                         Ok(r) => r,
                         Err(_) => StepResult {
                             run: not_run(
@@ -297,7 +320,8 @@ impl Runner {
                             ),
                             accepted: false,
                         },
-                    };
+                    },
+                };
                 let mut run = result.run;
                 run.duration_ms = ms(st.t0.elapsed()) - run.started_ms;
                 if st.windows.len() < steps.len() + 1 {
@@ -820,6 +844,28 @@ pub enum RunnerInitError {
     Http(#[from] http::ClientError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+}
+
+/// `work`, unless `stop` turns true first (`None`: never stops).
+async fn stopped<F: std::future::Future>(
+    stop: Option<watch::Receiver<bool>>,
+    work: F,
+) -> Option<F::Output> {
+    let Some(mut stop) = stop else {
+        return Some(work.await);
+    };
+    if *stop.borrow() {
+        return None;
+    }
+    tokio::select! {
+        out = work => Some(out),
+        // A dropped sender never stops the run.
+        _ = async {
+            if stop.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        } => None,
+    }
 }
 
 impl Runner {

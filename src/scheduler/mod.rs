@@ -110,6 +110,9 @@ pub struct Plan {
     /// Run once right at start, for a fire missed while the agent was down (only with
     /// `missed_runs: run-once`); the instant is the missed fire, for the record.
     pub catch_up: Option<DateTime<Utc>>,
+    /// Instead of the schedule: the first run at once, each next one this long after the
+    /// previous run finished (the demo's back-to-back pacing).
+    pub pace: Option<Duration>,
 }
 
 pub use crate::model::Fire;
@@ -173,9 +176,9 @@ pub async fn run_schedules<E, Fut>(
     let permits = Arc::new(Semaphore::new(max_concurrent.max(1)));
     let busy: Arc<Vec<AtomicBool>> =
         Arc::new(plans.iter().map(|_| AtomicBool::new(false)).collect());
-    let mut runs = JoinSet::new();
+    let mut runs: JoinSet<usize> = JoinSet::new();
     // Starts one run of probe `i` unless its previous run is still going.
-    let start = |runs: &mut JoinSet<()>,
+    let start = |runs: &mut JoinSet<usize>,
                  i: usize,
                  scheduled: DateTime<Utc>,
                  catch_up: Option<DateTime<Utc>>| {
@@ -195,7 +198,7 @@ pub async fn run_schedules<E, Fut>(
         );
         runs.spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else {
-                return;
+                return i;
             };
             let lag = (clock.now() - scheduled).to_std().unwrap_or(Duration::ZERO);
             let fire = Fire {
@@ -206,6 +209,7 @@ pub async fn run_schedules<E, Fut>(
             on_event(&Event::Started { probe: i, fire });
             execute(i, fire).await;
             busy[i].store(false, Ordering::SeqCst);
+            i
         });
     };
 
@@ -214,6 +218,10 @@ pub async fn run_schedules<E, Fut>(
     for (i, plan) in plans.iter().enumerate() {
         if plan.catch_up.is_some() {
             start(&mut runs, i, now, plan.catch_up);
+        }
+        if plan.pace.is_some() {
+            queue.push(Reverse((now, i)));
+            continue;
         }
         match next_fire(&plan.schedule, plan.offset, now) {
             Some(t) => queue.push(Reverse((t, i))),
@@ -227,8 +235,17 @@ pub async fn run_schedules<E, Fut>(
         tokio::select! {
             _ = sleep_or_forever(wait) => {}
             _ = stop.wait_for(|s| *s) => break,
-            // Reap finished runs so their results do not pile up.
-            Some(_) = runs.join_next(), if !runs.is_empty() => continue,
+            // Reap finished runs so their results do not pile up; a paced plan's next
+            // run is due `pace` after this one finished.
+            Some(done) = runs.join_next(), if !runs.is_empty() => {
+                if let Ok(i) = done
+                    && let Some(pace) = plans[i].pace
+                {
+                    let next = clock.now() + chrono::Duration::from_std(pace).unwrap_or_default();
+                    queue.push(Reverse((next, i)));
+                }
+                continue;
+            }
         }
         let now = clock.now();
         while let Some(Reverse((t, i))) = queue.peek().copied() {
@@ -237,6 +254,9 @@ pub async fn run_schedules<E, Fut>(
             }
             queue.pop();
             start(&mut runs, i, t, None);
+            if plans[i].pace.is_some() {
+                continue;
+            }
             match next_fire(&plans[i].schedule, plans[i].offset, t) {
                 Some(next) => queue.push(Reverse((next, i))),
                 None => on_event(&Event::Exhausted { probe: i }),
@@ -348,6 +368,7 @@ mod tests {
             schedule,
             offset: Duration::ZERO,
             catch_up: catch_up.map(at),
+            pace: None,
         }
     }
 
@@ -408,6 +429,34 @@ mod tests {
             .count();
         // Fires at 10, 20, …, 60 s; each run takes 15 s, so every other fire is skipped.
         assert_eq!((started, skipped), (3, 3), "{events:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_plan_runs_at_once_then_a_pause_after_each_finish_never_overlapping() {
+        let mut paced = plan(Schedule::Every(Duration::from_secs(3600)), None);
+        paced.pace = Some(Duration::from_secs(2));
+        // Runs take 3 s and restart 2 s after finishing: starts at 0, 5, 10, 15, 20 s.
+        let events = drive(
+            vec![paced],
+            Duration::from_secs(21),
+            Duration::from_secs(3),
+            4,
+        )
+        .await;
+        let starts: Vec<String> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Started { fire, .. } => Some(fire.scheduled.format("%M:%S").to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts, vec!["00:00", "00:05", "00:10", "00:15", "00:20"]);
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, Event::SkippedOverlap { .. })),
+            "{events:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
