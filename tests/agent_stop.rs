@@ -78,9 +78,13 @@ async fn until_a_record_exists(sb: &Sandbox) {
     panic!("no run created a record within 10 s");
 }
 
+fn try_count(state: &Path, sql: &str) -> rusqlite::Result<i64> {
+    let db = rusqlite::Connection::open(state.join("rooftop.db"))?;
+    db.query_row(sql, [], |r| r.get(0))
+}
+
 fn count(state: &Path, sql: &str) -> i64 {
-    let db = rusqlite::Connection::open(state.join("rooftop.db")).unwrap();
-    db.query_row(sql, [], |r| r.get(0)).unwrap()
+    try_count(state, sql).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,9 +145,8 @@ async fn pages_queued_before_a_stop_are_delivered_before_the_agent_exits() {
     // Stop as soon as the incident is stored: its page is queued in the same step.
     let mut opened = false;
     for _ in 0..200 {
-        if state.path().join("rooftop.db").exists()
-            && count(state.path(), "SELECT count(*) FROM incidents") > 0
-        {
+        // Until the agent has created its tables, the query fails: not yet.
+        if try_count(state.path(), "SELECT count(*) FROM incidents").is_ok_and(|n| n > 0) {
             opened = true;
             break;
         }
