@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::alerting::ack::AckSigner;
+use crate::clock::Clock;
 use crate::store::IncidentStore;
 use crate::telemetry::Telemetry;
 
@@ -22,6 +23,8 @@ use crate::telemetry::Telemetry;
 pub struct AckRoutes {
     pub signer: AckSigner,
     pub incidents: IncidentStore,
+    /// Link expiry and acknowledgement times.
+    pub clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,7 +59,7 @@ async fn ack_form(
     AxPath(id): AxPath<String>,
     Query(q): Query<AckQuery>,
 ) -> Response {
-    if !ack.signer.verify(&id, q.exp, &q.sig, chrono::Utc::now()) {
+    if !ack.signer.verify(&id, q.exp, &q.sig, ack.clock.now()) {
         return page(
             StatusCode::FORBIDDEN,
             "Link not valid",
@@ -115,7 +118,7 @@ async fn ack_submit(
     Query(q): Query<AckQuery>,
     Form(f): Form<AckForm>,
 ) -> Response {
-    let now = chrono::Utc::now();
+    let now = ack.clock.now();
     if !ack.signer.verify(&id, q.exp, &q.sig, now) {
         return page(
             StatusCode::FORBIDDEN,

@@ -200,7 +200,11 @@ impl Agent {
             Err(e) => eprintln!("warning: checking for unqueued pages: {e}"),
         }
         let listen = parts.listen.unwrap_or(config.agent.telemetry.listen);
-        let ack_routes = ack.map(|signer| listener::AckRoutes { signer, incidents });
+        let ack_routes = ack.map(|signer| listener::AckRoutes {
+            signer,
+            incidents,
+            clock: parts.clock.clone(),
+        });
         if ack_routes.is_some() && listen.is_none() {
             eprintln!(
                 "warning: alerting.ack_base_url is set but the listener is off: ack links in pages will not work"
@@ -254,7 +258,10 @@ impl Agent {
         }
         let in_flight: InFlight = Arc::new(Mutex::new(BTreeMap::new()));
         let execute = self.executor(stop_rx.clone(), in_flight.clone());
-        let on_event = self.on_event();
+        let (skips_tx, skips) = tokio::sync::mpsc::unbounded_channel();
+        let on_event = self.on_event(skips_tx);
+        // Ends when the scheduler (holding the sender) ends: drained, never detached.
+        tasks.push(("skip recording", self.spawn_skip_recorder(skips)));
         let delivery = tokio::spawn(self.pager.clone().run(
             self.clock.clone(),
             stop_rx.clone(),
@@ -365,9 +372,9 @@ impl Agent {
         }
     }
 
-    fn on_event(&self) -> Arc<dyn Fn(&Event) + Send + Sync> {
-        let (history, probes, telemetry, reporter) = (
-            self.history.clone(),
+    /// The scheduler's events: skips are counted, reported and queued for the store.
+    fn on_event(&self, skips: SkipQueue) -> Arc<dyn Fn(&Event) + Send + Sync> {
+        let (probes, telemetry, reporter) = (
             self.probes.clone(),
             self.telemetry.clone(),
             self.reporter.clone(),
@@ -380,15 +387,8 @@ impl Agent {
                     probe: p,
                     scheduled: *scheduled,
                 });
-                let (history, name, scheduled) = (history.clone(), p.name.clone(), *scheduled);
-                let connector = p.connector_label().to_string();
-                let reporter = reporter.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = history.record_skip(&name, &connector, scheduled).await {
-                        let w = format!("skipped fire of {name} not stored: {e}");
-                        reporter.report(Report::Warning(&w));
-                    }
-                });
+                // The receiver lives until the scheduler has ended.
+                let _ = skips.send((*probe, *scheduled));
             }
             Event::Exhausted { probe } => {
                 let w = format!(
@@ -398,6 +398,30 @@ impl Agent {
                 reporter.report(Report::Warning(&w));
             }
             Event::Started { .. } => {}
+        })
+    }
+
+    /// Stores skipped fires, in order, until the scheduler drops its sender.
+    fn spawn_skip_recorder(
+        &self,
+        mut skips: tokio::sync::mpsc::UnboundedReceiver<(usize, chrono::DateTime<chrono::Utc>)>,
+    ) -> JoinHandle<()> {
+        let (history, probes, reporter) = (
+            self.history.clone(),
+            self.probes.clone(),
+            self.reporter.clone(),
+        );
+        tokio::spawn(async move {
+            while let Some((i, scheduled)) = skips.recv().await {
+                let p = &probes[i];
+                if let Err(e) = history
+                    .record_skip(&p.name, p.connector_label(), scheduled)
+                    .await
+                {
+                    let w = format!("skipped fire of {} not stored: {e}", p.name);
+                    reporter.report(Report::Warning(&w));
+                }
+            }
         })
     }
 
@@ -437,6 +461,9 @@ impl Agent {
         })
     }
 }
+
+/// Skipped fires on their way to the store: (probe index, scheduled instant).
+type SkipQueue = tokio::sync::mpsc::UnboundedSender<(usize, chrono::DateTime<chrono::Utc>)>;
 
 /// Runs in flight, by a unique key: the probe's name (for the stop report).
 type InFlight = Arc<Mutex<BTreeMap<u64, String>>>;

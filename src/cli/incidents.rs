@@ -2,6 +2,7 @@
 //! incidents the agent keeps in the store; the agent picks acknowledgements and manual
 //! resolves up before it next evaluates the probe.
 
+use crate::clock::Clock as _;
 use std::process::ExitCode;
 
 use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_FAILED, load_config};
@@ -130,7 +131,7 @@ pub async fn list(cfg: &ConfigArgs, open_only: bool, as_json: bool) -> ExitCode 
         );
         return ExitCode::SUCCESS;
     }
-    let now = chrono::Utc::now();
+    let now = crate::clock::SystemClock.now();
     println!(
         "{:<44} {:<4} {:<13} {:<20} {:>9}  {:<26} REASON",
         "INCIDENT", "SEV", "STATE", "OPENED", "FOR", "PROBE"
@@ -185,7 +186,7 @@ pub async fn update(cfg: &ConfigArgs, id: &str, by: Option<String>, resolve: boo
         .or_else(|| std::env::var("SUDO_USER").ok())
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "cli".into());
-    let now = chrono::Utc::now();
+    let now = crate::clock::SystemClock.now();
     let done = if resolve {
         store.resolve(id, &by, now).await
     } else {

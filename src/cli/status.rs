@@ -1,5 +1,6 @@
 //! `rooftop status` and `rooftop history`: read the run history the agent writes.
 
+use crate::clock::Clock as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ pub async fn status(cfg: &ConfigArgs, as_json: bool) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let now = chrono::Utc::now();
+    let now = crate::clock::SystemClock.now();
     let names = config.probes.iter().map(|p| p.name.clone()).collect();
     let statuses = match store.status(names, now).await {
         Ok(s) => s,
@@ -225,7 +226,7 @@ pub async fn history(cfg: &ConfigArgs, probe: &str, since: Duration, as_json: bo
         Ok(s) => s,
         Err(code) => return code,
     };
-    let from = chrono::Utc::now()
+    let from = crate::clock::SystemClock.now()
         - chrono::Duration::from_std(since).unwrap_or_else(|_| chrono::Duration::days(3650));
     let runs = match store.history(probe.to_string(), from).await {
         Ok(r) => r,
