@@ -3,7 +3,6 @@
 //! Exit codes: 0 ok; 1 a probe run failed (or cleanup left records behind); 2 bad
 //! configuration; 3 rooftop could not run (state directory unwritable, ...).
 
-mod bench;
 mod check;
 mod cleanup;
 mod demo;
@@ -179,9 +178,6 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         scenario: Option<PathBuf>,
     },
-    /// Print benchmark figures (run against the sandbox on loopback).
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
     /// Print the JSON Schema of probe files or of rooftop.yaml, for editors.
     Schema {
         /// Which file kind.
@@ -232,7 +228,6 @@ pub async fn main() -> ExitCode {
             scenario,
         } => sandbox::run(listen, config.as_ref(), scenario.as_ref()).await,
         Command::Schema { kind } => schema::run(kind),
-        Command::Bench(cmd) => bench::run(cmd).await,
     }
 }
 
