@@ -19,7 +19,8 @@
 //! ```
 //!
 //! `sandbox` is the simulated dealership the demo, tests and benchmarks probe; it uses
-//! nothing of the rest.
+//! nothing of the rest. The benchmarks are not part of the agent: they are Cargo bench
+//! targets under `benches/` (`cargo bench --bench scheduler`) that use this library.
 
 pub mod model;
 
@@ -44,7 +45,6 @@ pub mod telemetry;
 
 pub mod agent;
 
-pub mod bench;
 pub mod demo;
 
 pub mod cli;

@@ -22,7 +22,6 @@ const LAYERS: &[(&str, u32)] = &[
     ("telemetry", 7),
     ("agent", 8),
     ("demo", 9),
-    ("bench", 10),
     ("cli", 11),
 ];
 

@@ -5,7 +5,6 @@
 //! taken, ...); 4 stopped, but the stop deadline cut work short (named in the last log
 //! line; the cleanup ledger and the outbox keep it for the next start).
 
-mod bench;
 mod check;
 mod cleanup;
 mod demo;
@@ -194,9 +193,6 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         scenario: Option<PathBuf>,
     },
-    /// Print benchmark figures (run against the sandbox on loopback).
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
     /// Print the JSON Schema of probe files or of rooftop.yaml, for editors.
     Schema {
         /// Which file kind.
@@ -262,7 +258,6 @@ pub async fn main() -> ExitCode {
             scenario,
         } => sandbox::run(listen, config.as_ref(), scenario.as_ref()).await,
         Command::Schema { kind } => schema::run(kind),
-        Command::Bench(cmd) => bench::run(cmd).await,
     }
 }
 

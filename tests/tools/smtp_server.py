@@ -11,7 +11,7 @@ is appended to --maildir/index.jsonl:
 
 received_ms is the wall clock (Unix epoch, milliseconds) at which the end of DATA
 arrived, before the message is written: when the page reached the server (time-to-page
-in `rooftop bench page`).
+in `cargo bench --bench page`).
 
 Messages refused by --reject-first get a line in --maildir/rejected.jsonl instead (same
 fields, no file).

@@ -1,9 +1,12 @@
-//! `rooftop bench telemetry`: what OpenTelemetry export costs the agent. The same 1,000
-//! probes run twice against the sandbox, side by side: export off (no OTLP, no
+//! `cargo bench --bench telemetry`: what OpenTelemetry export costs the agent. The same
+//! 1,000 probes run twice against the sandbox, side by side: export off (no OTLP, no
 //! listener) and export on (metrics, traces and logs over OTLP/HTTP to an in-process
 //! sink, plus `/metrics` scraped every 5 s). Reports CPU per 1,000 runs, peak RSS and the
 //! bytes exported.
 
+mod common;
+
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,16 +15,47 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
 
-use super::scheduler::{AgentSetup, AgentWindow, measure_agent, tempfile_dir};
-use crate::sandbox::{Sandbox, SandboxConfig};
+use common::agent::{
+    AgentSetup, AgentWindow, measure_agent, start_sandbox, validate_written_config,
+};
+use common::{SmokeCheck, tempfile_dir};
 
-/// Options.
-#[derive(Debug, Clone)]
+/// What telemetry export costs: the same probes with OTLP export off and on, side by side
+/// (CPU per 1,000 runs, peak RSS, bytes exported).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(bin_name = "cargo bench --bench telemetry --")]
 pub struct TelemetryOptions {
+    /// Probes to schedule, on each side.
+    #[arg(long, default_value_t = 1000)]
     pub probes: usize,
+    /// Every probe's period.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub period: Duration,
+    /// Wait this long after the first run before measuring, on each side.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
+    /// Measurement window of each side.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub measure: Duration,
+}
+
+/// Under `cargo test`: the "export on" agent's config is valid rooftop config.
+const CHECKS: &[SmokeCheck] = &[("the export-on config validates", || {
+    validate_written_config(&otlp_yaml("http://127.0.0.1:4318"))
+})];
+
+fn main() -> ExitCode {
+    match common::options_or_smoke::<TelemetryOptions>("telemetry", CHECKS) {
+        Ok(opts) => common::run_to_figures(async move { Ok(render(&run(&opts).await?)) }),
+        Err(code) => code,
+    }
+}
+
+/// The `telemetry:` section of the "export on" agent: OTLP/HTTP to `endpoint`.
+fn otlp_yaml(endpoint: &str) -> String {
+    format!(
+        "telemetry:\n  interval: 10s\n  otlp: {{endpoint: \"{endpoint}\", protocol: http/protobuf}}\n"
+    )
 }
 
 /// Both sides.
@@ -64,11 +98,7 @@ async fn start_sink() -> anyhow::Result<(String, Arc<(AtomicU64, AtomicU64)>)> {
 }
 
 pub async fn run(opts: &TelemetryOptions) -> anyhow::Result<TelemetryReport> {
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse()?,
-        SandboxConfig::default().with_fixed_latency(Duration::from_millis(200)),
-    )
-    .await?;
+    let sb = start_sandbox().await?;
     let work = tempfile_dir("rooftop-bench-telemetry")?;
     let (endpoint, counts) = start_sink().await?;
     let setup = |extra: &'static str, listen: &'static str| AgentSetup {
@@ -90,12 +120,7 @@ pub async fn run(opts: &TelemetryOptions) -> anyhow::Result<TelemetryReport> {
         l.local_addr()?.port()
     };
     let listen: &'static str = Box::leak(format!("127.0.0.1:{port}").into_boxed_str());
-    let extra: &'static str = Box::leak(
-        format!(
-            "telemetry:\n  interval: 10s\n  otlp: {{endpoint: \"{endpoint}\", protocol: http/protobuf}}\n"
-        )
-        .into_boxed_str(),
-    );
+    let extra: &'static str = Box::leak(otlp_yaml(&endpoint).into_boxed_str());
     // Scrape /metrics every 5 s while the "on" agent runs, like a Prometheus would.
     let scrapes = Arc::new(AtomicU64::new(0));
     let scraper = {
@@ -131,7 +156,7 @@ pub async fn run(opts: &TelemetryOptions) -> anyhow::Result<TelemetryReport> {
 pub fn render(r: &TelemetryReport) -> String {
     let o = &r.opts;
     let mut s = format!(
-        "rooftop bench telemetry: {} probes every {} (10 % lead flows), measured {} after {} warm-up, each side\n\n",
+        "bench telemetry: {} probes every {} (10 % lead flows), measured {} after {} warm-up, each side\n\n",
         o.probes,
         humantime::format_duration(o.period),
         humantime::format_duration(o.measure),

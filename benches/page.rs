@@ -1,30 +1,33 @@
-//! `rooftop bench page`: time from an outage to the page, rooftop against the classic
-//! stack (blackbox exporter + Prometheus + Alertmanager) configured alike, side by side.
-//! In each trial both watch the same sandbox CRM, which goes down (HTTP 503) at a random
-//! phase of their schedules; both page by e-mail to one aiosmtpd, which stamps arrivals.
-//! Figures, no verdict. Every process it starts is stopped with it: on an error, Ctrl-C
-//! or SIGTERM all of them; on SIGKILL all of them at once (PDEATHSIG).
+//! `cargo bench --bench page`: time from an outage to the page, rooftop against the
+//! classic stack (blackbox exporter + Prometheus + Alertmanager) configured alike, side by
+//! side. In each trial both watch the same sandbox CRM, which goes down (HTTP 503) at a
+//! random phase of their schedules; both page by e-mail to one aiosmtpd, which stamps
+//! arrivals. Figures, no verdict. Every process it starts is stopped with it: on an error,
+//! Ctrl-C or SIGTERM all of them; on SIGKILL all of them at once (PDEATHSIG). Under
+//! `cargo test` it runs only the checks at the bottom (configs, parsing, the report).
+
+mod common;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rooftop::runner::Outcome;
+use rooftop::sandbox::{DownMode, Fault, FaultKind, Sandbox, SandboxConfig, System};
+use rooftop::store::{IncidentStore, RunStore};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use super::die_with_parent;
-use super::scheduler::{sigterm, spawn_agent, tempfile_dir, wait_first_run};
-use crate::runner::Outcome;
-use crate::sandbox::{DownMode, Fault, FaultKind, Sandbox, SandboxConfig, System};
-use crate::store::{IncidentStore, RunStore};
+use common::agent::{sigterm, spawn_agent, wait_first_run};
+use common::{SmokeCheck, die_with_parent, tempfile_dir};
 
 /// The probe's name in rooftop, and the alert's in Prometheus.
 const PROBE: &str = "crm-up";
@@ -42,20 +45,54 @@ const PROXY_VARS: &[&str] = &[
     "HTTPS_PROXY",
     "ALL_PROXY",
 ];
-const INSTALL_HINT: &str = "run tests/tools/install from the repository root (it fetches them into .cache/tools) and start the bench there, or set ROOFTOP_TOOLS to that tools directory";
+const INSTALL_HINT: &str = "run tests/tools/install from the repository root (it fetches them into .cache/tools, where `cargo bench` looks), or set ROOFTOP_TOOLS to that tools directory";
 /// Debian builds Alertmanager to read its default notification templates from this
 /// directory, compiled in (no flag); a package unpacked into .cache/tools lacks it.
 const DEBIAN_TEMPLATE_DIR: &str = "/usr/share/prometheus/alertmanager";
 
-/// Options.
-#[derive(Debug, Clone)]
+/// Time from a CRM outage to the e-mail page: rooftop against blackbox exporter +
+/// Prometheus + Alertmanager configured alike, both watching the same sandbox, side by
+/// side. Needs the tools of tests/tools/install.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(bin_name = "cargo bench --bench page --")]
 pub struct PageOptions {
-    /// Trials per period.
+    /// Trials per period (the default run takes about 13 minutes, most of it at 30s).
+    #[arg(long, default_value_t = 6)]
     pub trials: usize,
-    /// Probe period = scrape and evaluation interval; whole seconds.
+    /// Probe periods (= scrape and evaluation intervals), whole seconds, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values = ["5s", "30s"], value_parser = humantime::parse_duration)]
     pub periods: Vec<Duration>,
-    /// Seed of the fault phases.
+    /// Seed of the random fault phases.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+/// Under `cargo test`: the pure parts (configs, parsing, figures, the report), no tools.
+const CHECKS: &[SmokeCheck] = common::checks![
+    checks:
+    the_default_options_are_valid,
+    the_rooftop_configs_validate_with_the_period_and_two_failures_in_a_row,
+    the_classic_configs_scrape_evaluate_and_hold_for_one_period,
+    every_listener_is_bound_to_loopback_and_gossip_is_off,
+    the_printed_configs_show_placeholders_not_ports,
+    index_lines_give_each_recipient_its_first_arrival,
+    ready_line_gives_the_port,
+    a_range_query_answer_becomes_samples_in_ms,
+    the_floor_is_the_end_of_the_second_failure_after_the_fault,
+    scrapes_end_at_their_start_plus_their_duration,
+    spread_gives_median_and_range,
+    the_alertmanager_template_path_is_replaced_in_place,
+    versions_are_read_from_the_first_line,
+    the_pooled_ratio_takes_one_floor_for_both_stacks,
+    periods_must_be_whole_seconds,
+    a_period_table_shows_figures_and_missing_pages,
+];
+
+fn main() -> ExitCode {
+    match common::options_or_smoke::<PageOptions>("page", CHECKS) {
+        Ok(opts) => common::run_to_figures(async move { Ok(render(&run(&opts).await?)) }),
+        Err(code) => code,
+    }
 }
 
 /// What one stack did in one trial: wall-clock instants, Unix epoch milliseconds.
@@ -840,6 +877,25 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// Polls `ready` every 100 ms until it holds; fails with "`what` within `limit`" once
+/// `limit` has passed, or at once when `proc` has exited.
+async fn wait_until<F: Future<Output = bool>>(
+    proc: &mut Proc,
+    limit: Duration,
+    what: &str,
+    mut ready: impl FnMut() -> F,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while !ready().await {
+        proc.ensure_running()?;
+        if start.elapsed() > limit {
+            bail!("{what} within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 /// Polls `url` until it answers 2xx.
 async fn wait_http_ok(
     http: &reqwest::Client,
@@ -847,19 +903,14 @@ async fn wait_http_ok(
     proc: &mut Proc,
     limit: Duration,
 ) -> anyhow::Result<()> {
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = http.get(url).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        proc.ensure_running()?;
-        if start.elapsed() > limit {
-            bail!("{} did not answer {url} within {limit:?}", proc.name);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("{} did not answer {url}", proc.name);
+    wait_until(proc, limit, &what, || async {
+        http.get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await
 }
 
 /// A range query's first series.
@@ -881,19 +932,13 @@ async fn wait_classic_healthy(
     proc: &mut Proc,
     limit: Duration,
 ) -> anyhow::Result<()> {
-    let start = Instant::now();
-    loop {
-        if let Ok(samples) = prom_series(http, prometheus, r#"probe_success{job="crm"}[1h]"#).await
-            && samples.iter().any(|s| s.value == 1.0)
-        {
-            return Ok(());
-        }
-        proc.ensure_running()?;
-        if start.elapsed() > limit {
-            bail!("Prometheus recorded no successful probe of the CRM within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = "Prometheus recorded no successful probe of the CRM";
+    wait_until(proc, limit, what, || async {
+        prom_series(http, prometheus, r#"probe_success{job="crm"}[1h]"#)
+            .await
+            .is_ok_and(|samples| samples.iter().any(|s| s.value == 1.0))
+    })
+    .await
 }
 
 /// The classic stack's scrapes and the evaluation at which its alert fired.
@@ -1314,7 +1359,7 @@ fn render_period(p: &PeriodResult) -> String {
 pub fn render(r: &PageReport) -> String {
     let o = &r.opts;
     let mut s = format!(
-        "rooftop bench page: the sandbox CRM goes down (HTTP 503) → the e-mail page reaches aiosmtpd\n\
+        "bench page: the sandbox CRM goes down (HTTP 503) → the e-mail page reaches aiosmtpd\n\
          {} trials per period, seed {}; run took {}\n\n",
         o.trials,
         o.seed,
@@ -1351,12 +1396,15 @@ pub fn render(r: &PageReport) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
+/// The checks `cargo test` runs (see `CHECKS`): this bench's unit tests. A harness-less
+/// bench runs no `#[test]`, so each is a plain function listed in `CHECKS`.
+mod checks {
+    use clap::Parser;
+    use rooftop::alerting::FireRule;
+    use rooftop::config::{load_agent_text, load_probe_text, yaml};
+    use rooftop::model::Schedule;
+
     use super::*;
-    use crate::alerting::FireRule;
-    use crate::config::{load_agent_text, load_probe_text, yaml};
-    use crate::model::Schedule;
 
     fn endpoints() -> Endpoints {
         Endpoints {
@@ -1373,8 +1421,7 @@ mod tests {
         yaml::parse(text).expect("valid YAML").value
     }
 
-    #[test]
-    fn the_rooftop_configs_validate_with_the_period_and_two_failures_in_a_row() {
+    pub fn the_rooftop_configs_validate_with_the_period_and_two_failures_in_a_row() {
         let files = trial_files(
             Duration::from_secs(30),
             &endpoints(),
@@ -1411,8 +1458,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_classic_configs_scrape_evaluate_and_hold_for_one_period() {
+    pub fn the_classic_configs_scrape_evaluate_and_hold_for_one_period() {
         let ep = endpoints();
         let prom = yaml_of(&prometheus_yaml(Duration::from_secs(5), &ep));
         assert_eq!(prom["global"]["scrape_interval"], "5s");
@@ -1453,8 +1499,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn every_listener_is_bound_to_loopback_and_gossip_is_off() {
+    pub fn every_listener_is_bound_to_loopback_and_gossip_is_off() {
         let dir = Path::new("/t");
         let am = alertmanager_args(dir, "127.0.0.1:9093");
         assert!(am.contains(&"--cluster.listen-address=".to_string()));
@@ -1465,8 +1510,7 @@ mod tests {
         assert!(bb.contains(&"--web.listen-address=127.0.0.1:9115".to_string()));
     }
 
-    #[test]
-    fn the_printed_configs_show_placeholders_not_ports() {
+    pub fn the_printed_configs_show_placeholders_not_ports() {
         let text = render_configs(Duration::from_secs(5));
         assert!(text.contains("<smtp-port>"), "{text}");
         assert!(text.contains("group_wait: 0s"), "{text}");
@@ -1476,8 +1520,7 @@ mod tests {
         assert!(text.contains("--config.file=$BENCH/blackbox.yml"), "{text}");
     }
 
-    #[test]
-    fn index_lines_give_each_recipient_its_first_arrival() {
+    pub fn index_lines_give_each_recipient_its_first_arrival() {
         let text = r#"{"seq": 1, "file": "000001.eml", "mail_from": "rooftop@dealer.example", "rcpt_tos": ["rooftop-5s-1@dealer.example"], "tls": false, "auth_user": null, "received_ms": 1000}
 {"seq": 2, "file": "000002.eml", "mail_from": "alertmanager@dealer.example", "rcpt_tos": ["classic-5s-1@dealer.example"], "tls": false, "auth_user": null, "received_ms": 2500}
 {"seq": 3, "file": "000003.eml", "mail_from": "rooftop@dealer.example", "rcpt_tos": ["rooftop-5s-1@dealer.example"], "tls": false, "auth_user": null, "received_ms": 9000}
@@ -1496,14 +1539,12 @@ mod tests {
         assert!(parse_index("{not json").is_err());
     }
 
-    #[test]
-    fn ready_line_gives_the_port() {
+    pub fn ready_line_gives_the_port() {
         assert_eq!(parse_ready("READY port=2525\n"), Some(2525));
         assert_eq!(parse_ready("listening"), None);
     }
 
-    #[test]
-    fn a_range_query_answer_becomes_samples_in_ms() {
+    pub fn a_range_query_answer_becomes_samples_in_ms() {
         let body = serde_json::json!({
             "status": "success",
             "data": {"resultType": "matrix", "result": [{
@@ -1528,8 +1569,7 @@ mod tests {
         assert!(parse_matrix(&error).is_err());
     }
 
-    #[test]
-    fn the_floor_is_the_end_of_the_second_failure_after_the_fault() {
+    pub fn the_floor_is_the_end_of_the_second_failure_after_the_fault() {
         let c = |end_ms, success| Check { end_ms, success };
         let fault = 10_000;
         // Healthy runs, one that ended after the fault but succeeded (served before it),
@@ -1548,8 +1588,7 @@ mod tests {
         assert_eq!(second_failure_end(&[c(15_000, false)], fault), None);
     }
 
-    #[test]
-    fn scrapes_end_at_their_start_plus_their_duration() {
+    pub fn scrapes_end_at_their_start_plus_their_duration() {
         let s = |ms, value| Sample { ms, value };
         let checks = classic_checks(
             &[s(1_000, 1.0), s(6_000, 0.0), s(11_000, 0.0)],
@@ -1574,8 +1613,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn spread_gives_median_and_range() {
+    pub fn spread_gives_median_and_range() {
         assert_eq!(spread(&[]), None);
         let odd = spread(&[3.0, 1.0, 2.0]).expect("values");
         assert_eq!((odd.n, odd.median, odd.min, odd.max), (3, 2.0, 1.0, 3.0));
@@ -1584,8 +1622,7 @@ mod tests {
         assert_eq!(spread(&[f64::NAN, 1.0]).expect("values").n, 1);
     }
 
-    #[test]
-    fn the_alertmanager_template_path_is_replaced_in_place() {
+    pub fn the_alertmanager_template_path_is_replaced_in_place() {
         let link = template_link(4_194_304);
         assert_eq!(link.len(), DEBIAN_TEMPLATE_DIR.len());
         assert!(link.starts_with("/tmp/rooftop-am-"), "{link}");
@@ -1602,8 +1639,7 @@ mod tests {
         assert!(replace_same_length(b"x", "ab", "abc").is_err());
     }
 
-    #[test]
-    fn versions_are_read_from_the_first_line() {
+    pub fn versions_are_read_from_the_first_line() {
         assert_eq!(
             version_of("prometheus, version 2.42.0+ds (branch: debian/sid)\n  build user: x"),
             Some("2.42.0+ds".into())
@@ -1612,8 +1648,7 @@ mod tests {
         assert_eq!(version_of(""), None);
     }
 
-    #[test]
-    fn the_pooled_ratio_takes_one_floor_for_both_stacks() {
+    pub fn the_pooled_ratio_takes_one_floor_for_both_stacks() {
         let stack = |floor_ms, page_ms| StackTrial {
             page_ms: Some(page_ms),
             floor_ms: Some(floor_ms),
@@ -1638,8 +1673,16 @@ mod tests {
         assert_eq!(pooled_floor_ratio(&[], floor, beyond), None);
     }
 
-    #[test]
-    fn periods_must_be_whole_seconds() {
+    pub fn the_default_options_are_valid() {
+        let defaults = PageOptions::parse_from(["page"]);
+        assert_eq!(
+            defaults.periods,
+            [Duration::from_secs(5), Duration::from_secs(30)]
+        );
+        assert!(check_options(&defaults).is_ok());
+    }
+
+    pub fn periods_must_be_whole_seconds() {
         let opts = |periods: Vec<Duration>, trials| PageOptions {
             trials,
             periods,
@@ -1651,8 +1694,7 @@ mod tests {
         assert!(check_options(&opts(vec![Duration::from_secs(5)], 0)).is_err());
     }
 
-    #[test]
-    fn a_period_table_shows_figures_and_missing_pages() {
+    pub fn a_period_table_shows_figures_and_missing_pages() {
         let trial = |page: Option<i64>| Trial {
             fault_ms: 1_000_000,
             delay: Duration::from_millis(1200),

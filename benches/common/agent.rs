@@ -1,9 +1,8 @@
-//! `rooftop bench scheduler`: the agent under load. Writes N probes against the sandbox
-//! (most a single authenticated lookup, every tenth a full lead flow with a create, a
-//! polled sync and a cleanup sweep), starts the real `rooftop run` as a child process,
-//! and reports side by side: start lag (actual start − scheduled instant) p50 / p99 /
-//! max, the agent's CPU seconds per 1,000 runs, its peak RSS, and the store's write
-//! throughput; then the RSS of an agent holding 50 idle probes.
+//! The agent under measurement: writes N probes against the sandbox (most a single
+//! authenticated lookup, every n-th a full lead flow with a create, a polled sync and a
+//! cleanup sweep), starts the real `rooftop` binary Cargo built for the benches
+//! (`CARGO_BIN_EXE_rooftop`) as `rooftop run`, and reads its CPU, RSS and the start lag
+//! of its runs from /proc and its store.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -13,47 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
+use rooftop::sandbox::{Sandbox, SandboxConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-use crate::model::HistorySettings;
-use crate::runner::ProbeRun;
-use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::store::RunStore;
-
-/// Options.
-#[derive(Debug, Clone)]
-pub struct SchedulerOptions {
-    pub probes: usize,
-    pub period: Duration,
-    /// Measured after `warmup`.
-    pub measure: Duration,
-    pub warmup: Duration,
-    /// Every n-th probe is a full lead flow (0: none).
-    pub flow_every: usize,
-    pub max_concurrent: usize,
-    pub idle_probes: usize,
-}
-
-/// The figures.
-#[derive(Debug, Clone)]
-pub struct SchedulerReport {
-    pub opts: SchedulerOptions,
-    pub load_time: Duration,
-    pub runs_in_window: u64,
-    pub runs_per_s: f64,
-    pub outcomes: Vec<(String, u64)>,
-    pub lag: Option<LagPercentiles>,
-    pub cpu_s: f64,
-    pub cpu_s_per_1000: f64,
-    pub peak_rss_mb: f64,
-    pub rss_end_mb: f64,
-    pub store_mb: f64,
-    pub write_single: f64,
-    pub write_grouped: f64,
-    pub idle_rss_mb: f64,
-    pub idle_peak_rss_mb: f64,
-}
 
 /// A lookup probe: one authenticated GET with an assertion and a capture.
 fn lookup_probe(name: &str, period: Duration) -> String {
@@ -115,7 +76,9 @@ cleanup:
     )
 }
 
-fn write_config(
+/// Writes `rooftop.yaml` (with `extra_yaml` appended) and `probes` probe files into `dir`:
+/// every `flow_every`-th a lead flow (0: none), the rest lookups.
+pub fn write_config(
     dir: &Path,
     probes: usize,
     period: Duration,
@@ -143,7 +106,7 @@ fn write_config(
 }
 
 /// CPU seconds (user + system) and RSS / peak RSS in MB of a process, from /proc.
-fn proc_usage(pid: u32) -> anyhow::Result<(f64, f64, f64)> {
+pub fn proc_usage(pid: u32) -> anyhow::Result<(f64, f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat
@@ -166,6 +129,13 @@ fn proc_usage(pid: u32) -> anyhow::Result<(f64, f64, f64)> {
     Ok((ticks / 100.0, kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0))
 }
 
+/// The sandbox the measured agents probe, on a free loopback port: every sync job takes a
+/// fixed 200 ms, so the figures do not depend on latency draws.
+pub async fn start_sandbox() -> anyhow::Result<Sandbox> {
+    let config = SandboxConfig::default().with_fixed_latency(Duration::from_millis(200));
+    Ok(Sandbox::start("127.0.0.1:0".parse()?, config).await?)
+}
+
 /// Starts `rooftop run` on `config`; stdout lines are counted, stderr kept for errors.
 pub fn spawn_agent(
     sb: &Sandbox,
@@ -173,8 +143,7 @@ pub fn spawn_agent(
     state: &Path,
     listen: &str,
 ) -> anyhow::Result<(Child, Arc<AtomicU64>, tokio::task::JoinHandle<String>)> {
-    let exe = std::env::current_exe()?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rooftop"));
     // The agent goes with the bench, even when the bench is SIGKILLed.
     super::die_with_parent(&mut cmd);
     let mut child = cmd
@@ -329,82 +298,6 @@ pub async fn measure_agent(
     })
 }
 
-pub async fn run(opts: &SchedulerOptions) -> anyhow::Result<SchedulerReport> {
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse()?,
-        SandboxConfig::default().with_fixed_latency(Duration::from_millis(200)),
-    )
-    .await?;
-    let work = tempfile_dir("rooftop-bench-scheduler")?;
-    eprintln!(
-        "bench: {} probes every {}, warm-up {}, measuring {}",
-        opts.probes,
-        humantime::format_duration(opts.period),
-        humantime::format_duration(opts.warmup),
-        humantime::format_duration(opts.measure)
-    );
-    let w = measure_agent(
-        &sb,
-        &work,
-        "load",
-        &AgentSetup {
-            probes: opts.probes,
-            period: opts.period,
-            flow_every: opts.flow_every,
-            max_concurrent: opts.max_concurrent,
-            extra_yaml: "",
-            listen: "127.0.0.1:0",
-            warmup: opts.warmup,
-            measure: opts.measure,
-        },
-    )
-    .await?;
-    let sample = sample_run(&work.join("load-state"))?;
-    let (write_single, write_grouped) = write_throughput(&work.join("write"), &sample).await?;
-
-    // Idle: a small rooftop's agent between fires.
-    let idle_dir = work.join("idle");
-    write_config(
-        &idle_dir,
-        opts.idle_probes,
-        Duration::from_secs(3600),
-        5,
-        16,
-        "",
-    )?;
-    let (mut idle, _, _) = spawn_agent(&sb, &idle_dir, &work.join("idle-state"), "127.0.0.1:0")?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (_, idle_rss, idle_peak) = proc_usage(idle.id().context("idle pid")?)?;
-    sigterm(&mut idle).await?;
-    let _ = std::fs::remove_dir_all(&work);
-
-    Ok(SchedulerReport {
-        opts: opts.clone(),
-        load_time: w.load_time,
-        runs_in_window: w.runs,
-        runs_per_s: w.runs_per_s,
-        cpu_s_per_1000: w.cpu_s_per_1000(),
-        outcomes: w.outcomes,
-        lag: w.lag,
-        cpu_s: w.cpu_s,
-        peak_rss_mb: w.peak_rss_mb,
-        rss_end_mb: w.rss_end_mb,
-        store_mb: w.store_mb,
-        write_single,
-        write_grouped,
-        idle_rss_mb: idle_rss,
-        idle_peak_rss_mb: idle_peak,
-    })
-}
-
-/// A fresh directory under the system temp dir.
-pub fn tempfile_dir(prefix: &str) -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
 type Window = (Option<LagPercentiles>, Vec<(String, u64)>, u64, f64);
 
 /// Start-lag percentiles in microseconds (lags are often well under a millisecond).
@@ -452,127 +345,14 @@ fn read_window(state: &Path, t0: DateTime<Utc>, t1: DateTime<Utc>) -> anyhow::Re
     Ok((LagPercentiles::of(&lags), outcomes, runs, size))
 }
 
-/// One stored flow run, to write again in the throughput test.
-fn sample_run(state: &Path) -> anyhow::Result<ProbeRun> {
-    let db = rusqlite::Connection::open(state.join("rooftop.db"))?;
-    let json: String = db.query_row(
-        "SELECT json FROM runs WHERE outcome != 'skipped' ORDER BY length(json) DESC LIMIT 1",
-        [],
-        |r| r.get(0),
-    )?;
-    ProbeRun::from_stored_json(&json).context("a stored run does not read back")
-}
-
-/// Runs/s written one at a time (each waits for its own commit) and by 256 concurrent
-/// writers (group commit).
-async fn write_throughput(dir: &Path, sample: &ProbeRun) -> anyhow::Result<(f64, f64)> {
-    let store = RunStore::open_in(dir)?;
-    let n_single = 300;
-    let start = Instant::now();
-    for i in 0..n_single {
-        let mut r = sample.clone();
-        r.run_id = format!("single-{i}");
-        store.record(&r, None).await?;
-    }
-    let single = n_single as f64 / start.elapsed().as_secs_f64();
-    let n_grouped = 5000;
-    let start = Instant::now();
-    let sem = Arc::new(tokio::sync::Semaphore::new(256));
-    let mut tasks = Vec::with_capacity(n_grouped);
-    for i in 0..n_grouped {
-        let (store, mut r, sem) = (store.clone(), sample.clone(), sem.clone());
-        r.run_id = format!("grouped-{i}");
-        tasks.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            store.record(&r, None).await
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let grouped = n_grouped as f64 / start.elapsed().as_secs_f64();
-    let _ = store.retain(Utc::now(), &HistorySettings::default()).await;
-    Ok((single, grouped))
-}
-
-pub fn render(r: &SchedulerReport) -> String {
-    let o = &r.opts;
-    let mut s = String::new();
-    s.push_str(&format!(
-        "rooftop bench scheduler: {} probes every {} ({} lead flows, the rest lookups), max_concurrent {}\n",
-        o.probes,
-        humantime::format_duration(o.period),
-        if o.flow_every > 0 { o.probes.div_ceil(o.flow_every) } else { 0 },
-        o.max_concurrent
-    ));
-    s.push_str(&format!(
-        "agent loaded and first run after {:.1} s; measured {} after a {} warm-up\n\n",
-        r.load_time.as_secs_f64(),
-        humantime::format_duration(o.measure),
-        humantime::format_duration(o.warmup)
-    ));
-    let lag = |f: fn(&LagPercentiles) -> u64| {
-        r.lag
-            .as_ref()
-            .map_or("-".into(), |p| format!("{:.1} ms", f(p) as f64 / 1000.0))
-    };
-    let rows = [
-        (
-            "runs in window",
-            format!("{} ({:.1}/s)", r.runs_in_window, r.runs_per_s),
-        ),
-        (
-            "outcomes",
-            r.outcomes
-                .iter()
-                .map(|(o, n)| format!("{o} {n}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
-        ("start lag p50", lag(|p| p.p50_us)),
-        ("start lag p99", lag(|p| p.p99_us)),
-        ("start lag max", lag(|p| p.max_us)),
-        (
-            "agent CPU",
-            format!(
-                "{:.1} s ({:.2} s per 1,000 runs)",
-                r.cpu_s, r.cpu_s_per_1000
-            ),
-        ),
-        (
-            "agent peak RSS",
-            format!("{:.1} MB (at end {:.1} MB)", r.peak_rss_mb, r.rss_end_mb),
-        ),
-        ("store file", format!("{:.1} MB", r.store_mb)),
-        (
-            "store writes",
-            format!(
-                "{:.0} runs/s one at a time, {:.0} runs/s grouped (256 writers): ×{:.1}",
-                r.write_single,
-                r.write_grouped,
-                r.write_grouped / r.write_single
-            ),
-        ),
-        (
-            "idle agent RSS",
-            format!(
-                "{:.1} MB with {} probes (peak {:.1} MB)",
-                r.idle_rss_mb, o.idle_probes, r.idle_peak_rss_mb
-            ),
-        ),
-    ];
-    for (k, v) in rows {
-        s.push_str(&format!("  {k:<16} {v}\n"));
-    }
-    s.push_str(&format!(
-        "\ntargets: lag p99 ≤ 10 ms {}, RSS ≤ 150 MB {}, idle RSS < 25 MB {}\n",
-        verdict(r.lag.as_ref().is_some_and(|p| p.p99_us <= 10_000)),
-        verdict(r.peak_rss_mb <= 150.0),
-        verdict(r.idle_rss_mb < 25.0)
-    ));
-    s
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "met" } else { "MISSED" }
+/// A check (see `common::SmokeCheck`): 20 probes written as a bench writes them, with
+/// `extra_yaml` in `rooftop.yaml`, load and validate as the agent would load them.
+pub fn validate_written_config(extra_yaml: &str) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    write_config(dir.path(), 20, Duration::from_secs(60), 10, 16, extra_yaml)
+        .expect("the config is written");
+    let config = rooftop::config::load(dir.path())
+        .unwrap_or_else(|errors| panic!("the written config is invalid:\n{}", errors.render()));
+    assert_eq!(config.probes.len(), 20);
+    assert_eq!(config.agent.rooftop_id, "bench");
 }

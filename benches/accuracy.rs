@@ -1,26 +1,60 @@
-//! `rooftop bench accuracy`: how close rooftop's sync-latency measurements come to the
-//! truth. Runs N appointment→RO→survey flows against the sandbox (log-normal sync jobs)
-//! under several poll plans side by side, and compares every measured interval and
-//! estimate with the sandbox's ground truth.
+//! `cargo bench --bench accuracy`: how close rooftop's sync-latency measurements come to
+//! the truth. Runs N appointment→RO→survey flows against the sandbox (log-normal sync
+//! jobs) under several poll plans side by side, in this process, and compares every
+//! measured interval and estimate with the sandbox's ground truth.
+
+mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use rooftop::clock::SystemClock;
+use rooftop::config::Config;
+use rooftop::model::{Compression, Poll, Probe};
+use rooftop::runner::{Outcome, Runner};
+use rooftop::sandbox::{Sandbox, SandboxConfig};
 
-use crate::clock::SystemClock;
-use crate::model::{Compression, Poll, Probe};
-use crate::runner::{Outcome, Runner};
-use crate::sandbox::{Sandbox, SandboxConfig};
+use common::SmokeCheck;
 
-/// Options.
-#[derive(Debug, Clone)]
+/// Sync-latency accuracy against the sandbox's ground truth, per poll plan.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(bin_name = "cargo bench --bench accuracy --")]
 pub struct AccuracyOptions {
+    /// Flows per poll plan.
+    #[arg(long, default_value_t = 60)]
     pub flows: usize,
+    /// Flows in flight at once.
+    #[arg(long, default_value_t = 20)]
     pub concurrency: usize,
+    /// Sandbox RNG seed (the same latency draws for every plan).
+    #[arg(long, default_value_t = 7)]
     pub seed: u64,
+}
+
+/// Under `cargo test`: the bundled flow loads and takes every poll plan.
+const CHECKS: &[SmokeCheck] = &[("the bundled flow takes every poll plan", || {
+    let (_, base) = bundled_flow().expect("the bundled flow loads");
+    for (name, plan) in plans() {
+        let probe = with_plan(&base, plan);
+        assert!(
+            probe.steps.iter().any(|s| s.poll == Some(plan)),
+            "plan {name}: no polled step"
+        );
+    }
+})];
+
+fn main() -> ExitCode {
+    match common::options_or_smoke::<AccuracyOptions>("accuracy", CHECKS) {
+        Ok(opts) => common::run_to_figures(async move {
+            let rows = run(&opts).await?;
+            Ok(render(&opts, &rows))
+        }),
+        Err(code) => code,
+    }
 }
 
 /// One poll plan's figures.
@@ -60,18 +94,41 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[i]
 }
 
-/// Runs the benchmark and returns one row per poll plan.
-pub async fn run(opts: &AccuracyOptions) -> anyhow::Result<Vec<PlanResult>> {
-    let config = crate::config::load_embedded(
+/// The bundled config and its appointment→RO→survey flow.
+fn bundled_flow() -> anyhow::Result<(Config, Probe)> {
+    let config = rooftop::config::load_embedded(
         "(embedded)",
-        crate::demo::embedded::PROBES,
-        crate::demo::embedded::RUNBOOKS,
+        rooftop::demo::embedded::PROBES,
+        rooftop::demo::embedded::RUNBOOKS,
     )
     .map_err(|e| anyhow::anyhow!("{}", e.render()))?;
     let base = config
         .probe("appointment-to-ro-to-survey")
         .ok_or_else(|| anyhow::anyhow!("bundled probe appointment-to-ro-to-survey is missing"))?
         .clone();
+    Ok((config, base))
+}
+
+/// The flow compressed to bench time (syncs in seconds), every poll on `plan`.
+fn with_plan(base: &Probe, plan: Poll) -> Probe {
+    let mut probe = base.clone();
+    probe.compress(&Compression {
+        within: Duration::from_secs(60),
+        interval: Duration::from_secs(30),
+        request_timeout: Duration::from_secs(10),
+        timeout: Duration::from_secs(180),
+    });
+    for step in probe.steps.iter_mut() {
+        if step.poll.is_some() {
+            step.poll = Some(plan);
+        }
+    }
+    probe
+}
+
+/// Runs the benchmark and returns one row per poll plan.
+pub async fn run(opts: &AccuracyOptions) -> anyhow::Result<Vec<PlanResult>> {
+    let (config, base) = bundled_flow()?;
     let mut results = Vec::new();
     for (name, plan) in plans() {
         // A fresh sandbox per plan, same seed: every plan sees the same latency draws.
@@ -92,18 +149,7 @@ pub async fn run(opts: &AccuracyOptions) -> anyhow::Result<Vec<PlanResult>> {
             &state,
             Arc::new(SystemClock),
         )?;
-        let mut probe: Probe = base.clone();
-        probe.compress(&Compression {
-            within: Duration::from_secs(60),
-            interval: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(180),
-        });
-        for step in probe.steps.iter_mut() {
-            if step.poll.is_some() {
-                step.poll = Some(plan);
-            }
-        }
+        let probe = with_plan(&base, plan);
         let started = Instant::now();
         let runs: Vec<_> = futures_util::stream::iter(0..opts.flows)
             .map(|_| {
