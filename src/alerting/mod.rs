@@ -1,9 +1,10 @@
-//! Alerting: alert rules over a probe's recent runs, and the incident state machine
-//! (quiet → open → acknowledged → resolved, with flap damping). Pure functions of
-//! (state, event, now) → (state, actions); the agent persists state and carries out the
-//! actions. Notification channels and the outbox build on these.
+//! Alerting: alert rules over a probe's recent runs, the incident state machine (quiet →
+//! open → acknowledged → resolved, with flap damping) and page grouping. Pure functions
+//! of (state, event, now) → (state, actions); the agent persists state and carries out
+//! the actions. Notification channels and the outbox build on these.
 
 pub mod ack;
+pub mod grouping;
 pub mod incident;
 pub mod rules;
 pub mod tracker;

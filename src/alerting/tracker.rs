@@ -80,7 +80,11 @@ impl Tracker {
                     state,
                     &probe.alert,
                     Event::Resolve {
-                        by: row.resolved_by.clone().unwrap_or_default(),
+                        by: row
+                            .resolved_by
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
                     },
                     now,
                 );
@@ -96,21 +100,18 @@ impl Tracker {
         let (state, run_actions) = step(state, &probe.alert, Event::Run(Fact::from_run(run)), now);
         states.insert(probe.name.clone(), state);
         drop(states);
-        let (sev, conn) = (
-            probe.severity.to_string(),
-            probe.connector_label().to_string(),
-        );
+        let (sev, conn) = (probe.severity, probe.connector_label().to_string());
         for a in &run_actions {
             match a {
                 Action::Opened(open) => {
                     self.incidents
-                        .save(open, &probe.name, &sev, &conn, None)
+                        .save(open, &probe.name, sev, &conn, None)
                         .await?
                 }
                 Action::Reopened(open) => {
                     self.incidents.reopen(&open.id).await?;
                     self.incidents
-                        .save(open, &probe.name, &sev, &conn, None)
+                        .save(open, &probe.name, sev, &conn, None)
                         .await?;
                 }
                 Action::RunAttached { .. } | Action::Flapping { .. } => {
@@ -123,17 +124,13 @@ impl Tracker {
                         let open = open.clone();
                         drop(states);
                         self.incidents
-                            .save(&open, &probe.name, &sev, &conn, None)
+                            .save(&open, &probe.name, sev, &conn, None)
                             .await?;
                     }
                 }
                 Action::Resolved { incident, at, by } => {
-                    let by = match by {
-                        ResolvedBy::Recovery => "recovery",
-                        ResolvedBy::Manual => "manual",
-                    };
                     self.incidents
-                        .save(incident, &probe.name, &sev, &conn, Some((*at, by)))
+                        .save(incident, &probe.name, sev, &conn, Some((*at, *by)))
                         .await?;
                 }
                 Action::Acknowledged { .. } => {}

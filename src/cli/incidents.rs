@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_FAILED, load_config};
 use crate::model::fmt_ms;
-use crate::store::outbox::{OutboxRow, OutboxStore};
+use crate::store::outbox::{Confirm, DeliveryState, OutboxRow, OutboxStore};
 use crate::store::{IncidentRow, IncidentStore};
 
 fn state_dir(cfg: &ConfigArgs) -> Result<std::path::PathBuf, ExitCode> {
@@ -32,21 +32,21 @@ fn notification_line(r: &OutboxRow) -> String {
     } else {
         format!(" → {}", r.entry.contact)
     };
-    let how = match r.state.as_str() {
-        "delivered" => format!(
+    let how = match r.state {
+        DeliveryState::Delivered => format!(
             "delivered {}{}",
             r.delivered_at
                 .map(|t| t.format("%H:%M:%S").to_string())
                 .unwrap_or_default(),
-            match r.confirm.as_deref() {
-                Some("pending") => ", awaiting the handset's receipt",
-                Some("handset") => ", on the handset",
-                Some("unconfirmed") => ", no delivery receipt",
-                _ => "",
+            match r.confirm {
+                Some(Confirm::Pending) => ", awaiting the handset's receipt",
+                Some(Confirm::Handset) => ", on the handset",
+                Some(Confirm::Unconfirmed) => ", no delivery receipt",
+                Some(Confirm::Undelivered) | None => "",
             }
         ),
-        "failed" => format!("FAILED: {}", r.last_error.clone().unwrap_or_default()),
-        _ => format!(
+        DeliveryState::Failed => format!("FAILED: {}", r.last_error.clone().unwrap_or_default()),
+        DeliveryState::Pending => format!(
             "pending (attempt {}{})",
             r.attempts + 1,
             r.last_error
@@ -140,12 +140,12 @@ pub async fn list(cfg: &ConfigArgs, open_only: bool, as_json: bool) -> ExitCode 
         let state = if r.flapping && r.resolved_at.is_none() {
             format!("{} (flap)", r.state)
         } else {
-            r.state.clone()
+            r.state.to_string()
         };
         println!(
             "{:<44} {:<4} {:<13} {:<20} {:>9}  {:<26} {}{}",
             r.id,
-            r.severity,
+            r.severity.to_string(),
             state,
             r.opened_at.format("%Y-%m-%d %H:%M:%S"),
             since(&r, now),

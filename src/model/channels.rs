@@ -1,6 +1,25 @@
 //! Channel settings as validated: which SMS account, webhook, PagerDuty service and SMTP
-//! security a page goes through. Secrets stay templates here; the agent renders them at
+//! security a page goes through, and why a notice is sent (`NoticeKind`, which the
+//! outbox stores). Secrets stay templates here; the agent renders them at
 //! start, so nothing in the model holds a secret value.
+
+/// Why a notice is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// An incident opened: page.
+    Trigger,
+    /// It failed again soon after recovering: reopened and flapping (one notice).
+    Flapping,
+    /// Someone acknowledged it (PagerDuty `acknowledge`; others may ignore it).
+    Acknowledge,
+    /// It resolved: sent on every channel that was paged.
+    Resolve,
+}
+
+super::stored_as_text!(NoticeKind, "notice kind",
+    Trigger => "trigger", Flapping => "flapping", Acknowledge => "acknowledge",
+    Resolve => "resolve");
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

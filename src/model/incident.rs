@@ -2,10 +2,13 @@
 //! The state machine that moves them lives in `alerting::incident`.
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::UnknownValue;
 use super::rules::{Breach, Fact};
 
 /// An incident while it is open.
@@ -55,6 +58,80 @@ pub enum ResolvedBy {
     Recovery,
     /// A person (`rooftop resolve`).
     Manual,
+}
+
+/// Where a stored incident stands (derived from its acknowledgement and resolution).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentState {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+super::stored_as_text!(IncidentState, "incident state",
+    Open => "open", Acknowledged => "acknowledged", Resolved => "resolved");
+
+/// How a stored incident ended, as the store spells it: `recovery`, `manual` (the agent
+/// saw a person resolve it) or `manual:<who>` (`rooftop resolve`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    Recovery,
+    Manual { who: Option<String> },
+}
+
+impl Resolution {
+    /// What ended it, without who.
+    pub fn resolved_by(&self) -> ResolvedBy {
+        match self {
+            Resolution::Recovery => ResolvedBy::Recovery,
+            Resolution::Manual { .. } => ResolvedBy::Manual,
+        }
+    }
+}
+
+impl From<ResolvedBy> for Resolution {
+    fn from(by: ResolvedBy) -> Resolution {
+        match by {
+            ResolvedBy::Recovery => Resolution::Recovery,
+            ResolvedBy::Manual => Resolution::Manual { who: None },
+        }
+    }
+}
+
+impl fmt::Display for Resolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resolution::Recovery => f.write_str("recovery"),
+            Resolution::Manual { who: None } => f.write_str("manual"),
+            Resolution::Manual { who: Some(who) } => write!(f, "manual:{who}"),
+        }
+    }
+}
+
+impl FromStr for Resolution {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Resolution, UnknownValue> {
+        match s.split_once(':') {
+            _ if s == "recovery" => Ok(Resolution::Recovery),
+            _ if s == "manual" => Ok(Resolution::Manual { who: None }),
+            Some(("manual", who)) => Ok(Resolution::Manual {
+                who: Some(who.to_string()),
+            }),
+            _ => Err(UnknownValue {
+                what: "resolution",
+                value: s.to_string(),
+                expected: &["recovery", "manual", "manual:<who>"],
+            }),
+        }
+    }
+}
+
+impl Serialize for Resolution {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// Why an incident is open, in words (after a restart the breaches are not known until

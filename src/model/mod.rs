@@ -8,6 +8,7 @@ pub mod incident;
 pub mod probe;
 pub mod rules;
 pub mod run;
+mod text;
 pub mod units;
 
 pub use channels::*;
@@ -15,4 +16,6 @@ pub use incident::*;
 pub use probe::*;
 pub use rules::*;
 pub use run::*;
+pub use text::UnknownValue;
+pub(crate) use text::stored_as_text;
 pub use units::fmt_ms;

@@ -92,6 +92,18 @@ impl Severity {
     }
 }
 
+impl std::str::FromStr for Severity {
+    type Err = super::UnknownValue;
+
+    fn from_str(s: &str) -> Result<Severity, Self::Err> {
+        Severity::parse(s).ok_or_else(|| super::UnknownValue {
+            what: "severity",
+            value: s.to_string(),
+            expected: &["P1", "P2", "P3", "P4"],
+        })
+    }
+}
+
 impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self:?}")

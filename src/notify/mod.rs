@@ -3,7 +3,9 @@
 //! deliver and report how it went; retries, deduplication, fallback and persistence
 //! belong to the outbox.
 
+mod delivery;
 pub mod email;
+mod group_state;
 mod http;
 pub mod outbox;
 pub mod pager;
@@ -21,30 +23,8 @@ pub mod pagerduty;
 pub mod sms;
 pub mod webhook;
 
-/// Why a notice is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NoticeKind {
-    /// An incident opened: page.
-    Trigger,
-    /// It failed again soon after recovering: reopened and flapping (one notice).
-    Flapping,
-    /// Someone acknowledged it (PagerDuty `acknowledge`; others may ignore it).
-    Acknowledge,
-    /// It resolved: sent on every channel that was paged.
-    Resolve,
-}
-
-impl NoticeKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            NoticeKind::Trigger => "trigger",
-            NoticeKind::Flapping => "flapping",
-            NoticeKind::Acknowledge => "acknowledge",
-            NoticeKind::Resolve => "resolve",
-        }
-    }
-}
+/// Why a notice is sent (in the model: the outbox stores it).
+pub use crate::model::NoticeKind;
 
 /// Sync latency of one step in the run that triggered the notice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use super::{Channel, Confirmation, Delivery, Notice, NoticeKind};
 use crate::model::{Contact, Severity};
 use crate::store::StoreError;
-use crate::store::outbox::{OutboxEntry, OutboxRow, OutboxStore};
+use crate::store::outbox::{DeliveryState, OutboxEntry, OutboxRow, OutboxStore};
 
 /// Contacts per severity and the channels in order of preference.
 #[derive(Debug, Clone)]
@@ -104,11 +104,10 @@ fn entry(
     contact: &str,
     fallback_from: Option<String>,
 ) -> OutboxEntry {
-    let kind = notice.kind.as_str();
     OutboxEntry {
         key: OutboxEntry::key_for(&notice.incident_id, kind_part, channel, contact),
         incident_id: notice.incident_id.clone(),
-        kind: kind.to_string(),
+        kind: notice.kind,
         channel: channel.to_string(),
         contact: contact.to_string(),
         notice: serde_json::to_string(notice).unwrap_or_default(),
@@ -157,9 +156,8 @@ impl Router {
         let kind_part = round_kind(notice.kind, round);
         let mut out: Vec<OutboxEntry> = Vec::new();
         for r in paged.iter().filter(|r| {
-            (r.entry.kind == NoticeKind::Trigger.as_str()
-                || r.entry.kind == NoticeKind::Flapping.as_str())
-                && r.state != "failed"
+            matches!(r.entry.kind, NoticeKind::Trigger | NoticeKind::Flapping)
+                && r.state != DeliveryState::Failed
         }) {
             if notice.kind == NoticeKind::Acknowledge && r.entry.contact != "-" {
                 continue;
@@ -550,7 +548,7 @@ mod tests {
             .for_incident("inc-appointment-to-ro-to-survey-1790000000000")
             .await
             .unwrap();
-        assert_eq!(rows[0].state, "failed");
+        assert_eq!(rows[0].state, DeliveryState::Failed);
         assert!(
             rows[0]
                 .last_error
@@ -696,7 +694,11 @@ mod tests {
             }
             let rows = store.for_incident(&notice.incident_id).await.unwrap();
             let sms_row = rows.iter().find(|r| r.entry.channel == "sms").unwrap();
-            assert_eq!(sms_row.confirm.as_deref(), Some(expect), "{rows:?}");
+            assert_eq!(
+                sms_row.confirm.map(|c| c.as_str()),
+                Some(expect),
+                "{rows:?}"
+            );
             let emails = email.sent.lock().unwrap().len();
             match expect {
                 "handset" => {
@@ -705,7 +707,7 @@ mod tests {
                     assert_eq!(emails, 0);
                 }
                 "undelivered" => {
-                    assert_eq!(sms_row.state, "failed");
+                    assert_eq!(sms_row.state, DeliveryState::Failed);
                     assert!(sms_row.last_error.as_deref().unwrap().contains("30003"));
                     assert_eq!(passes[1].undelivered.len(), 1, "{passes:?}");
                     // The fallback e-mail went out in the next pass.

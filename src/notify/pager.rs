@@ -1,28 +1,29 @@
 //! From incident actions to notifications: builds the `Notice` (what failed, since when,
-//! the sync figures, the runbook's impact and mitigations, the links), queues it in the
-//! outbox for the people routed for the probe's severity, and runs the delivery loop.
+//! the sync figures, the runbook's impact and mitigations, the links), carries out the
+//! grouping decisions of `alerting::grouping` (state loaded by `group_state`), queues the
+//! notices in the outbox for the people routed for the probe's severity, and runs the
+//! delivery loop (`delivery`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 
-use super::outbox::{Pass, Policy, Router, deliver_due};
+use super::delivery::{DeliveryLoop, deliver_until_stopped};
+use super::group_state;
+use super::outbox::{Pass, Policy, Router};
 use super::{Notice, NoticeKind, SyncFigure};
 use crate::alerting::ack::AckSigner;
-use crate::alerting::{Action, Open, incident_reason};
+use crate::alerting::grouping::{Change, Decision, Pages, Resume, decide_group, resume_decision};
+use crate::alerting::{Action, Open, ResolvedBy, incident_reason};
 use crate::clock::Clock;
 use crate::model::GroupSettings;
 use crate::model::ProbeRun;
 use crate::model::{Agent, Probe, Runbook};
+use crate::store::IncidentStore;
 use crate::store::StoreError;
-use crate::store::outbox::{OutboxEntry, OutboxRow, OutboxStore};
-use crate::store::{IncidentRow, IncidentStore};
-
-/// Longest pause of the delivery loop when nothing is due.
-const IDLE: Duration = Duration::from_secs(1);
+use crate::store::outbox::{DeliveryState, OutboxEntry, OutboxRow, OutboxStore};
 
 /// The text under a markdown heading named `title` (any level), up to the next heading
 /// of the same or a higher level.
@@ -141,6 +142,7 @@ impl Pager {
         open: &Open,
         run: Option<&ProbeRun>,
         resolved_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
     ) -> Notice {
         // The failed step's runbook when it has its own, else the probe's.
         let runbook = open
@@ -193,10 +195,9 @@ impl Pager {
                 .as_deref()
                 .and_then(|t| runbook_section(t, "Immediate mitigations")),
             ack_url: match kind {
-                NoticeKind::Trigger | NoticeKind::Flapping => self
-                    .ack
-                    .as_ref()
-                    .map(|a| a.link(&open.id, chrono::Utc::now())),
+                NoticeKind::Trigger | NoticeKind::Flapping => {
+                    self.ack.as_ref().map(|a| a.link(&open.id, now))
+                }
                 _ => None,
             },
             also_affected: Vec::new(),
@@ -211,7 +212,8 @@ impl Pager {
     /// that group instead of paging: a page still waiting (`group.wait`, or retrying)
     /// gets it added to its *also affected* list; acknowledging the page acknowledges the
     /// group; the resolve notice goes once the whole group has resolved. Every notice of
-    /// a group carries the leader's id (PagerDuty's `dedup_key`).
+    /// a group carries the leader's id (PagerDuty's `dedup_key`). The decisions are
+    /// `alerting::grouping`'s; this loads their state and carries them out.
     pub async fn on_action(
         &self,
         probe: &Probe,
@@ -232,33 +234,22 @@ impl Pager {
             let Some(probe) = probes.iter().find(|p| p.name == row.probe) else {
                 continue;
             };
-            let leads = row.group.as_deref() == Some(row.id.as_str());
-            let action = if row.resolved_at.is_none() {
-                let unpaged = leads && self.outbox.for_incident(&row.id).await?.is_empty();
-                if row.group.is_some() && !unpaged {
-                    continue;
-                }
-                Action::Opened(row.to_open())
-            } else if leads {
-                let members = self.incidents.group_members(&row.id).await?;
-                if members.iter().any(|m| m.resolved_at.is_none()) {
-                    continue;
-                }
-                let paged = self.group_pages(&members).await?;
-                let resolved = paged
-                    .iter()
-                    .any(|r| r.entry.kind == NoticeKind::Resolve.as_str());
-                if resolved || !paged.iter().any(is_page) {
-                    continue;
-                }
-                let last = members.iter().filter_map(|m| m.resolved_at).max();
-                Action::Resolved {
-                    incident: row.to_open(),
-                    at: last.unwrap_or(now),
-                    by: crate::alerting::ResolvedBy::Recovery,
-                }
+            // Only a leader's group and notifications bear on the decision.
+            let (group, pages) = if row.group.as_deref() == Some(row.id.as_str()) {
+                let (state, _) =
+                    group_state::own_group(&self.incidents, &self.outbox, &row.id, false).await?;
+                (state.group, state.pages)
             } else {
-                continue;
+                (None, Pages::default())
+            };
+            let action = match resume_decision(&group_state::member(&row), group.as_ref(), &pages) {
+                None => continue,
+                Some(Resume::Page) => Action::Opened(row.to_open()),
+                Some(Resume::Resolve { at }) => Action::Resolved {
+                    incident: row.to_open(),
+                    at: at.unwrap_or(now),
+                    by: ResolvedBy::Recovery,
+                },
             };
             if let Paged::Queued(n) = self.act(probe, None, &action, now).await? {
                 queued += n;
@@ -274,95 +265,123 @@ impl Pager {
         action: &Action,
         now: DateTime<Utc>,
     ) -> Result<Paged, StoreError> {
-        let _one_at_a_time = self.grouping.lock().await;
-        let (entries, due) = match action {
-            Action::Opened(open) => {
-                if let Some(leader) = self.joinable_group(probe, &open.id, now).await? {
-                    self.incidents.set_group(&open.id, &leader).await?;
-                    self.add_to_waiting_page(&leader, &probe.name).await?;
-                    return Ok(Paged::Grouped { leader });
-                }
-                self.incidents.set_group(&open.id, &open.id).await?;
-                let n = self.notice(NoticeKind::Trigger, probe, open, run, None);
-                let wait = chrono::Duration::from_std(self.group.wait).unwrap_or_default();
-                (self.router.plan(&n, probe.severity, 0), now + wait)
-            }
-            Action::Reopened(open) => {
-                let leader = self.leader_of(&open.id).await?;
-                let members = self.incidents.group_members(&leader).await?;
-                let others_open = unresolved_besides(&members, &open.id);
-                if others_open > 0 {
-                    // The group's page stands; nothing was resolved to anyone yet.
-                    return Ok(Paged::GroupStillOpen {
-                        leader,
-                        open: others_open,
-                    });
-                }
-                let paged = self.group_pages(&members).await?;
-                let round = resolve_rounds(&paged, &leader);
-                let mut n = self.notice(NoticeKind::Flapping, probe, open, run, None);
-                n.incident_id = leader.clone();
-                (self.router.plan(&n, probe.severity, round), now)
-            }
-            Action::Resolved { incident, at, .. } => {
-                let leader = self.leader_of(&incident.id).await?;
-                let members = self.incidents.group_members(&leader).await?;
-                let still_open = unresolved_besides(&members, &incident.id);
-                if still_open > 0 {
-                    return Ok(Paged::GroupStillOpen {
-                        leader,
-                        open: still_open,
-                    });
-                }
-                let paged = self.group_pages(&members).await?;
-                // The resolve mirrors the page the on-call engineer got (the leader's),
-                // with every probe of the group.
-                let mut n = paged
-                    .iter()
-                    .find(|r| r.entry.incident_id == leader && is_page(r))
-                    .and_then(|r| serde_json::from_str::<Notice>(&r.entry.notice).ok())
-                    .unwrap_or_else(|| {
-                        self.notice(NoticeKind::Trigger, probe, incident, run, None)
-                    });
-                n.kind = NoticeKind::Resolve;
-                n.incident_id = leader.clone();
-                n.resolved_at = Some(*at);
-                n.ack_url = None;
-                n.also_affected = members
-                    .iter()
-                    .map(|m| m.probe.clone())
-                    .filter(|p| *p != n.probe)
-                    .fold(Vec::new(), |mut v, p| {
-                        if !v.contains(&p) {
-                            v.push(p);
-                        }
-                        v
-                    });
-                let round = resolve_rounds(&paged, &leader);
-                (self.router.plan_follow_up(&n, &paged, round), now)
-            }
-            Action::Acknowledged { id, by, .. } => {
-                let leader = self.leader_of(id).await?;
-                if &leader != id {
-                    // The group's acknowledgement goes out once, for the leader.
-                    return Ok(Paged::Nothing);
-                }
-                let paged = self.outbox.for_incident(&leader).await?;
-                let Some(mut n) = paged
-                    .iter()
-                    .find(|r| is_page(r))
-                    .and_then(|r| serde_json::from_str::<Notice>(&r.entry.notice).ok())
-                else {
-                    return Ok(Paged::Nothing);
-                };
-                n.kind = NoticeKind::Acknowledge;
-                n.ack_url = None;
-                n.last_message = Some(format!("acknowledged by {by}"));
-                let round = resolve_rounds(&paged, &leader);
-                (self.router.plan_follow_up(&n, &paged, round), now)
+        let (change, incident) = match action {
+            Action::Opened(open) => (
+                Change::Opened {
+                    id: &open.id,
+                    severity: probe.severity,
+                    connector: probe.connector.as_deref(),
+                },
+                open,
+            ),
+            Action::Reopened(open) => (Change::Reopened { id: &open.id }, open),
+            Action::Resolved { incident, .. } => (Change::Resolved { id: &incident.id }, incident),
+            Action::Acknowledged { id, .. } => {
+                let _one_at_a_time = self.grouping.lock().await;
+                let (state, rows) =
+                    group_state::own_group(&self.incidents, &self.outbox, id, true).await?;
+                let decision = decide_group(&state, &Change::Acknowledged { id }, &self.group, now);
+                return self.acknowledge(decision, action, &rows, now).await;
             }
             Action::RunAttached { .. } | Action::Flapping { .. } => return Ok(Paged::Nothing),
         };
+        let _one_at_a_time = self.grouping.lock().await;
+        let (state, rows) = match change {
+            Change::Opened { connector, .. } => (
+                group_state::candidates(&self.incidents, connector, &self.group, now).await?,
+                Vec::new(),
+            ),
+            _ => group_state::own_group(&self.incidents, &self.outbox, &incident.id, false).await?,
+        };
+        let (entries, due) = match decide_group(&state, &change, &self.group, now) {
+            Decision::Join { leader } => {
+                self.incidents.set_group(&incident.id, &leader).await?;
+                self.add_to_waiting_page(&leader, &probe.name).await?;
+                return Ok(Paged::Grouped { leader });
+            }
+            Decision::Lead { due } => {
+                self.incidents.set_group(&incident.id, &incident.id).await?;
+                let n = self.notice(NoticeKind::Trigger, probe, incident, run, None, now);
+                (self.router.plan(&n, probe.severity, 0), due)
+            }
+            Decision::StillOpen { leader, open } => {
+                // The group's page stands; its resolve waits for the others.
+                return Ok(Paged::GroupStillOpen { leader, open });
+            }
+            Decision::Reopen { leader, round } => {
+                let mut n = self.notice(NoticeKind::Flapping, probe, incident, run, None, now);
+                n.incident_id = leader;
+                (self.router.plan(&n, probe.severity, round), now)
+            }
+            Decision::Resolve {
+                leader,
+                round,
+                probes,
+            } => {
+                let Action::Resolved { at, .. } = action else {
+                    return Ok(Paged::Nothing);
+                };
+                // The resolve mirrors the page the on-call engineer got (the leader's),
+                // with every probe of the group.
+                let mut n = group_state::page_notice(&rows, &leader).unwrap_or_else(|| {
+                    self.notice(NoticeKind::Trigger, probe, incident, run, None, now)
+                });
+                n.resolved_at = Some(*at);
+                n.also_affected = probes.into_iter().filter(|p| *p != n.probe).collect();
+                (
+                    self.follow_up(n, NoticeKind::Resolve, &leader, &rows, round),
+                    now,
+                )
+            }
+            Decision::Acknowledge { .. } | Decision::Nothing => return Ok(Paged::Nothing),
+        };
+        self.queue(entries, due).await
+    }
+
+    /// Carries out the decision on an acknowledgement: the leader's page, as an
+    /// acknowledge notice, to the channels that track incidents.
+    async fn acknowledge(
+        &self,
+        decision: Decision,
+        action: &Action,
+        rows: &[OutboxRow],
+        now: DateTime<Utc>,
+    ) -> Result<Paged, StoreError> {
+        let (Decision::Acknowledge { leader, round }, Action::Acknowledged { by, .. }) =
+            (decision, action)
+        else {
+            return Ok(Paged::Nothing);
+        };
+        let Some(mut n) = group_state::page_notice(rows, &leader) else {
+            return Ok(Paged::Nothing);
+        };
+        n.last_message = Some(format!("acknowledged by {by}"));
+        let entries = self.follow_up(n, NoticeKind::Acknowledge, &leader, rows, round);
+        self.queue(entries, now).await
+    }
+
+    /// A resolve or acknowledge notice for the group, made from `n`, for wherever the
+    /// group's pages went.
+    fn follow_up(
+        &self,
+        mut n: Notice,
+        kind: NoticeKind,
+        leader: &str,
+        rows: &[OutboxRow],
+        round: u32,
+    ) -> Vec<OutboxEntry> {
+        n.kind = kind;
+        n.incident_id = leader.to_string();
+        n.ack_url = None;
+        self.router.plan_follow_up(&n, rows, round)
+    }
+
+    /// Writes the entries to the outbox, due at `due`, and wakes the delivery loop.
+    async fn queue(
+        &self,
+        entries: Vec<OutboxEntry>,
+        due: DateTime<Utc>,
+    ) -> Result<Paged, StoreError> {
         if entries.is_empty() {
             return Ok(Paged::Nothing);
         }
@@ -372,43 +391,10 @@ impl Pager {
         Ok(Paged::Queued(n))
     }
 
-    /// The group a new incident of `probe` joins, if grouping is on and one is open.
-    async fn joinable_group(
-        &self,
-        probe: &Probe,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<String>, StoreError> {
-        let connector = probe.connector.as_deref();
-        let (Some(connector), false) = (connector, self.group.window.is_zero()) else {
-            return Ok(None);
-        };
-        let since = now - chrono::Duration::from_std(self.group.window).unwrap_or_default();
-        self.incidents
-            .joinable_group(connector, &probe.severity.to_string(), since, id)
-            .await
-    }
-
-    /// The leader of `id`'s group (`id` itself when it leads one or is not grouped).
-    async fn leader_of(&self, id: &str) -> Result<String, StoreError> {
-        Ok(self
-            .incidents
-            .get(id)
-            .await?
-            .and_then(|r| r.group)
-            .unwrap_or_else(|| id.to_string()))
-    }
-
-    /// Every notification of the group's incidents.
-    async fn group_pages(&self, members: &[IncidentRow]) -> Result<Vec<OutboxRow>, StoreError> {
-        let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
-        self.outbox.for_incidents(&ids).await
-    }
-
     /// Adds `probe` to the *also affected* list of the leader's pages not sent yet.
     async fn add_to_waiting_page(&self, leader: &str, probe: &str) -> Result<(), StoreError> {
         for r in self.outbox.for_incident(leader).await? {
-            if r.state != "pending" || r.entry.kind != NoticeKind::Trigger.as_str() {
+            if r.state != DeliveryState::Pending || r.entry.kind != NoticeKind::Trigger {
                 continue;
             }
             let Ok(mut n) = serde_json::from_str::<Notice>(&r.entry.notice) else {
@@ -428,85 +414,17 @@ impl Pager {
     pub async fn run(
         self: Arc<Self>,
         clock: Arc<dyn Clock>,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
         observe: Arc<dyn Fn(&Pass) + Send + Sync>,
     ) {
-        loop {
-            let now = clock.now();
-            let mut jitter = rand::random::<f64>;
-            match deliver_due(&self.outbox, &self.router, &self.policy, now, &mut jitter).await {
-                Ok(pass) => {
-                    observe(&pass);
-                    for k in &pass.delivered {
-                        println!("page delivered: {k}");
-                    }
-                    for (from, to) in &pass.fell_back {
-                        println!("page fell back: {from} → {to}");
-                    }
-                    for k in &pass.failed {
-                        eprintln!("warning: page failed: {k}");
-                    }
-                    for k in &pass.confirmed {
-                        println!("page on the handset: {k}");
-                    }
-                    for (k, _) in &pass.undelivered {
-                        eprintln!("warning: page not delivered by the carrier: {k}");
-                    }
-                }
-                Err(e) => eprintln!("warning: outbox: {e}"),
-            }
-            let wait = match self.outbox.next_due().await {
-                Ok(Some(t)) => (t - clock.now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-                    .min(IDLE),
-                _ => IDLE,
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.wake.notified() => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
-        }
-        let mut jitter = rand::random::<f64>;
-        if let Ok(pass) = deliver_due(
-            &self.outbox,
-            &self.router,
-            &self.policy,
-            clock.now(),
-            &mut jitter,
-        )
-        .await
-        {
-            observe(&pass);
-        }
+        let d = DeliveryLoop {
+            outbox: &self.outbox,
+            router: &self.router,
+            policy: &self.policy,
+            wake: &self.wake,
+        };
+        deliver_until_stopped(d, clock, stop, observe).await;
     }
-}
-
-/// Incidents of a group other than `id` that have not resolved.
-fn unresolved_besides(members: &[IncidentRow], id: &str) -> usize {
-    members
-        .iter()
-        .filter(|m| m.id != id && m.resolved_at.is_none())
-        .count()
-}
-
-/// A trigger or flapping notification (what paged people).
-fn is_page(r: &OutboxRow) -> bool {
-    r.entry.kind == NoticeKind::Trigger.as_str() || r.entry.kind == NoticeKind::Flapping.as_str()
-}
-
-/// How many resolve rounds the leader's group has had (the next notices are of the
-/// next round).
-fn resolve_rounds(paged: &[OutboxRow], leader: &str) -> u32 {
-    let mut rounds: Vec<&str> = paged
-        .iter()
-        .filter(|r| r.entry.incident_id == leader && r.entry.kind == NoticeKind::Resolve.as_str())
-        .filter_map(|r| OutboxEntry::key_kind_and_channel(&r.entry.key).map(|(kind, _)| kind))
-        .collect();
-    rounds.sort();
-    rounds.dedup();
-    rounds.len() as u32
 }
 
 #[cfg(test)]
@@ -541,7 +459,9 @@ mod grouping_tests {
     use crate::alerting::ResolvedBy;
     use crate::model::{Contact, Severity};
     use crate::notify::{Channel, Delivery, SendFuture};
+    use crate::store::IncidentStore;
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     /// Accepts everything.
     #[derive(Debug)]
@@ -662,7 +582,7 @@ mod grouping_tests {
             let o = open(name, at);
             let p = self.probe(name);
             self.incidents
-                .save(&o, name, "P2", &p.labels["connector"], None)
+                .save(&o, name, Severity::P2, &p.labels["connector"], None)
                 .await
                 .unwrap();
             self.pager
@@ -678,9 +598,9 @@ mod grouping_tests {
                 .save(
                     &o,
                     name,
-                    "P2",
+                    Severity::P2,
                     &p.labels["connector"],
-                    Some((t(at), "recovery")),
+                    Some((t(at), ResolvedBy::Recovery)),
                 )
                 .await
                 .unwrap();
@@ -793,7 +713,7 @@ mod grouping_tests {
             .await
             .unwrap()
             .into_iter()
-            .find(|row| row.entry.kind == "resolve")
+            .find(|row| row.entry.kind.as_str() == "resolve")
             .unwrap();
         let n: Notice = serde_json::from_str(&resolve.entry.notice).unwrap();
         assert_eq!(
@@ -823,14 +743,20 @@ mod grouping_tests {
         // The tracker saved the incident; the process died before the pager ran.
         let o = open("a", 0);
         r.incidents
-            .save(&o, "a", "P2", "crm-to-dms", None)
+            .save(&o, "a", Severity::P2, "crm-to-dms", None)
             .await
             .unwrap();
         assert_eq!(r.pager.resume(&r.probes, t(5)).await.unwrap(), 2);
         assert_eq!(r.pager.resume(&r.probes, t(6)).await.unwrap(), 0, "once");
         // Resolved and saved, then the process died again before the resolve was queued.
         r.incidents
-            .save(&o, "a", "P2", "crm-to-dms", Some((t(60), "recovery")))
+            .save(
+                &o,
+                "a",
+                Severity::P2,
+                "crm-to-dms",
+                Some((t(60), ResolvedBy::Recovery)),
+            )
             .await
             .unwrap();
         assert_eq!(r.pager.resume(&r.probes, t(70)).await.unwrap(), 2);

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Db, StoreError};
-use crate::model::{Breach, Open};
+use super::{Db, StoreError, parsed, parsed_opt};
+use crate::model::{Breach, IncidentState, Open, Resolution, ResolvedBy, Severity};
 
 /// The incident store; clones share one connection.
 #[derive(Debug, Clone)]
@@ -22,16 +22,14 @@ pub struct IncidentStore {
 pub struct IncidentRow {
     pub id: String,
     pub probe: String,
-    pub severity: String,
+    pub severity: Severity,
     pub connector: String,
-    /// `open`, `acknowledged` or `resolved`.
-    pub state: String,
+    pub state: IncidentState,
     pub opened_at: DateTime<Utc>,
     pub acked_at: Option<DateTime<Utc>>,
     pub acked_by: Option<String>,
     pub resolved_at: Option<DateTime<Utc>>,
-    /// `recovery` or `manual`.
-    pub resolved_by: Option<String>,
+    pub resolved_by: Option<Resolution>,
     pub flapping: bool,
     pub error_class: Option<String>,
     pub failed_step: Option<String>,
@@ -81,21 +79,20 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentRow> {
     Ok(IncidentRow {
         id: r.get(0)?,
         probe: r.get(1)?,
-        severity: r.get(2)?,
+        severity: parsed(r, 2)?,
         connector: r.get(3)?,
         state: if resolved.is_some() {
-            "resolved"
+            IncidentState::Resolved
         } else if acked.is_some() {
-            "acknowledged"
+            IncidentState::Acknowledged
         } else {
-            "open"
-        }
-        .into(),
+            IncidentState::Open
+        },
         opened_at: at(Some(r.get(4)?)).unwrap_or_default(),
         acked_at: at(acked),
         acked_by: r.get(6)?,
         resolved_at: at(resolved),
-        resolved_by: r.get(8)?,
+        resolved_by: parsed_opt(r, 8)?,
         flapping: r.get::<_, i64>(9)? != 0,
         error_class: r.get(10)?,
         failed_step: r.get(11)?,
@@ -131,9 +128,9 @@ impl IncidentStore {
         &self,
         open: &Open,
         probe: &str,
-        severity: &str,
+        severity: Severity,
         connector: &str,
-        resolved: Option<(DateTime<Utc>, &str)>,
+        resolved: Option<(DateTime<Utc>, ResolvedBy)>,
     ) -> Result<(), StoreError> {
         let (open, probe, severity, connector) = (
             open.clone(),
@@ -141,7 +138,7 @@ impl IncidentStore {
             severity.to_string(),
             connector.to_string(),
         );
-        let resolved = resolved.map(|(t, by)| (ms(t), by.to_string()));
+        let resolved = resolved.map(|(t, by)| (ms(t), Resolution::from(by).to_string()));
         self.db
             .with_conn(move |c| {
                 c.execute(
@@ -225,8 +222,6 @@ impl IncidentStore {
             .await
     }
 
-    /// Acknowledges an unresolved incident; false if it is unknown, resolved or already
-    /// acknowledged.
     /// Records which group `id` belongs to (`leader` = `id` when it leads one).
     pub async fn set_group(&self, id: &str, leader: &str) -> Result<(), StoreError> {
         let (id, leader) = (id.to_string(), leader.to_string());
@@ -241,34 +236,26 @@ impl IncidentStore {
             .await
     }
 
-    /// The group a new incident on `connector` with `severity` joins: the latest one led
-    /// by an incident opened at or after `since` that still has an unresolved member
-    /// (other than `except`).
-    pub async fn joinable_group(
+    /// The incidents of every group led by an incident on `connector` opened at or
+    /// after `since` (the groups a new incident there might join), leaders first, the
+    /// latest group first.
+    pub async fn recent_groups(
         &self,
         connector: &str,
-        severity: &str,
         since: DateTime<Utc>,
-        except: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let (connector, severity, except) = (
-            connector.to_string(),
-            severity.to_string(),
-            except.to_string(),
-        );
+    ) -> Result<Vec<IncidentRow>, StoreError> {
+        let connector = connector.to_string();
         self.db
             .with_conn(move |c| {
-                c.query_row(
-                    "SELECT l.id FROM incidents l
-                     WHERE l.connector = ?1 AND l.severity = ?2 AND l.group_id = l.id
-                       AND l.opened_ms >= ?3 AND l.id != ?4
-                       AND EXISTS (SELECT 1 FROM incidents m
-                                   WHERE m.group_id = l.id AND m.id != ?4 AND m.resolved_ms IS NULL)
-                     ORDER BY l.opened_ms DESC LIMIT 1",
-                    params![connector, severity, ms(since), except],
-                    |r| r.get(0),
-                )
-                .optional()
+                let mut stmt = c.prepare(&format!(
+                    "SELECT {COLUMNS} FROM incidents m
+                     JOIN (SELECT id AS lid, opened_ms AS lms FROM incidents
+                           WHERE connector = ?1 AND group_id = id AND opened_ms >= ?2) l
+                       ON m.group_id = l.lid
+                     ORDER BY l.lms DESC, l.lid, m.id != l.lid, m.opened_ms, m.id"
+                ))?;
+                stmt.query_map(params![connector, ms(since)], row)?
+                    .collect()
             })
             .await
     }
@@ -287,6 +274,8 @@ impl IncidentStore {
             .await
     }
 
+    /// Acknowledges an unresolved incident; false if it is unknown, resolved or already
+    /// acknowledged.
     pub async fn acknowledge(
         &self,
         id: &str,
@@ -321,7 +310,8 @@ impl IncidentStore {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let (id, by) = (id.to_string(), format!("manual:{by}"));
+        let who = Some(by.to_string());
+        let (id, by) = (id.to_string(), Resolution::Manual { who }.to_string());
         self.db
             .with_conn(move |c| {
                 Ok(c.execute(
@@ -395,8 +385,10 @@ mod tests {
         let s = IncidentStore::open_in(dir.path()).unwrap();
         let t0: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
         let inc = open("inc-p-1", t0);
-        s.save(&inc, "p", "P2", "crm-to-dms", None).await.unwrap();
-        assert_eq!(s.list(true).await.unwrap()[0].state, "open");
+        s.save(&inc, "p", Severity::P2, "crm-to-dms", None)
+            .await
+            .unwrap();
+        assert_eq!(s.list(true).await.unwrap()[0].state.as_str(), "open");
         assert!(
             s.acknowledge("inc-p-1", "maria", t0 + chrono::Duration::minutes(3))
                 .await
@@ -404,7 +396,9 @@ mod tests {
         );
         assert!(!s.acknowledge("inc-p-1", "joe", t0).await.unwrap(), "once");
         // The agent saves its (unacknowledged) copy again: the ack stays.
-        s.save(&inc, "p", "P2", "crm-to-dms", None).await.unwrap();
+        s.save(&inc, "p", Severity::P2, "crm-to-dms", None)
+            .await
+            .unwrap();
         let r = s.get("inc-p-1").await.unwrap().unwrap();
         assert_eq!(
             (r.state.as_str(), r.acked_by.as_deref()),
@@ -419,9 +413,49 @@ mod tests {
         );
         assert!(s.list(true).await.unwrap().is_empty());
         assert_eq!(
-            s.list(false).await.unwrap()[0].resolved_by.as_deref(),
+            s.list(false).await.unwrap()[0]
+                .resolved_by
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
             Some("manual:maria")
         );
         assert!(!s.resolve("nope", "x", t0).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_stored_severity_or_resolution_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = IncidentStore::open_in(dir.path()).unwrap();
+        let t0: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        let resolved = Some((t0, ResolvedBy::Recovery));
+        s.save(
+            &open("inc-p-1", t0),
+            "p",
+            Severity::P2,
+            "crm-to-dms",
+            resolved,
+        )
+        .await
+        .unwrap();
+        let r = s.get("inc-p-1").await.unwrap().unwrap();
+        assert_eq!(
+            (r.severity, r.resolved_by, r.state),
+            (
+                Severity::P2,
+                Some(Resolution::Recovery),
+                IncidentState::Resolved
+            )
+        );
+        let raw = Connection::open(dir.path().join("rooftop.db")).unwrap();
+        for (column, value, expect) in [
+            ("resolved_by", "robot", r#"unknown resolution "robot""#),
+            ("severity", "P9", r#"unknown severity "P9""#),
+        ] {
+            raw.execute(&format!("UPDATE incidents SET {column} = ?1"), [value])
+                .unwrap();
+            let e = s.get("inc-p-1").await.unwrap_err().to_string();
+            assert!(e.contains(expect), "{e}");
+        }
     }
 }

@@ -33,6 +33,31 @@ pub enum StoreError {
     Task(String),
 }
 
+/// Column `idx` of `r`, text the program spells as `T` (a severity, a delivery state):
+/// a value it does not know is a conversion error naming it, not a panic or a guess.
+pub(crate) fn parsed<T>(r: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = r.get(idx)?;
+    text.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// Like `parsed`, for a column that may be NULL.
+pub(crate) fn parsed_opt<T>(r: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Option<T>>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match r.get_ref(idx)? {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        _ => parsed(r, idx).map(Some),
+    }
+}
+
 /// One connection to `rooftop.db`, shared by clones; queries run on the blocking pool.
 #[derive(Debug, Clone)]
 pub(crate) struct Db {

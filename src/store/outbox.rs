@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::{Db, StoreError};
+use super::{Db, StoreError, parsed, parsed_opt};
+use crate::model::{NoticeKind, stored_as_text};
 
 /// The outbox; clones share one connection.
 #[derive(Debug, Clone)]
@@ -22,7 +23,7 @@ pub struct OutboxEntry {
     /// `<incident>/<kind>/<channel>/<contact or ->`.
     pub key: String,
     pub incident_id: String,
-    pub kind: String,
+    pub kind: NoticeKind,
     pub channel: String,
     /// Contact name; `-` for channels that are not per person (webhook, PagerDuty).
     pub contact: String,
@@ -36,21 +37,50 @@ pub struct OutboxEntry {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutboxRow {
     pub entry: OutboxEntry,
-    /// `pending`, `delivered` or `failed`.
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: u32,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
     pub provider_id: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,
-    /// For channels that report delivery to the handset (SMS): `pending` while the
-    /// status is polled, then `handset` (confirmed), `undelivered` (the carrier gave up:
-    /// the entry failed and fell back) or `unconfirmed` (no receipt before polling
-    /// stopped). `None`: the provider's acceptance is all there is.
-    pub confirm: Option<String>,
+    /// For channels that report delivery to the handset (SMS); `None`: the provider's
+    /// acceptance is all there is.
+    pub confirm: Option<Confirm>,
     /// Status polls so far.
     pub polls: u32,
 }
+
+/// Where an entry's delivery stands; stored as `pending`, `delivered` or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not sent yet, or to be retried.
+    Pending,
+    /// The provider accepted it.
+    Delivered,
+    /// The channel gave up (rejected, out of attempts, or undelivered by the carrier).
+    Failed,
+}
+
+/// Delivery to the handset, for channels that report it; stored as the snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confirm {
+    /// The status is being polled.
+    Pending,
+    /// The handset has it.
+    Handset,
+    /// The carrier gave up: the entry failed and fell back.
+    Undelivered,
+    /// No receipt before polling stopped (the entry stays delivered).
+    Unconfirmed,
+}
+
+stored_as_text!(DeliveryState, "delivery state",
+    Pending => "pending", Delivered => "delivered", Failed => "failed");
+stored_as_text!(Confirm, "delivery confirmation",
+    Pending => "pending", Handset => "handset", Undelivered => "undelivered",
+    Unconfirmed => "unconfirmed");
 
 impl OutboxEntry {
     pub fn key_for(incident: &str, kind: &str, channel: &str, contact: &str) -> String {
@@ -71,19 +101,19 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
         entry: OutboxEntry {
             key: r.get(0)?,
             incident_id: r.get(1)?,
-            kind: r.get(2)?,
+            kind: parsed(r, 2)?,
             channel: r.get(3)?,
             contact: r.get(4)?,
             notice: r.get(5)?,
             fallback_from: r.get(6)?,
         },
-        state: r.get(7)?,
+        state: parsed(r, 7)?,
         attempts: r.get::<_, i64>(8)? as u32,
         next_attempt_at: at(Some(r.get(9)?)).unwrap_or_default(),
         last_error: r.get(10)?,
         provider_id: r.get(11)?,
         delivered_at: at(r.get(12)?),
-        confirm: r.get(13)?,
+        confirm: parsed_opt(r, 13)?,
         polls: r.get::<_, i64>(14)? as u32,
     })
 }
@@ -112,7 +142,7 @@ impl OutboxStore {
                     n += tx.execute(
                         "INSERT OR IGNORE INTO outbox (key, incident_id, kind, channel, contact, notice, fallback_from, state, attempts, next_attempt_ms, created_ms)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?8, ?8)",
-                        params![e.key, e.incident_id, e.kind, e.channel, e.contact, e.notice, e.fallback_from, now.timestamp_millis()],
+                        params![e.key, e.incident_id, e.kind.as_str(), e.channel, e.contact, e.notice, e.fallback_from, now.timestamp_millis()],
                     )?;
                 }
                 tx.commit()?;
