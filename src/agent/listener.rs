@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::alerting::ack::AckSigner;
+use crate::model::escape_html as esc;
 use crate::store::IncidentStore;
 use crate::telemetry::Telemetry;
 
@@ -28,13 +29,6 @@ pub struct AckRoutes {
 struct AckQuery {
     exp: i64,
     sig: String,
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
