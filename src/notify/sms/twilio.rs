@@ -12,14 +12,13 @@ use serde::Deserialize;
 
 use super::sms_text;
 use crate::model::{Contact, encode_uri_component, is_e164};
-use crate::notify::http::{self, describe_transport, quote, redact, redact_delivery, retry_after};
+use crate::notify::http::{
+    self, DEFAULT_TIMEOUT, describe_transport, quote, redact, redact_delivery, retry_after,
+};
 use crate::notify::{Channel, ConfirmFuture, Confirmation, Delivery, Notice, SendFuture};
 
 /// Where Twilio's API lives (tests point `base_url` at a local server instead).
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
-
-/// How long one request may take when the settings don't say.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most of a provider's error message quoted in a reason.
 const MAX_QUOTED_CHARS: usize = 200;
@@ -391,8 +390,7 @@ fn form_encode(pairs: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-    use reqwest::header::RETRY_AFTER;
+    use crate::notify::http::headers_with_retry_after as headers;
 
     #[test]
     fn e164_numbers_are_reachable_others_not() {
@@ -433,14 +431,6 @@ mod tests {
             "MessagingServiceSid"
         );
         assert_eq!(encode_uri_component("SM a/b~"), "SM%20a%2Fb~");
-    }
-
-    fn headers(retry_after: Option<&str>) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if let Some(v) = retry_after {
-            h.insert(RETRY_AFTER, HeaderValue::from_str(v).expect("header value"));
-        }
-        h
     }
 
     #[test]
