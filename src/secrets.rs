@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::model::SecretSource;
+use crate::model::{SecretSource, encode_uri_component};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {
@@ -145,7 +145,7 @@ impl Masker {
         let json = serde_json::to_string(secret).unwrap_or_default();
         let forms = [
             secret.to_string(),
-            percent_encode(secret),
+            encode_uri_component(secret),
             json.trim_matches('"').to_string(),
         ];
         if let Ok(mut v) = self.values.lock() {
@@ -194,20 +194,6 @@ impl Masker {
             other => other.clone(),
         }
     }
-}
-
-/// RFC 3986 percent-encoding of everything but unreserved characters (what `urlencode`
-/// and URL serialisation produce for a secret in a query).
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

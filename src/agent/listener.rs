@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::alerting::ack::AckSigner;
 use crate::clock::Clock;
+use crate::model::{IncidentState, escape_html as esc};
 use crate::store::IncidentStore;
 use crate::telemetry::Telemetry;
 
@@ -31,13 +32,6 @@ pub struct AckRoutes {
 struct AckQuery {
     exp: i64,
     sig: String,
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
@@ -68,13 +62,13 @@ async fn ack_form(
     }
     match ack.incidents.get(&id).await {
         Ok(Some(inc)) => {
-            let state = match inc.state.as_str() {
-                "resolved" => "<p><b>Already resolved.</b></p>".to_string(),
-                "acknowledged" => format!(
+            let state = match inc.state {
+                IncidentState::Resolved => "<p><b>Already resolved.</b></p>".to_string(),
+                IncidentState::Acknowledged => format!(
                     "<p><b>Already acknowledged by {}.</b></p>",
                     esc(inc.acked_by.as_deref().unwrap_or("?"))
                 ),
-                _ => format!(
+                IncidentState::Open => format!(
                     "<form method=\"post\" action=\"/ack/{}?exp={}&amp;sig={}\"><label>Your name <input name=\"by\" autocomplete=\"name\"></label> <button type=\"submit\" style=\"font-size:20px\">Acknowledge</button></form>",
                     esc(&id),
                     q.exp,

@@ -4,6 +4,7 @@
 //! depends on it (see the layer order in `lib.rs`).
 
 pub mod channels;
+pub mod escape;
 pub mod incident;
 pub mod probe;
 pub mod rules;
@@ -12,6 +13,7 @@ mod text;
 pub mod units;
 
 pub use channels::*;
+pub use escape::{encode_uri_component, escape_html};
 pub use incident::*;
 pub use probe::*;
 pub use rules::*;

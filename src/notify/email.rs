@@ -13,8 +13,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{Channel, Delivery, Notice, NoticeKind, SendFuture};
-use crate::model::Contact;
-use crate::model::fmt_ms;
+use crate::model::{Contact, escape_html, fmt_ms};
 
 pub use crate::model::SmtpSecurity;
 
@@ -319,13 +318,6 @@ pub fn text_body(n: &Notice) -> String {
     b
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// The HTML body: the same content, with headings and links.
 pub fn html_body(n: &Notice) -> String {
     let text = text_body(n);
@@ -333,7 +325,7 @@ pub fn html_body(n: &Notice) -> String {
         String::from("<!DOCTYPE html><html><body style=\"font-family:sans-serif;font-size:15px\">");
     let mut paragraphs = text.split("\n\n");
     if let Some(first) = paragraphs.next() {
-        h.push_str(&format!("<h2>{}</h2>", esc(first)));
+        h.push_str(&format!("<h2>{}</h2>", escape_html(first)));
     }
     for p in paragraphs {
         let mut lines = p.lines();
@@ -341,8 +333,8 @@ pub fn html_body(n: &Notice) -> String {
             Some(title @ ("Impact assessment" | "Immediate mitigations")) => {
                 h.push_str(&format!(
                     "<h3>{}</h3><pre style=\"white-space:pre-wrap\">{}</pre>",
-                    esc(title),
-                    esc(&lines.collect::<Vec<_>>().join("\n"))
+                    escape_html(title),
+                    escape_html(&lines.collect::<Vec<_>>().join("\n"))
                 ));
             }
             Some(first) => {
@@ -352,11 +344,11 @@ pub fn html_body(n: &Notice) -> String {
                     .iter()
                     .map(|l| {
                         if let Some(u) = l.strip_prefix("Full runbook: ") {
-                            format!("<a href=\"{}\">Full runbook</a>", esc(u))
+                            format!("<a href=\"{}\">Full runbook</a>", escape_html(u))
                         } else if let Some(u) = l.strip_prefix("Acknowledge: ") {
-                            format!("<a href=\"{}\"><b>Acknowledge</b></a>", esc(u))
+                            format!("<a href=\"{}\"><b>Acknowledge</b></a>", escape_html(u))
                         } else {
-                            esc(l)
+                            escape_html(l)
                         }
                     })
                     .collect();

@@ -10,6 +10,9 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::Delivery;
 
+/// How long one request may take when a channel's settings don't say.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `Retry-After` in seconds (an HTTP-date is ignored: the caller's default or the
 /// outbox's backoff applies).
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -114,4 +117,16 @@ pub(crate) fn redact_delivery(delivery: Delivery, secret: &str) -> Delivery {
         },
         accepted => accepted,
     }
+}
+
+/// An answer's headers, with `Retry-After: <retry_after>` when given: for the channels'
+/// tests of how an answer maps to a `Delivery`.
+#[cfg(test)]
+pub(crate) fn headers_with_retry_after(retry_after: Option<&str>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Some(v) = retry_after {
+        let v = reqwest::header::HeaderValue::from_str(v).expect("test header value");
+        h.insert(RETRY_AFTER, v);
+    }
+    h
 }

@@ -12,7 +12,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::http::{self, quote, redact_delivery, retry_after};
+use super::http::{self, DEFAULT_TIMEOUT, quote, redact_delivery, retry_after};
 use super::{Channel, Delivery, Notice, NoticeKind, SendFuture};
 use crate::model::{Contact, Severity};
 
@@ -24,9 +24,6 @@ pub const MAX_SUMMARY_CHARS: usize = 1024;
 
 /// How long to wait after a 429 that names no time.
 const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
-
-/// How long one request may take when the settings don't say.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most of PagerDuty's answer quoted in a reason.
 const MAX_QUOTED_CHARS: usize = 300;
@@ -294,9 +291,8 @@ fn response_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::http::headers_with_retry_after as headers;
     use crate::notify::sample_notice;
-    use reqwest::header::HeaderValue;
-    use reqwest::header::RETRY_AFTER;
 
     #[test]
     fn severities_map_to_pagerduty_levels() {
@@ -416,14 +412,6 @@ mod tests {
                 .get("error_class")
                 .is_none()
         );
-    }
-
-    fn headers(retry_after: Option<&str>) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if let Some(v) = retry_after {
-            h.insert(RETRY_AFTER, HeaderValue::from_str(v).expect("header value"));
-        }
-        h
     }
 
     #[test]

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use sha2::Sha256;
 
-use super::http::{self, quote, redact_delivery, retry_after};
+use super::http::{self, DEFAULT_TIMEOUT, quote, redact_delivery, retry_after};
 use super::{Channel, Delivery, Notice, SendFuture};
 use crate::clock::{Clock, SystemClock};
 use crate::model::Contact;
@@ -23,9 +23,6 @@ use crate::model::Contact;
 pub const TIMESTAMP_HEADER: &str = "X-Rooftop-Timestamp";
 /// `sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
 pub const SIGNATURE_HEADER: &str = "X-Rooftop-Signature";
-
-/// How long one request may take when the settings don't say.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most of a receiver's answer quoted in a reason.
 const MAX_QUOTED_CHARS: usize = 200;
@@ -246,9 +243,8 @@ fn response_outcome(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Del
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::http::headers_with_retry_after as headers;
     use crate::notify::{NoticeKind, sample_notice};
-    use reqwest::header::HeaderValue;
-    use reqwest::header::RETRY_AFTER;
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(secs, 0).expect("valid timestamp")
@@ -424,14 +420,6 @@ mod tests {
             at(1_000),
             Duration::from_secs(1)
         ));
-    }
-
-    fn headers(retry_after: Option<&str>) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if let Some(v) = retry_after {
-            h.insert(RETRY_AFTER, HeaderValue::from_str(v).expect("header value"));
-        }
-        h
     }
 
     #[test]

@@ -1,0 +1,11 @@
+//! SMS: the page squeezed into plain GSM-7 text that always ends with the runbook link
+//! (`text`), sent through Twilio's Messages API with delivery receipts polled
+//! (`twilio`). Declares and re-exports; the paths `notify::sms::*` are the interface.
+
+mod text;
+mod twilio;
+
+pub use text::{SMS_MAX_SEPTETS, gsm7_septets, sms_text, to_gsm7};
+pub use twilio::{
+    DEFAULT_BASE_URL, DeliveryStatus, PollError, SmsChannel, SmsSettings, confirmation,
+};
