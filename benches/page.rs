@@ -5,6 +5,8 @@
 //! arrivals. Figures, no verdict. Every process it starts is stopped with it: on an error,
 //! Ctrl-C or SIGTERM all of them; on SIGKILL all of them at once (PDEATHSIG). Under
 //! `cargo test` it runs only the checks at the bottom (configs, parsing, the report).
+// Benches time the agent from outside, on the real clock.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -4,6 +4,8 @@
 //! process, and reports side by side: start lag (actual start − scheduled instant) p50 /
 //! p99 / max, the agent's CPU seconds per 1,000 runs, its peak RSS, and the store's write
 //! throughput; then the RSS of an agent holding 50 idle probes.
+// Benches time the agent from outside, on the real clock.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

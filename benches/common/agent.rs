@@ -3,6 +3,8 @@
 //! cleanup sweep), starts the real `rooftop` binary Cargo built for the benches
 //! (`CARGO_BIN_EXE_rooftop`) as `rooftop run`, and reads its CPU, RSS and the start lag
 //! of its runs from /proc and its store.
+// Benches time the agent from outside, on the real clock.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::Path;
 use std::process::Stdio;

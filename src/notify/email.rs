@@ -219,6 +219,11 @@ pub fn subject(n: &Notice) -> String {
     )
 }
 
+/// "2026-06-01 12:00 UTC (4m12s)": for an open incident, as long as it has failed when
+/// the page is rendered for sending (a retried page says the truth at delivery).
+// Rendering happens in the channel, which has no clock of its own; the elapsed time in a
+// page is the one read of real time outside `Clock`.
+#[allow(clippy::disallowed_methods)]
 fn since(n: &Notice) -> String {
     let end = n.resolved_at.unwrap_or_else(chrono::Utc::now);
     format!(

@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn leftovers_list_only_synthetic_survivors() {
-        let t = Utc::now();
+        let t: chrono::DateTime<Utc> = "2026-06-01T12:00:00Z".parse().unwrap();
         let mut world = World::new(JobQueues::new(
             &JobsConfig::default(),
             1,

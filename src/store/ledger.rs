@@ -252,7 +252,7 @@ mod tests {
             cleanup: "delete-appointment".into(),
             created_by: "book".into(),
             context,
-            created_at: Utc::now(),
+            created_at: "2026-06-01T12:00:00Z".parse().unwrap(),
         }
     }
 
