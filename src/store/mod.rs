@@ -116,22 +116,78 @@ pub(crate) fn open_connection(state_dir: &Path, path: &Path) -> Result<Connectio
     let conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(err)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(err)?;
+    // Switching a new file to WAL takes an exclusive lock for which SQLite does not wait
+    // (no busy handler): a second opener at that instant gets "database is locked".
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other.map_err(err)?,
+        }
+    }
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(err)?;
     migrate(&conn).map_err(err)?;
     Ok(conn)
 }
 
+/// Runs the migrations not yet recorded. Each runs under SQLite's write lock
+/// (`BEGIN IMMEDIATE`) and re-reads the version inside it, so two processes opening one
+/// store at once (the agent starting while `rooftop incidents` reads) never apply the
+/// same migration twice.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let version: usize =
-        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
-    for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.unchecked_transaction()?;
-        m(&tx)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    let version = |c: &Connection| {
+        c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .map(|v| v as usize)
+    };
+    while version(conn)? < MIGRATIONS.len() {
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        let done = version(&tx)?;
+        if let Some(m) = MIGRATIONS.get(done) {
+            m(&tx)?;
+            tx.pragma_update(None, "user_version", (done + 1) as i64)?;
+        }
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: `rooftop incidents` opening the store while the agent migrated it
+    /// failed with "duplicate column name: started_ms" (both applied migration 3).
+    #[test]
+    fn two_openers_of_a_new_store_at_once_never_migrate_twice() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("rooftop.db");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (dir, path, barrier) =
+                        (dir.path().to_path_buf(), path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        open_connection(&dir, &path).map(|_| ())
+                    })
+                })
+                .collect();
+            for o in openers {
+                o.join().unwrap().unwrap();
+            }
+            let c = Connection::open(&path).unwrap();
+            let v: i64 = c
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, MIGRATIONS.len() as i64);
+        }
+    }
 }
