@@ -20,7 +20,7 @@ use super::raw::{AgentConfig, ProbeConfig};
 use super::yaml::{Document, FieldPath};
 use crate::model::{Agent, AlertRules, Probe, Schedule, Severity};
 
-pub use runbook::RUNBOOK_SECTIONS;
+pub use runbook::{RUNBOOK_SECTIONS, parse_runbook};
 
 /// Most cleanup retries allowed (they back off from 1 s doubling to 30 s).
 const MAX_CLEANUP_RETRIES: u32 = 20;
@@ -121,5 +121,128 @@ pub fn validate_probe(
     match probe::check_probe(&mut c, raw, defaults, runbooks) {
         Some(p) if c.errors.is_empty() => Ok(p),
         _ => Err(c.errors),
+    }
+}
+
+/// What the unit tests of every concern share: the real loader over a YAML text, so a
+/// test reads as the file an operator would write.
+#[cfg(test)]
+mod testing {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::{Checker, Defaults};
+    use crate::config::yaml::Document;
+    use crate::config::{Diagnostic, load_agent_text, load_probe_text};
+    use crate::model::{Agent, Probe};
+
+    /// A runbook with every required section.
+    pub const RUNBOOK: &str = "# RO not created\n## Impact assessment\nAdvisors re-key ROs.\n## Immediate mitigations\nRestart the connector.\n## Rollback criteria\nx\n## Post-incident actions\ny\n";
+
+    /// The `steps:` of a probe that needs one and does not care which.
+    pub const ONE_STEP: &str = "steps:\n  - name: one\n    request: {url: \"https://x\"}\n";
+
+    /// `runbooks/ro-not-created.md` → `RUNBOOK`.
+    pub fn runbooks() -> BTreeMap<String, String> {
+        BTreeMap::from([(
+            "runbooks/ro-not-created.md".to_string(),
+            RUNBOOK.to_string(),
+        )])
+    }
+
+    /// `(field path, message)` of every error, in order.
+    pub fn paths_and_messages(errors: &[Diagnostic]) -> Vec<(String, String)> {
+        errors
+            .iter()
+            .map(|d| (d.path.clone(), d.message.clone()))
+            .collect()
+    }
+
+    /// A probe file's errors with built-in defaults and `runbooks()`.
+    pub fn probe_errors(yaml: &str) -> Vec<Diagnostic> {
+        match load_probe_text(Path::new("p.yaml"), yaml, &Defaults::default(), &runbooks()) {
+            Ok(p) => panic!("expected errors, got probe {}", p.name),
+            Err(e) => e,
+        }
+    }
+
+    /// A probe file that must validate.
+    pub fn probe(yaml: &str) -> Probe {
+        load_probe_text(Path::new("p.yaml"), yaml, &Defaults::default(), &runbooks())
+            .unwrap_or_else(|e| panic!("{:#?}", paths_and_messages(&e)))
+    }
+
+    /// A rooftop.yaml's errors.
+    pub fn agent_errors(yaml: &str) -> Vec<Diagnostic> {
+        match load_agent_text(Path::new("rooftop.yaml"), yaml) {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e,
+        }
+    }
+
+    /// A rooftop.yaml that must validate.
+    pub fn agent(yaml: &str) -> (Agent, Defaults) {
+        load_agent_text(Path::new("rooftop.yaml"), yaml)
+            .unwrap_or_else(|e| panic!("{:#?}", paths_and_messages(&e)))
+    }
+
+    /// Runs `f` on a checker over an empty document; what it returned and the errors.
+    pub fn check<T>(f: impl FnOnce(&mut Checker<'_>) -> T) -> (T, Vec<Diagnostic>) {
+        let doc = Document::default();
+        let mut c = Checker::new(Path::new("t.yaml"), &doc);
+        let out = f(&mut c);
+        (out, c.errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{agent, check, paths_and_messages, probe_errors};
+    use crate::config::yaml::FieldPath;
+
+    #[test]
+    fn a_probe_reports_every_error_not_just_the_first() {
+        let errors = probe_errors(
+            "name: Bad Name\ntimeout: soon\nsteps:\n  - name: one\n    request: {url: \"ftp://x\"}\n",
+        );
+        assert_eq!(
+            paths_and_messages(&errors),
+            [
+                (
+                    "name".into(),
+                    "probe name `Bad Name` must be lowercase letters, digits and dashes".into()
+                ),
+                ("timeout".into(), "`soon` is not a duration".into()),
+                (
+                    "steps[0].request.url".into(),
+                    "`ftp://x` is not an absolute http(s) URL".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_hint_falls_back_to_where_the_field_is_documented() {
+        let path = FieldPath::root().key("steps").index(0).key("poll");
+        let ((), errors) = check(|c| {
+            c.err(&path, "no hint given", None);
+            c.err_key(&path, "own hint", Some("e.g. this".into()));
+        });
+        assert_eq!(
+            errors[0].hint.as_deref(),
+            Some(
+                "see the README's probe language reference, or `rooftop schema`, for `steps[0].poll`"
+            )
+        );
+        assert_eq!(errors[0].path, "steps[0].poll");
+        assert_eq!(errors[1].hint.as_deref(), Some("e.g. this"));
+    }
+
+    #[test]
+    fn an_empty_rooftop_yaml_gives_the_built_in_defaults() {
+        let (a, d) = agent("{}");
+        assert_eq!(a.rooftop_id, "default");
+        assert_eq!(d.timeout, std::time::Duration::from_secs(15 * 60));
+        assert_eq!(d.cleanup_retries, 3);
     }
 }
