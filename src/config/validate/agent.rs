@@ -322,3 +322,168 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &AgentConfig) -> (Agent, Def
         defaults,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testing::{agent, agent_errors, paths_and_messages};
+    use crate::model::{MissedRuns, OtlpProtocol, SecretSource, Severity};
+
+    fn errors(yaml: &str) -> Vec<(String, String)> {
+        paths_and_messages(&agent_errors(yaml))
+    }
+
+    #[test]
+    fn defaults_scheduler_history_and_secrets_are_taken_as_written() {
+        let (a, d) = agent(
+            "rooftop: {id: toronto-north, name: Toronto North Honda}\n\
+             defaults: {timezone: America/Toronto, severity: p2, timeout: 5m, request_timeout: 10s, cleanup_retries: 5, max_body_bytes: 2048, verify_tls: false}\n\
+             secrets: {crm_token: {env: CRM_TOKEN}, dms: {file: /etc/rooftop/dms.token}}\n\
+             scheduler: {max_concurrent: 4, missed_runs: run-once}\n\
+             history: {keep: 7d, max_size: 1GiB}\n",
+        );
+        assert_eq!(a.rooftop_id, "toronto-north");
+        assert_eq!(a.rooftop_name.as_deref(), Some("Toronto North Honda"));
+        assert_eq!(d.timezone, chrono_tz::America::Toronto);
+        assert_eq!(d.severity, Severity::P2);
+        assert_eq!(d.timeout, Duration::from_secs(300));
+        assert_eq!(d.request_timeout, Duration::from_secs(10));
+        assert_eq!(d.cleanup_retries, 5);
+        assert_eq!((a.max_body_bytes, a.verify_tls), (2048, false));
+        assert_eq!(
+            a.secrets["crm_token"],
+            SecretSource::Env("CRM_TOKEN".into())
+        );
+        assert_eq!(
+            a.secrets["dms"],
+            SecretSource::File("/etc/rooftop/dms.token".into())
+        );
+        assert_eq!(a.scheduler.max_concurrent, 4);
+        assert_eq!(a.scheduler.missed_runs, MissedRuns::RunOnce);
+        assert_eq!(a.history.keep, Duration::from_secs(7 * 86400));
+        assert_eq!(a.history.max_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn out_of_range_defaults_are_refused() {
+        assert_eq!(
+            errors("defaults: {cleanup_retries: 21, max_body_bytes: 100}"),
+            [
+                (
+                    "defaults.cleanup_retries".into(),
+                    "at most 20 cleanup retries".into()
+                ),
+                (
+                    "defaults.max_body_bytes".into(),
+                    "max_body_bytes must be at least 1024".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_secret_has_one_source_and_files_are_absolute() {
+        assert_eq!(
+            errors(
+                "secrets:\n  crm-token: {env: A}\n  both: {env: B, file: /b}\n  rel: {file: secrets/c}\n"
+            ),
+            [
+                (
+                    "secrets.crm-token".into(),
+                    "secret name `crm-token` must be letters, digits and underscores".into()
+                ),
+                (
+                    "secrets.both".into(),
+                    "secret `both` needs exactly one of `env`, `file`, `credential`".into()
+                ),
+                (
+                    "secrets.rel.file".into(),
+                    "secret files need an absolute path".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn scheduler_history_and_rooftop_id_mistakes() {
+        let e = agent_errors(
+            "rooftop: {id: Toronto North}\nscheduler: {max_concurrent: 5000, missed_runs: run-onse}\nhistory: {max_size: 1MB}\n",
+        );
+        assert_eq!(
+            paths_and_messages(&e),
+            [
+                (
+                    "rooftop.id".into(),
+                    "rooftop id `Toronto North` must be lowercase letters, digits and dashes"
+                        .into()
+                ),
+                (
+                    "scheduler.max_concurrent".into(),
+                    "max_concurrent must be between 1 and 4096".into()
+                ),
+                (
+                    "scheduler.missed_runs".into(),
+                    "unknown missed_runs `run-onse`".into()
+                ),
+                (
+                    "history.max_size".into(),
+                    "max_size `1MB` is below the minimum of 16MB".into()
+                ),
+            ]
+        );
+        assert_eq!(e[2].hint.as_deref(), Some("did you mean `run-once`?"));
+        assert_eq!(
+            errors("history: {max_size: lots}"),
+            [("history.max_size".into(), "`lots` is not a size".into())]
+        );
+    }
+
+    #[test]
+    fn telemetry_settings_and_their_mistakes() {
+        let (a, _) = agent(
+            "telemetry:\n  listen: off\n  interval: 30s\n  otlp: {endpoint: \"http://127.0.0.1:4318/\", protocol: http/protobuf, signals: [metrics], headers: {x-api-key: \"{{ secret.k }}\"}}\n",
+        );
+        let t = &a.telemetry;
+        assert_eq!(t.listen, None);
+        assert_eq!(t.interval, Duration::from_secs(30));
+        assert_eq!(t.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+        assert_eq!(t.otlp_protocol, Some(OtlpProtocol::HttpProtobuf));
+        assert_eq!((t.metrics, t.traces, t.logs), (true, false, false));
+        assert_eq!(
+            t.otlp_headers,
+            [("x-api-key".into(), "{{ secret.k }}".into())]
+        );
+
+        let (a, _) = agent("telemetry: {listen: \"[::1]:9464\"}");
+        assert_eq!(a.telemetry.listen, Some("[::1]:9464".parse().unwrap()));
+
+        assert_eq!(
+            errors(
+                "telemetry:\n  listen: localhost\n  otlp: {endpoint: \"127.0.0.1:4317\", protocol: grcp, signals: [metric], headers: {\"bad header\": x}}\n"
+            ),
+            [
+                (
+                    "telemetry.listen".into(),
+                    "`localhost` is not an address and port".into()
+                ),
+                (
+                    "telemetry.otlp.endpoint".into(),
+                    "OTLP endpoint `127.0.0.1:4317` must start with http:// or https://".into()
+                ),
+                (
+                    "telemetry.otlp.protocol".into(),
+                    "unknown OTLP protocol `grcp`".into()
+                ),
+                (
+                    "telemetry.otlp.signals[0]".into(),
+                    "unknown signal `metric`".into()
+                ),
+                (
+                    "telemetry.otlp.headers[\"bad header\"]".into(),
+                    "`bad header` is not a valid header name".into()
+                ),
+            ]
+        );
+    }
+}

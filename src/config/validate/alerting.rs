@@ -397,3 +397,233 @@ impl Checker<'_> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testing::{
+        ONE_STEP, agent, agent_errors, paths_and_messages, probe, probe_errors,
+    };
+    use crate::model::{EmailDestination, FireRule, Severity, SmtpSecurity};
+
+    fn errors(yaml: &str) -> Vec<(String, String)> {
+        paths_and_messages(&agent_errors(yaml))
+    }
+
+    #[test]
+    fn a_probes_alert_rules_override_the_agents_field_by_field() {
+        let (_, d) = agent("alerting: {rules: {fire_after: 3, resolve_after: 2}}");
+        assert_eq!(d.alert.fire, FireRule::Consecutive(3));
+        assert_eq!(d.alert.resolve_after, 2);
+        let p = probe(&format!(
+            "name: p\nalert: {{fire_after: {{failed: 3, of: 5}}, success_ratio: {{below: 0.9, window: 1h}}, flapping: {{changes: 4, window: 30m}}}}\n{ONE_STEP}"
+        ));
+        assert_eq!(p.alert.fire, FireRule::KOfM { k: 3, m: 5 });
+        let ratio = p.alert.ratio.expect("success_ratio");
+        assert_eq!(
+            (ratio.below, ratio.window, ratio.min_runs),
+            (0.9, Duration::from_secs(3600), 5)
+        );
+        assert_eq!(
+            (p.alert.flap_changes, p.alert.flap_window),
+            (4, Duration::from_secs(1800))
+        );
+        let p = probe(&format!(
+            "name: p\nalert: {{sync_latency: {{p95_over: 10m}}}}\n{ONE_STEP}"
+        ));
+        let sync = p.alert.sync.expect("sync_latency");
+        assert_eq!(sync.p95_over, Some(Duration::from_secs(600)));
+        assert_eq!(
+            (sync.window, sync.min_measurements, sync.hard_limit),
+            (Duration::from_secs(3600), 3, None)
+        );
+    }
+
+    #[test]
+    fn impossible_alert_rules_are_refused() {
+        let e = probe_errors(&format!(
+            "name: p\nalert: {{fire_after: {{failed: 6, of: 5}}, resolve_after: 0, success_ratio: {{below: 1.5, window: 1h}}, sync_latency: {{window: 1h}}}}\n{ONE_STEP}"
+        ));
+        assert_eq!(
+            paths_and_messages(&e),
+            [
+                (
+                    "alert.fire_after".into(),
+                    "fire_after {failed: 6, of: 5} needs 1 ≤ failed ≤ of ≤ 1000".into()
+                ),
+                (
+                    "alert.resolve_after".into(),
+                    "resolve_after must be at least 1".into()
+                ),
+                (
+                    "alert.success_ratio.below".into(),
+                    "`1.5` is not a ratio between 0 and 1".into()
+                ),
+                (
+                    "alert.sync_latency".into(),
+                    "sync_latency needs `p95_over`, `hard_limit` or both".into()
+                ),
+            ]
+        );
+        assert_eq!(
+            paths_and_messages(&probe_errors(&format!(
+                "name: p\nalert: {{fire_after: 0}}\n{ONE_STEP}"
+            ))),
+            [(
+                "alert.fire_after".to_string(),
+                "fire_after must be at least 1".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn contacts_and_routes() {
+        let (a, _) = agent(
+            "alerting:\n  contacts:\n    - {name: Maria Lopez, email: maria@dealer.example}\n    - {name: Sam, phone: \"+14165550123\"}\n  routes: {P1: [Sam, Maria Lopez], P3: [Maria Lopez]}\n",
+        );
+        let al = &a.alerting;
+        assert_eq!(al.contacts[1].phone.as_deref(), Some("+14165550123"));
+        assert_eq!(al.routes[&Severity::P1], [1, 0]);
+        assert_eq!(al.routes[&Severity::P3], [0]);
+        assert_eq!(al.prefer, ["sms", "email"], "the default preference");
+
+        let e = agent_errors(
+            "alerting:\n  contacts:\n    - {name: Maria Lopez, email: maria@dealer, phone: \"416-555-0123\"}\n    - {name: Maria Lopez, email: m@dealer.example}\n    - {name: \" \"}\n  routes: {P1: [Maria Lopz], P7: [Maria Lopez]}\n",
+        );
+        assert_eq!(
+            paths_and_messages(&e),
+            [
+                (
+                    "alerting.contacts[0].email".into(),
+                    "`maria@dealer` is not an e-mail address".into()
+                ),
+                (
+                    "alerting.contacts[0].phone".into(),
+                    "`416-555-0123` is not an E.164 phone number".into()
+                ),
+                (
+                    "alerting.contacts[1].name".into(),
+                    "contact `Maria Lopez` is listed twice".into()
+                ),
+                (
+                    "alerting.contacts[2]".into(),
+                    "contact ` ` has neither `email` nor `phone`".into()
+                ),
+                (
+                    "alerting.contacts[2].name".into(),
+                    "a contact needs a name".into()
+                ),
+                (
+                    "alerting.routes.P1[0]".into(),
+                    "no contact named `Maria Lopz`".into()
+                ),
+                ("alerting.routes.P7".into(), "unknown severity `P7`".into()),
+            ]
+        );
+        assert_eq!(e[5].hint.as_deref(), Some("did you mean `Maria Lopez`?"));
+    }
+
+    #[test]
+    fn channels_urls_and_templates() {
+        let (a, _) = agent(
+            "alerting:\n  runbook_base_url: https://wiki.dealer.example/rooftop/\n  sms: {account_sid: AC1, auth_token: \"{{ secret.t }}\", from: MG123, base_url: \"http://127.0.0.1:1/\"}\n  webhook: {url: \"https://hooks.dealer.example\", secret: s}\n  pagerduty: {routing_key: k}\n  ack_base_url: \"https://rooftop.dealer.example:9464/\"\n  group: {window: 10m, wait: 30s}\n  prefer: [email]\n",
+        );
+        let al = &a.alerting;
+        assert_eq!(
+            al.runbook_base_url.as_deref(),
+            Some("https://wiki.dealer.example/rooftop")
+        );
+        let sms = al.sms.as_ref().expect("sms");
+        assert_eq!(
+            (sms.from.as_str(), sms.base_url.as_deref()),
+            ("MG123", Some("http://127.0.0.1:1"))
+        );
+        assert_eq!(
+            al.webhook.as_ref().map(|w| w.url.as_str()),
+            Some("https://hooks.dealer.example")
+        );
+        assert_eq!(al.pagerduty.as_ref().map(|p| p.url.clone()), Some(None));
+        assert_eq!(
+            al.ack_base_url.as_deref(),
+            Some("https://rooftop.dealer.example:9464")
+        );
+        assert_eq!(
+            (al.group.window, al.group.wait),
+            (Duration::from_secs(600), Duration::from_secs(30))
+        );
+        assert_eq!(al.prefer, ["email"]);
+
+        assert_eq!(
+            errors(
+                "alerting:\n  runbook_base_url: wiki.dealer.example\n  sms: {account_sid: AC1, auth_token: \"{{ secret.t\", from: \"4165550100\", base_url: ftp://x}\n  webhook: {url: hooks.dealer.example, secret: s}\n  pagerduty: {routing_key: k, url: x}\n  ack_base_url: rooftop.dealer.example\n  group: {wait: 10m}\n  prefer: [pager]\n"
+            )
+            .into_iter()
+            .map(|(p, m)| format!("{p}: {m}"))
+            .collect::<Vec<_>>(),
+            [
+                "alerting.runbook_base_url: `wiki.dealer.example` is not an http(s) URL",
+                "alerting.sms.auth_token: template error: template syntax error: unexpected end of input, expected end of variable block",
+                "alerting.sms.from: `4165550100` is neither an E.164 number nor a Messaging Service SID",
+                "alerting.sms.base_url: `ftp://x` is not an http(s) URL",
+                "alerting.webhook.url: `hooks.dealer.example` is not an http(s) URL",
+                "alerting.pagerduty.url: `x` is not an http(s) URL",
+                "alerting.ack_base_url: `rooftop.dealer.example` is not an http(s) URL",
+                "alerting.group.wait: `10m` holds every first page too long",
+                "alerting.prefer[0]: `pager` is not a personal channel",
+            ]
+        );
+    }
+
+    #[test]
+    fn e_mail_goes_to_smtp_or_a_folder() {
+        let (a, _) = agent(
+            "alerting:\n  email: {from: rooftop@dealer.example, smtp: {host: smtp.dealer.example, security: tls, password: \"{{ secret.smtp }}\"}}\n",
+        );
+        let email = a.alerting.email.expect("email");
+        match email.destination {
+            EmailDestination::Smtp {
+                port,
+                security,
+                timeout,
+                ..
+            } => {
+                assert_eq!(
+                    (port, security, timeout),
+                    (465, SmtpSecurity::Implicit, Duration::from_secs(30))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let (a, _) = agent(
+            "alerting:\n  email: {from: rooftop@dealer.example, folder: /var/spool/rooftop}\n",
+        );
+        assert!(matches!(
+            a.alerting.email.unwrap().destination,
+            EmailDestination::Folder(_)
+        ));
+
+        let e =
+            agent_errors("alerting:\n  email: {from: rooftop, smtp: {host: h, security: ssl}}\n");
+        assert_eq!(
+            paths_and_messages(&e),
+            [
+                (
+                    "alerting.email.from".into(),
+                    "`rooftop` is not a sender address".into()
+                ),
+                (
+                    "alerting.email.smtp.security".into(),
+                    "unknown security `ssl`".into()
+                ),
+            ]
+        );
+        assert_eq!(
+            errors("alerting:\n  email: {from: r@d.example, smtp: {host: h}, folder: /tmp}\n"),
+            [(
+                "alerting.email".into(),
+                "e-mail needs exactly one of `smtp` and `folder`".into()
+            )]
+        );
+    }
+}

@@ -219,3 +219,115 @@ fn check_ops(
     }
     ok.then_some(ops)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::testing::{paths_and_messages, probe, probe_errors};
+    use super::*;
+
+    fn expect_of(expect: &str) -> Expect {
+        let p = probe(&format!(
+            "name: p\nsteps:\n  - name: one\n    request: {{url: \"https://x\"}}\n    expect: {expect}\n"
+        ));
+        p.steps[0].expect.clone()
+    }
+
+    fn errors(expect: &str) -> Vec<(String, String)> {
+        paths_and_messages(&probe_errors(&format!(
+            "name: p\nsteps:\n  - name: one\n    request: {{url: \"https://x\"}}\n    expect: {expect}\n"
+        )))
+    }
+
+    #[test]
+    fn statuses_are_codes_lists_or_classes() {
+        assert_eq!(
+            parse_status(&json!(201)),
+            Some(StatusMatch::Codes(vec![201]))
+        );
+        assert_eq!(
+            parse_status(&json!([200, 204])),
+            Some(StatusMatch::Codes(vec![200, 204]))
+        );
+        assert_eq!(parse_status(&json!("2xx")), Some(StatusMatch::Success));
+        assert_eq!(parse_status(&json!("4XX")), Some(StatusMatch::Class(4)));
+        for bad in [
+            json!(99),
+            json!(600),
+            json!([]),
+            json!([200, "x"]),
+            json!("6xx"),
+            json!("20x"),
+            json!(true),
+        ] {
+            assert_eq!(parse_status(&bad), None, "{bad}");
+        }
+        assert!(matches!(expect_of("{}").status, StatusMatch::Success));
+        assert_eq!(
+            errors("{status: 99}"),
+            [(
+                "steps[0].expect.status".into(),
+                "`99` is not a status".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn assertions_are_values_or_operator_maps() {
+        let e = expect_of(
+            "{json: {\"$.id\": {exists: true}, \"$.n\": 3, \"$.items\": {length: 1, \">=\": 1}, \"$.ro\": {matches: \"^RO-\"}}, headers: {Content-Type: {contains: json}}, body: {\"!=\": \"\"}}",
+        );
+        assert_eq!(e.json.len(), 4);
+        assert_eq!(e.json[0].path_text, "$.id");
+        assert!(matches!(e.json[0].ops[..], [Op::Exists(true)]));
+        assert!(matches!(&e.json[1].ops[..], [Op::Eq(v)] if *v == json!(3)));
+        assert!(matches!(&e.json[2].ops[..], [Op::Length(1), Op::Ge(_)]));
+        assert!(matches!(&e.json[3].ops[..], [Op::Matches(_)]));
+        assert_eq!(e.headers[0].0, "content-type");
+        assert!(matches!(&e.body[..], [Op::Ne(_)]));
+    }
+
+    #[test]
+    fn assertion_mistakes_name_the_operator() {
+        let e = probe_errors(
+            "name: p\nsteps:\n  - name: one\n    request: {url: \"https://x\"}\n    expect: {json: {\"$.a\": {}, \"$.b\": {exists: yes}, \"$.c\": {matches: \"(\"}, \"$.d\": {length: -1}, \"$.e\": {\"<\": [1]}, \"$.f\": {contians: x}, \"$[\": 1}}\n",
+        );
+        let got: Vec<String> = e
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}: {}",
+                    d.path,
+                    d.message.lines().next().unwrap_or_default()
+                )
+            })
+            .map(|l| l.split(": ").take(2).collect::<Vec<_>>().join(": "))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "steps[0].expect.json[\"$.a\"]: an assertion needs at least one operator",
+                "steps[0].expect.json[\"$.b\"].exists: `exists` takes `true` or `false`",
+                "steps[0].expect.json[\"$.c\"].matches: invalid regular expression",
+                "steps[0].expect.json[\"$.d\"].length: `length` takes a non-negative integer",
+                "steps[0].expect.json[\"$.e\"][\"<\"]: `<` compares with a number or a string",
+                "steps[0].expect.json[\"$.f\"].contians: unknown assertion operator `contians`",
+                "steps[0].expect.json[\"$[\"]: invalid JSONPath `$[`",
+            ]
+        );
+        let hint = e[5].hint.as_deref().unwrap_or_default();
+        assert!(hint.contains("did you mean `contains`?"), "{hint}");
+    }
+
+    #[test]
+    fn operands_are_checked_as_templates() {
+        assert_eq!(
+            errors("{json: {\"$.id\": \"{{ appointment }}\"}}"),
+            [(
+                "steps[0].expect.json[\"$.id\"]".into(),
+                "unknown variable `appointment`".into()
+            )]
+        );
+    }
+}

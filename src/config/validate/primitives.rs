@@ -318,3 +318,296 @@ pub(super) fn check_template(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use super::super::testing::{check, paths_and_messages, probe_errors};
+    use super::*;
+
+    fn at(field: &str) -> FieldPath {
+        FieldPath::root().key(field)
+    }
+
+    #[test]
+    fn durations_are_positive_at_most_a_year_and_say_what_a_duration_looks_like() {
+        let (d, errors) = check(|c| c.duration(&at("timeout"), " 1h30m "));
+        assert_eq!(d, Some(Duration::from_secs(5400)));
+        assert!(errors.is_empty());
+        let (d, errors) = check(|c| c.duration(&at("timeout"), "366d"));
+        assert_eq!(d, Some(MAX_DURATION));
+        assert!(errors.is_empty());
+        for (text, message) in [
+            ("0s", "duration `0s` must be greater than zero"),
+            ("367d", "duration `367d` is longer than a year"),
+            ("30", "`30` is not a duration"),
+            ("soon", "`soon` is not a duration"),
+        ] {
+            let (d, errors) = check(|c| c.duration(&at("timeout"), text));
+            assert_eq!(d, None, "{text}");
+            assert_eq!(
+                paths_and_messages(&errors),
+                [("timeout".to_string(), message.to_string())]
+            );
+        }
+    }
+
+    #[test]
+    fn a_misspelt_time_zone_gets_the_closest_name() {
+        let (tz, errors) = check(|c| c.timezone(&at("timezone"), "America/Toronto"));
+        assert_eq!(tz, Some(chrono_tz::America::Toronto));
+        assert!(errors.is_empty());
+        let (tz, errors) = check(|c| c.timezone(&at("timezone"), "America/Torono"));
+        assert_eq!(tz, None);
+        assert_eq!(errors[0].message, "unknown time zone `America/Torono`");
+        assert_eq!(
+            errors[0].hint.as_deref(),
+            Some("did you mean `America/Toronto`?")
+        );
+    }
+
+    #[test]
+    fn severities_are_p1_to_p4_in_either_case() {
+        let (s, errors) = check(|c| c.severity(&at("severity"), " p2 "));
+        assert_eq!(s, Some(Severity::P2));
+        assert!(errors.is_empty());
+        let (s, errors) = check(|c| c.severity(&at("severity"), "P5"));
+        assert_eq!(s, None);
+        assert_eq!(
+            paths_and_messages(&errors),
+            [("severity".to_string(), "unknown severity `P5`".to_string())]
+        );
+    }
+
+    fn schedule(
+        cron: Option<&str>,
+        every: Option<&str>,
+        timezone: Option<&str>,
+    ) -> (Option<Schedule>, Vec<crate::config::Diagnostic>) {
+        let raw = ScheduleConfig {
+            cron: cron.map(str::to_string),
+            every: every.map(str::to_string),
+            timezone: timezone.map(str::to_string),
+        };
+        check(|c| c.schedule(&at("schedule"), &raw, chrono_tz::UTC))
+    }
+
+    #[test]
+    fn schedules_are_every_or_cron_with_seconds() {
+        let (s, _) = schedule(None, Some("30m"), None);
+        assert!(matches!(s, Some(Schedule::Every(d)) if d == Duration::from_secs(1800)));
+        let (s, errors) = schedule(Some("0 15 */2 * * *"), None, Some("America/Toronto"));
+        assert!(errors.is_empty());
+        assert!(
+            matches!(s, Some(Schedule::Cron { timezone, .. }) if timezone == chrono_tz::America::Toronto)
+        );
+        // Without its own zone a cron schedule takes the default one.
+        let (s, _) = schedule(Some("0 0 * * * *"), None, None);
+        assert!(matches!(s, Some(Schedule::Cron { timezone, .. }) if timezone == chrono_tz::UTC));
+    }
+
+    #[test]
+    fn schedule_mistakes_name_the_field_and_a_fix() {
+        let (s, errors) = schedule(Some("0 * * * *"), None, None);
+        assert!(s.is_none());
+        assert_eq!(errors[0].path, "schedule.cron");
+        assert!(
+            errors[0]
+                .message
+                .starts_with("invalid cron expression `0 * * * *`")
+        );
+        assert!(
+            errors[0]
+                .hint
+                .as_deref()
+                .unwrap()
+                .contains("rooftop cron has seconds")
+        );
+
+        let (_, errors) = schedule(Some("0 0 * * * *"), Some("1h"), None);
+        assert_eq!(
+            paths_and_messages(&errors),
+            [(
+                "schedule".to_string(),
+                "a schedule has either `cron` or `every`, not both".to_string()
+            )]
+        );
+        let (_, errors) = schedule(None, None, None);
+        assert_eq!(errors[0].message, "a schedule needs `cron` or `every`");
+        let (s, errors) = schedule(None, Some("1h"), Some("UTC"));
+        assert!(s.is_some(), "the schedule itself is fine");
+        assert_eq!(
+            paths_and_messages(&errors),
+            [(
+                "schedule.timezone".to_string(),
+                "`timezone` only applies to `cron` schedules".to_string()
+            )]
+        );
+    }
+
+    /// `check` accepts every one of `ok` and refuses every one of `bad`.
+    fn sorts(check: fn(&str) -> bool, ok: &[&str], bad: &[&str]) {
+        for s in ok {
+            assert!(check(s), "refused `{s}`");
+        }
+        for s in bad {
+            assert!(!check(s), "accepted `{s}`");
+        }
+    }
+
+    #[test]
+    fn names_are_lowercase_digits_and_dashes_up_to_64() {
+        sorts(
+            is_name,
+            &["appointment-to-ro", "a", "9-lives", &"a".repeat(64)],
+            &[
+                "",
+                "-lead",
+                "Lead",
+                "lead_to_crm",
+                "lead.crm",
+                &"a".repeat(65),
+            ],
+        );
+    }
+
+    #[test]
+    fn identifiers_are_letters_digits_and_underscores_not_a_digit_first() {
+        sorts(
+            is_identifier,
+            &["crm_token", "_x", "RO2"],
+            &["", "2fa", "crm-token", "a b", "é"],
+        );
+    }
+
+    #[test]
+    fn connectors_are_bounded_lowercase_names_with_dots_and_underscores() {
+        sorts(
+            is_connector,
+            &["crm-to-dms", "dms_v2", "cdk.drive", "0", &"c".repeat(64)],
+            &[
+                "",
+                "CRM-to-DMS",
+                "-crm",
+                ".crm",
+                "_crm",
+                "crm to dms",
+                "crm/dms",
+                "crm-{{ run.id }}",
+                &"c".repeat(65),
+            ],
+        );
+    }
+
+    #[test]
+    fn e_mail_addresses_need_a_local_part_and_a_dotted_domain() {
+        sorts(
+            is_email,
+            &["maria@dealer.example", "a.b+c@mail.dealer.example"],
+            &[
+                "maria",
+                "@dealer.example",
+                "maria@dealer",
+                "maria@.example",
+                "maria@dealer.",
+                "maria@dealer@example.com",
+                "maria lopez@dealer.example",
+            ],
+        );
+    }
+
+    #[test]
+    fn urls_are_http_or_https() {
+        assert!(is_http_url("https://wiki.dealer.example"));
+        assert!(is_http_url("http://127.0.0.1:4318"));
+        assert!(!is_http_url("ftp://dealer.example"));
+        assert!(!is_http_url("wiki.dealer.example"));
+        assert!(!is_http_url("HTTPS://wiki.dealer.example"));
+    }
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        assert_eq!(parse_size("1024"), Some(1024));
+        assert_eq!(parse_size("10b"), Some(10));
+        assert_eq!(parse_size("512MB"), Some(512_000_000));
+        assert_eq!(parse_size(" 2 GiB "), Some(2 << 30));
+        assert_eq!(parse_size("3kib"), Some(3 << 10));
+        assert_eq!(parse_size("12 parsecs"), None);
+        assert_eq!(parse_size("MB"), None);
+        assert_eq!(parse_size("1.5GB"), None);
+        assert_eq!(parse_size("99999999999999999999GB"), None);
+        assert_eq!(
+            parse_size(&format!("{}GiB", u64::MAX >> 20)),
+            None,
+            "overflow"
+        );
+    }
+
+    fn template_errors(source: &str) -> Vec<(String, String)> {
+        let later = HashMap::from([("ro_number".to_string(), "find-ro".to_string())]);
+        let scope = Scope {
+            vars: vec!["dealer_id"],
+            captures: BTreeSet::from(["appointment_id"]),
+            later: &later,
+        };
+        let (_, errors) = check(|c| check_template(c, &at("url"), source, &scope));
+        paths_and_messages(&errors)
+    }
+
+    #[test]
+    fn templates_may_read_vars_captures_and_built_ins() {
+        for ok in [
+            "{{ dealer_id }}/{{ appointment_id }}",
+            "{{ env.CRM_URL }}",
+            "{{ secret.crm_token }}",
+            "{{ run.id }} {{ run.probe }}",
+            "{{ synthetic.customer() }}",
+            "plain text",
+        ] {
+            assert_eq!(template_errors(ok), [], "{ok}");
+        }
+    }
+
+    #[test]
+    fn template_mistakes_say_what_exists() {
+        let one = |source: &str| {
+            let errors = template_errors(source);
+            assert_eq!(errors.len(), 1, "{source}: {errors:?}");
+            assert_eq!(errors[0].0, "url");
+            errors[0].1.clone()
+        };
+        assert_eq!(
+            one("{{ ro_number }}"),
+            "`ro_number` is used before it exists: it is captured by step `find-ro`, which runs later"
+        );
+        assert_eq!(one("{{ dealer }}"), "unknown variable `dealer`");
+        assert_eq!(one("{{ run.attempt }}"), "`run.attempt` does not exist");
+        assert_eq!(
+            one("{{ synthetic.plate() }}"),
+            "`synthetic.plate()` does not exist"
+        );
+        assert_eq!(one("{{ env }}"), "`env` needs a name, e.g. `env.NAME`");
+        assert!(one("{{ unclosed").starts_with("template syntax error"));
+    }
+
+    #[test]
+    fn templates_inside_json_are_checked_at_their_own_path() {
+        let errors = probe_errors(
+            "name: p\nsteps:\n  - name: one\n    request:\n      url: \"https://x\"\n      method: POST\n      json: {customer: {name: \"{{ nme }}\"}, tags: [ok, \"{{ tg }}\"]}\n",
+        );
+        assert_eq!(
+            paths_and_messages(&errors),
+            [
+                (
+                    "steps[0].request.json.customer.name".to_string(),
+                    "unknown variable `nme`".to_string()
+                ),
+                (
+                    "steps[0].request.json.tags[1]".to_string(),
+                    "unknown variable `tg`".to_string()
+                ),
+            ]
+        );
+    }
+}

@@ -261,3 +261,125 @@ pub(super) fn check_probe(
         source: c.file.to_path_buf(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{ONE_STEP, paths_and_messages, probe, probe_errors};
+    use crate::model::{Runbook, Severity};
+
+    fn errors(yaml: &str) -> Vec<(String, String)> {
+        paths_and_messages(&probe_errors(yaml))
+    }
+
+    #[test]
+    fn a_probe_takes_the_defaults_it_does_not_override() {
+        let p = probe(&format!(
+            "name: lead-to-crm\nseverity: P1\nlabels: {{flow: leads}}\n{ONE_STEP}"
+        ));
+        assert_eq!(p.severity, Severity::P1);
+        assert_eq!(p.timeout, std::time::Duration::from_secs(15 * 60));
+        assert_eq!(p.connector, None);
+        assert_eq!(p.connector_label(), "-");
+        assert_eq!(p.source, std::path::Path::new("p.yaml"));
+        let p = probe(&format!(
+            "name: p\nrunbook: ./runbooks/ro-not-created.md\nlabels: {{connector: crm-to-dms}}\n{ONE_STEP}"
+        ));
+        assert_eq!(p.connector.as_deref(), Some("crm-to-dms"));
+        assert_eq!(p.labels["connector"], "crm-to-dms");
+        assert!(
+            matches!(&p.runbook, Some(Runbook::File { path, .. }) if path.as_os_str() == "runbooks/ro-not-created.md")
+        );
+    }
+
+    #[test]
+    fn labels_connector_must_be_a_bounded_name() {
+        assert_eq!(
+            errors(&format!("name: p\nlabels: {{connector: CRM to DMS}}\n{ONE_STEP}")),
+            [(
+                "labels.connector".into(),
+                "`CRM to DMS` is not a connector name: lowercase letters, digits, `-`, `_` and `.`, at most 64".into()
+            )]
+        );
+        let long = "c".repeat(65);
+        assert_eq!(
+            errors(&format!(
+                "name: p\nlabels: {{connector: {long}}}\n{ONE_STEP}"
+            ))
+            .len(),
+            1
+        );
+        // Other labels are free text; only `connector` becomes a grouping key.
+        let p = probe(&format!(
+            "name: p\nlabels: {{flow: CRM to DMS}}\n{ONE_STEP}"
+        ));
+        assert_eq!(p.labels["flow"], "CRM to DMS");
+    }
+
+    #[test]
+    fn labels_are_fixed_identifiers() {
+        assert_eq!(
+            errors(&format!(
+                "name: p\nlabels: {{flow-name: x, connector: \"{{{{ env.C }}}}\"}}\n{ONE_STEP}"
+            )),
+            [
+                (
+                    "labels.flow-name".into(),
+                    "label name `flow-name` must be letters, digits and underscores".into()
+                ),
+                (
+                    "labels.connector".into(),
+                    "label values are fixed text, not templates (labels must stay bounded)".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn vars_captures_and_steps_must_not_collide() {
+        let e = errors(
+            "name: p\nvars: {env: 1, dealer: \"{{ later }}\"}\nsteps:\n  - name: one\n    request: {url: \"https://x\"}\n    capture: {dealer: \"$.d\", id: \"$.id\"}\n  - name: one\n    request: {url: \"https://x\"}\n    capture: {id: \"$.id\"}\n",
+        );
+        assert_eq!(
+            e,
+            [
+                ("vars.env".into(), "`env` cannot be a var name".into()),
+                ("vars.dealer".into(), "unknown variable `later`".into()),
+                (
+                    "steps[0].capture.dealer".into(),
+                    "capture `dealer` would hide a var or built-in of the same name".into()
+                ),
+                ("steps[1].name".into(), "duplicate step name `one`".into()),
+                (
+                    "steps[1].capture.id".into(),
+                    "capture `id` is already captured by step `one`".into()
+                ),
+            ]
+        );
+        assert_eq!(
+            errors("name: p\nsteps: []\n"),
+            [("steps".into(), "a probe needs at least one step".into())]
+        );
+    }
+
+    #[test]
+    fn a_cleanup_sees_the_captures_made_before_the_step_that_creates_its_record() {
+        let ok = "name: p\nsteps:\n  - name: book\n    request: {url: \"https://x\", method: POST}\n    capture: {id: \"$.id\"}\n    creates: {cleanup: delete}\ncleanup:\n  - name: delete\n    request: {url: \"https://x/{{ id }}\", method: DELETE}\n";
+        assert_eq!(probe(ok).cleanup[0].name, "delete");
+        assert_eq!(
+            errors(&format!(
+                "{ok}  - name: delete\n    request: {{url: \"https://x\"}}\n  - name: unused\n    request: {{url: \"https://x\"}}\n"
+            )),
+            [
+                (
+                    "cleanup[1].name".into(),
+                    "duplicate cleanup name `delete`".into()
+                ),
+                (
+                    "cleanup[2].name".into(),
+                    "cleanup `unused` is never used: no step has `creates: {cleanup: unused}`"
+                        .into()
+                ),
+            ]
+        );
+    }
+}

@@ -462,3 +462,174 @@ fn check_capture(c: &mut Checker<'_>, path: &FieldPath, spec: &Value) -> Option<
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testing::{paths_and_messages, probe, probe_errors};
+    use crate::model::{Body, CaptureSource};
+
+    fn errors(steps: &str) -> Vec<(String, String)> {
+        paths_and_messages(&probe_errors(&format!("name: p\ntimeout: 10m\n{steps}")))
+    }
+
+    /// Each error, as `path: message`, starts with the expected text (library details such
+    /// as a regex parser's explanation follow it).
+    fn assert_leads(steps: &str, expected: &[&str]) {
+        let got: Vec<String> = errors(steps)
+            .into_iter()
+            .map(|(p, m)| format!("{p}: {m}"))
+            .collect();
+        assert_eq!(got.len(), expected.len(), "{got:#?}");
+        for (g, e) in got.iter().zip(expected) {
+            assert!(g.starts_with(e), "`{g}` does not start with `{e}`");
+        }
+    }
+
+    #[test]
+    fn a_request_with_method_headers_body_and_timeout() {
+        let p = probe(
+            "name: p\nsteps:\n  - name: one\n    request: {url: \"{{ env.CRM }}/a\", method: post, headers: {X-Dealer-Id: \"7\"}, json: {a: 1}, timeout: 5s}\n",
+        );
+        let r = &p.steps[0].request;
+        assert_eq!(r.method, reqwest::Method::POST);
+        assert_eq!(r.headers, [("X-Dealer-Id".to_string(), "7".to_string())]);
+        assert!(matches!(&r.body, Body::Json(v) if v["a"] == 1));
+        assert_eq!(r.timeout, Duration::from_secs(5));
+        assert_eq!(p.steps[0].request.url, "{{ env.CRM }}/a");
+    }
+
+    #[test]
+    fn request_mistakes() {
+        assert_eq!(
+            errors(
+                "steps:\n  - name: one\n    request: {url: \"crm.example/a\", method: GTE, headers: {\"X Bad\": x}, json: {}, body: x}\n"
+            ),
+            [
+                (
+                    "steps[0].request.url".into(),
+                    "`crm.example/a` is not an absolute http(s) URL".into()
+                ),
+                (
+                    "steps[0].request.method".into(),
+                    "unknown HTTP method `GTE`".into()
+                ),
+                (
+                    "steps[0].request.headers[\"X Bad\"]".into(),
+                    "`X Bad` is not a valid header name".into()
+                ),
+                (
+                    "steps[0].request.body".into(),
+                    "a request has `json` or `body`, not both".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn captures_are_jsonpath_header_or_regex() {
+        let p = probe(
+            "name: p\nsteps:\n  - name: one\n    request: {url: \"https://x\"}\n    capture: {id: \"$.id\", loc: {header: Location}, ro: {regex: \"RO-(\\\\d+)\"}}\n",
+        );
+        let c = &p.steps[0].captures;
+        assert!(matches!(&c[0].source, CaptureSource::Json(_, q) if q == "$.id"));
+        assert!(matches!(&c[1].source, CaptureSource::Header(h) if h == "location"));
+        assert!(matches!(&c[2].source, CaptureSource::Regex(_)));
+        assert_leads(
+            "steps:\n  - name: one\n    request: {url: \"https://x\"}\n    capture: {bad-name: \"$.a\", a: \"$[\", b: {xpath: x}, c: {regex: \"(\"}, d: 5}\n",
+            &[
+                "steps[0].capture.bad-name: capture name `bad-name` must be letters, digits and underscores",
+                "steps[0].capture.a: invalid JSONPath `$[`",
+                "steps[0].capture.b.xpath: unknown capture source `xpath`",
+                "steps[0].capture.c.regex: invalid regular expression",
+                "steps[0].capture.d: a capture is a JSONPath string or one of `{json: ...}`, `{header: ...}`, `{regex: ...}`",
+            ],
+        );
+    }
+
+    #[test]
+    fn polls_need_until_and_fit_in_the_probe_timeout() {
+        let p = probe(
+            "name: p\nsteps:\n  - name: one\n    request: {url: \"https://x\"}\n    until: {status: 200}\n    poll: {interval: 5s, within: 2m}\n",
+        );
+        let poll = p.steps[0].poll.as_ref().expect("poll");
+        assert_eq!(
+            (poll.interval, poll.max_interval, poll.backoff),
+            (Duration::from_secs(5), Duration::from_secs(30), 1.5)
+        );
+        assert_eq!(
+            errors(
+                "steps:\n  - name: one\n    request: {url: \"https://x\"}\n    until: {status: 200}\n    poll: {interval: 1m, max_interval: 10s, backoff: 20, within: 1h}\n  - name: two\n    request: {url: \"https://x\"}\n    poll: {within: 1m}\n  - name: three\n    request: {url: \"https://x\"}\n    until: {status: 200}\n"
+            ),
+            [
+                (
+                    "steps[0].poll.max_interval".into(),
+                    "max_interval is shorter than interval".into()
+                ),
+                (
+                    "steps[0].poll.backoff".into(),
+                    "backoff 20 must be between 1 and 10".into()
+                ),
+                (
+                    "steps[0].poll.within".into(),
+                    "poll `within` (1h) is longer than the probe `timeout` (10m)".into()
+                ),
+                (
+                    "steps[1].poll".into(),
+                    "`poll` needs an `until` condition to poll for".into()
+                ),
+                (
+                    "steps[2].until".into(),
+                    "`until` needs `poll` settings".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn sync_measures_since_an_earlier_step() {
+        let p = probe(
+            "name: p\nsteps:\n  - name: book\n    request: {url: \"https://x\"}\n  - name: wait\n    request: {url: \"https://x\"}\n    until: {status: 200}\n    poll: {within: 5m}\n    capture: {at: \"$.t\"}\n    sync: {since: book, timestamp: at}\n    slo: {sync_latency: 2m}\n",
+        );
+        let s = &p.steps[1];
+        assert_eq!(s.sync.as_ref().map(|y| y.since_index), Some(0));
+        assert_eq!(s.slo_sync_latency, Some(Duration::from_secs(120)));
+        assert_eq!(
+            errors(
+                "steps:\n  - name: book\n    request: {url: \"https://x\"}\n    sync: {since: book, timestamp: at}\n    slo: {sync_latency: 1m}\n  - name: two\n    request: {url: \"https://x\"}\n    slo: {sync_latency: 1m}\n"
+            ),
+            [
+                (
+                    "steps[0].sync".into(),
+                    "`sync` measures how long `until` takes to hold; add `until` and `poll`".into()
+                ),
+                (
+                    "steps[0].sync.since".into(),
+                    "`sync.since` cannot name the step itself (`book`)".into()
+                ),
+                (
+                    "steps[0].sync.timestamp".into(),
+                    "`sync.timestamp` names `at`, which this step does not capture".into()
+                ),
+                (
+                    "steps[1].slo.sync_latency".into(),
+                    "`slo.sync_latency` needs `sync: {since: STEP}` on this step".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn creates_names_cleanup_steps_and_cleanups_bind_new_names() {
+        assert_leads(
+            "steps:\n  - name: one\n    request: {url: \"https://x\"}\n    capture: {id: \"$.id\"}\n    creates: {cleanup: [delete, delte]}\ncleanup:\n  - name: Delete\n    request: {url: \"https://x\"}\n  - name: delete\n    find: {request: {url: \"https://x\"}, each: \"$.items[*]\", as: id}\n    request: {url: \"https://x/{{ id }}\"}\n    retries: 21\n",
+            &[
+                "steps[0].creates.cleanup[1]: no cleanup step named `delte`",
+                "cleanup[0].name: cleanup `Delete` is never used",
+                "cleanup[1].find.as: `id` cannot name the found value",
+                "cleanup[1].retries: at most 20 retries",
+            ],
+        );
+    }
+}
