@@ -110,20 +110,58 @@ impl fmt::Display for Severity {
     }
 }
 
-/// Where the runbook for a failure lives.
+/// Where the runbook for a failure lives; for a file, what it says (parsed at load, so
+/// pages quote it without reading files).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Runbook {
-    /// Relative to the config directory, e.g. `runbooks/ro-not-created.md`.
-    File(PathBuf),
+    File {
+        /// Relative to the config directory, e.g. `runbooks/ro-not-created.md`.
+        path: PathBuf,
+        text: RunbookText,
+    },
     Url(String),
 }
 
 impl fmt::Display for Runbook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Runbook::File(p) => write!(f, "{}", p.display()),
+            Runbook::File { path, .. } => write!(f, "{}", path.display()),
             Runbook::Url(u) => f.write_str(u),
         }
+    }
+}
+
+/// A runbook file's `##` sections in file order (`config::validate::parse_runbook`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunbookText {
+    pub sections: Vec<RunbookSection>,
+}
+
+/// One `## Title` and the text under it, up to the next `#` or `##` heading (`###` and
+/// deeper stay in the text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunbookSection {
+    /// As written, trimmed.
+    pub title: String,
+    /// Trimmed; may be empty.
+    pub text: String,
+}
+
+impl RunbookText {
+    /// The text of the first section titled `title` (case-insensitive), if it has any.
+    pub fn section(&self, title: &str) -> Option<&str> {
+        self.sections
+            .iter()
+            .find(|s| s.title.eq_ignore_ascii_case(title))
+            .map(|s| s.text.as_str())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// Whether a section titled `title` (case-insensitive) exists, empty or not.
+    pub fn has_section(&self, title: &str) -> bool {
+        self.sections
+            .iter()
+            .any(|s| s.title.eq_ignore_ascii_case(title))
     }
 }
 

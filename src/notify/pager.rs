@@ -25,27 +25,6 @@ use crate::store::IncidentStore;
 use crate::store::StoreError;
 use crate::store::outbox::{DeliveryState, OutboxEntry, OutboxRow, OutboxStore};
 
-/// The text under a markdown heading named `title` (any level), up to the next heading
-/// of the same or a higher level.
-pub fn runbook_section(markdown: &str, title: &str) -> Option<String> {
-    let mut lines = markdown.lines();
-    let level = loop {
-        let l = lines.next()?;
-        let hashes = l.chars().take_while(|c| *c == '#').count();
-        if hashes > 0 && l[hashes..].trim().eq_ignore_ascii_case(title) {
-            break hashes;
-        }
-    };
-    let body: Vec<&str> = lines
-        .take_while(|l| {
-            let h = l.chars().take_while(|c| *c == '#').count();
-            h == 0 || h > level
-        })
-        .collect();
-    let text = body.join("\n").trim().to_string();
-    (!text.is_empty()).then_some(text)
-}
-
 /// Builds notices and queues them.
 #[derive(Debug)]
 pub struct Pager {
@@ -128,9 +107,9 @@ impl Pager {
     fn runbook_url(&self, rb: &Runbook) -> String {
         match rb {
             Runbook::Url(u) => u.clone(),
-            Runbook::File(p) => match &self.runbook_base_url {
-                Some(base) => format!("{}/{}", base.trim_end_matches('/'), p.display()),
-                None => self.config_dir.join(p).display().to_string(),
+            Runbook::File { path, .. } => match &self.runbook_base_url {
+                Some(base) => format!("{}/{}", base.trim_end_matches('/'), path.display()),
+                None => self.config_dir.join(path).display().to_string(),
             },
         }
     }
@@ -151,8 +130,9 @@ impl Pager {
             .and_then(|s| probe.steps.iter().find(|st| &st.name == s))
             .and_then(|st| st.runbook.clone())
             .or_else(|| probe.runbook.clone());
-        let text = match &runbook {
-            Some(Runbook::File(p)) => std::fs::read_to_string(self.config_dir.join(p)).ok(),
+        // Quoted from the runbook as parsed at load: no file is read at page time.
+        let quote = |title: &str| match &runbook {
+            Some(Runbook::File { text, .. }) => text.section(title).map(str::to_string),
             _ => None,
         };
         Notice {
@@ -188,12 +168,8 @@ impl Pager {
                 })
                 .collect(),
             runbook_url: runbook.as_ref().map(|r| self.runbook_url(r)),
-            runbook_impact: text
-                .as_deref()
-                .and_then(|t| runbook_section(t, "Impact assessment")),
-            runbook_mitigations: text
-                .as_deref()
-                .and_then(|t| runbook_section(t, "Immediate mitigations")),
+            runbook_impact: quote("Impact assessment"),
+            runbook_mitigations: quote("Immediate mitigations"),
             ack_url: match kind {
                 NoticeKind::Trigger | NoticeKind::Flapping => {
                     self.ack.as_ref().map(|a| a.link(&open.id, now))
@@ -424,31 +400,6 @@ impl Pager {
             wake: &self.wake,
         };
         deliver_until_stopped(d, clock, stop, observe).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runbook_sections_are_cut_at_the_next_heading() {
-        let md = "# RO not created\n\nintro\n\n## Impact assessment\n\nAdvisors re-key ROs.\n### Detail\nkept\n\n## Immediate mitigations\n\n1. Restart.\n";
-        assert_eq!(
-            runbook_section(md, "Impact assessment").unwrap(),
-            "Advisors re-key ROs.\n### Detail\nkept"
-        );
-        assert_eq!(
-            runbook_section(md, "immediate mitigations").unwrap(),
-            "1. Restart."
-        );
-        assert_eq!(runbook_section(md, "Rollback criteria"), None);
-        let bundled = std::fs::read_to_string("runbooks/ro-not-created.md").unwrap();
-        assert!(
-            runbook_section(&bundled, "Impact assessment")
-                .unwrap()
-                .contains("Service Director")
-        );
     }
 }
 
