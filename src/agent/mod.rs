@@ -35,10 +35,7 @@ use crate::telemetry::{Telemetry, settings};
 pub use report::{Lines, Report, Reporter};
 pub use signals::Signal;
 
-/// The default stop deadline: runs, their cleanup, the last outbox pass and the
-/// exporters' flush all end within it. Under systemd's default 90 s stop timeout, so the
-/// agent names what did not finish before systemd kills it.
-pub const DEFAULT_STOP_DEADLINE: Duration = Duration::from_secs(75);
+pub use crate::model::DEFAULT_STOP_DEADLINE;
 
 /// Longest interval between refreshes of the success-ratio, leftover and store-size
 /// gauges (they follow `telemetry.interval` when it is shorter).
@@ -109,6 +106,8 @@ pub struct Parts {
     pub max_concurrent: Option<usize>,
     /// Overrides `history.keep`.
     pub keep_history: Option<Duration>,
+    /// Overrides `scheduler.stop_deadline`.
+    pub stop_deadline: Option<Duration>,
     /// Overrides `telemetry.listen` (`Some(None)`: no listener).
     pub listen: Option<Option<SocketAddr>>,
     /// Channels besides those of `rooftop.yaml` (the demo's SMS folder).
@@ -128,6 +127,7 @@ impl Parts {
             clock,
             max_concurrent: None,
             keep_history: None,
+            stop_deadline: None,
             listen: None,
             extra_channels: Vec::new(),
             pace: None,
@@ -150,6 +150,7 @@ pub struct Agent {
     max_concurrent: usize,
     history_limits: crate::model::HistorySettings,
     telemetry_interval: Duration,
+    stop_deadline: Duration,
     clock: Arc<dyn Clock>,
     reporter: Arc<dyn Reporter>,
 }
@@ -234,6 +235,9 @@ impl Agent {
             max_concurrent,
             history_limits,
             telemetry_interval: config.agent.telemetry.interval,
+            stop_deadline: parts
+                .stop_deadline
+                .unwrap_or(config.agent.scheduler.stop_deadline),
             clock: parts.clock,
             reporter: parts.reporter,
         })
@@ -285,6 +289,7 @@ impl Agent {
             in_flight,
             telemetry: self.telemetry,
             listen_addr,
+            stop_deadline: self.stop_deadline,
         })
     }
 
@@ -506,6 +511,7 @@ pub struct Running {
     in_flight: InFlight,
     telemetry: Arc<Telemetry>,
     listen_addr: Option<SocketAddr>,
+    stop_deadline: Duration,
 }
 
 /// How a drain ended.
@@ -523,19 +529,24 @@ impl Running {
         self.listen_addr
     }
 
+    /// The one deadline `drain` is given (`scheduler.stop_deadline` or its override).
+    pub fn stop_deadline(&self) -> Duration {
+        self.stop_deadline
+    }
+
     /// Resolves when the scheduler ends on its own (no probe has a future fire time).
     pub async fn finished(&mut self) {
         let _ = (&mut self.scheduler).await;
     }
 
     /// Stops firing, interrupts in-flight runs (their cleanup still runs), lets the pager
-    /// make its last delivery pass and the exporters flush, all within `deadline`.
+    /// make its last delivery pass and the exporters flush, all within `stop_deadline`.
     /// Whatever is still going then is stopped and named in `unfinished`: a cut-off run's
     /// records stay in the cleanup ledger and undelivered pages in the outbox, both for
     /// the next start.
-    pub async fn drain(self, deadline: Duration) -> Drained {
+    pub async fn drain(self) -> Drained {
         let started = Instant::now();
-        let at = started + deadline;
+        let at = started + self.stop_deadline;
         let _ = self.stop_tx.send(true);
         let mut unfinished = Vec::new();
 

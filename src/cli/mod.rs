@@ -82,7 +82,8 @@ pub enum Command {
         #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
         listen: Option<Listen>,
         /// How long a stop may take, for everything: in-flight runs and their cleanup,
-        /// the last outbox pass, the telemetry flush (default 75s, under systemd's 90 s).
+        /// the last outbox pass, the telemetry flush (overrides scheduler.stop_deadline;
+        /// default 75s, under systemd's 90 s).
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, env = "ROOFTOP_STOP_DEADLINE")]
         stop_deadline: Option<std::time::Duration>,
     },

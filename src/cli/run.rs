@@ -57,12 +57,10 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
         .state_dir
         .clone()
         .unwrap_or_else(|| config.agent.state_dir.clone());
-    let deadline = overrides
-        .stop_deadline
-        .unwrap_or(agent::DEFAULT_STOP_DEADLINE);
     let parts = Parts {
         max_concurrent: overrides.max_concurrent,
         keep_history: overrides.keep_history,
+        stop_deadline: overrides.stop_deadline,
         listen: overrides.listen,
         ..Parts::service(state_dir, Arc::new(SystemClock))
     };
@@ -80,11 +78,12 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
         s = signal => s.map(|s| s.name()).unwrap_or("a signal"),
         _ = running.finished() => "no probe has a future fire time",
     };
+    let deadline = running.stop_deadline();
     eprintln!(
         "stopping ({why}): interrupting in-flight runs, cleaning up, flushing the outbox and telemetry, within {}",
         humantime::format_duration(deadline)
     );
-    let drained = running.drain(deadline).await;
+    let drained = running.drain().await;
     report_drain(&drained, deadline)
 }
 

@@ -538,6 +538,12 @@ pub struct SchedulerConfig {
     /// never a burst).
     #[serde(default)]
     pub missed_runs: Option<String>,
+    /// How long a stop (SIGTERM, `systemctl stop`) may take for everything: in-flight
+    /// runs are interrupted and clean up, the outbox gets its last pass, telemetry
+    /// flushes. Default `75s`, under systemd's 90 s; at most `30m`. Whatever is still
+    /// going then is named in the last log line and kept for the next start.
+    #[serde(default)]
+    pub stop_deadline: Option<String>,
 }
 
 /// History retention: runs go when older than `keep` or when the store is over

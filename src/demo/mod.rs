@@ -232,6 +232,7 @@ pub async fn run_demo(
         clock: Arc::new(SystemClock),
         max_concurrent: None,
         keep_history: None,
+        stop_deadline: Some(DEMO_STOP_DEADLINE),
         listen: Some(Some(opts.metrics)),
         extra_channels,
         pace: Some(opts.pause),
@@ -306,7 +307,7 @@ pub async fn run_demo(
     // The service's stop: in-flight runs are interrupted and clean up, the outbox gets
     // its last pass, the exporters flush.
     println!("\nstopping: interrupting in-flight runs, cleaning up, flushing the outbox…");
-    let drained = running.drain(DEMO_STOP_DEADLINE).await;
+    let drained = running.drain().await;
     if !drained.unfinished.is_empty() {
         eprintln!(
             "warning: not finished within {}: {}; replaying the cleanup ledger",

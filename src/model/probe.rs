@@ -477,13 +477,20 @@ impl OtlpProtocol {
 pub struct SchedulerSettings {
     pub max_concurrent: usize,
     pub missed_runs: MissedRuns,
+    /// One deadline for a whole stop: runs, cleanup, the last outbox pass, exporters.
+    pub stop_deadline: Duration,
 }
+
+/// The default stop deadline: under systemd's default 90 s stop timeout, so the agent
+/// names what did not finish before systemd kills it.
+pub const DEFAULT_STOP_DEADLINE: Duration = Duration::from_secs(75);
 
 impl Default for SchedulerSettings {
     fn default() -> Self {
         SchedulerSettings {
             max_concurrent: 16,
             missed_runs: MissedRuns::Skip,
+            stop_deadline: DEFAULT_STOP_DEADLINE,
         }
     }
 }

@@ -16,6 +16,8 @@ use crate::model::{
 };
 use crate::template;
 
+/// Upper bound of `scheduler.stop_deadline`.
+const MAX_STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1800);
 /// Upper bound of `scheduler.max_concurrent`.
 const MAX_CONCURRENT_RUNS: u32 = 4096;
 /// Lower bound of `history.max_size`.
@@ -238,6 +240,19 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &AgentConfig) -> (Agent, Def
                 ),
             }
         }
+        if let Some(t) = &sc.stop_deadline
+            && let Some(d) = c.duration(&sp.key("stop_deadline"), t)
+        {
+            if d > MAX_STOP_DEADLINE {
+                c.err(
+                    &sp.key("stop_deadline"),
+                    format!("stop_deadline `{t}` is over {}", humantime::format_duration(MAX_STOP_DEADLINE)),
+                    Some("the default, 75s, fits systemd's 90 s stop timeout; raise TimeoutStopSec= with it".into()),
+                );
+            } else {
+                scheduler.stop_deadline = d;
+            }
+        }
     }
     let mut history = HistorySettings::default();
     if let Some(h) = &raw.history {
@@ -340,7 +355,7 @@ mod tests {
             "rooftop: {id: toronto-north, name: Toronto North Honda}\n\
              defaults: {timezone: America/Toronto, severity: p2, timeout: 5m, request_timeout: 10s, cleanup_retries: 5, max_body_bytes: 2048, verify_tls: false}\n\
              secrets: {crm_token: {env: CRM_TOKEN}, dms: {file: /etc/rooftop/dms.token}}\n\
-             scheduler: {max_concurrent: 4, missed_runs: run-once}\n\
+             scheduler: {max_concurrent: 4, missed_runs: run-once, stop_deadline: 2m}\n\
              history: {keep: 7d, max_size: 1GiB}\n",
         );
         assert_eq!(a.rooftop_id, "toronto-north");
@@ -361,6 +376,10 @@ mod tests {
         );
         assert_eq!(a.scheduler.max_concurrent, 4);
         assert_eq!(a.scheduler.missed_runs, MissedRuns::RunOnce);
+        assert_eq!(
+            a.scheduler.stop_deadline,
+            std::time::Duration::from_secs(120)
+        );
         assert_eq!(a.history.keep, Duration::from_secs(7 * 86400));
         assert_eq!(a.history.max_bytes, 1 << 30);
     }
@@ -408,7 +427,7 @@ mod tests {
     #[test]
     fn scheduler_history_and_rooftop_id_mistakes() {
         let e = agent_errors(
-            "rooftop: {id: Toronto North}\nscheduler: {max_concurrent: 5000, missed_runs: run-onse}\nhistory: {max_size: 1MB}\n",
+            "rooftop: {id: Toronto North}\nscheduler: {max_concurrent: 5000, missed_runs: run-onse, stop_deadline: 2h}\nhistory: {max_size: 1MB}\n",
         );
         assert_eq!(
             paths_and_messages(&e),
@@ -425,6 +444,10 @@ mod tests {
                 (
                     "scheduler.missed_runs".into(),
                     "unknown missed_runs `run-onse`".into()
+                ),
+                (
+                    "scheduler.stop_deadline".into(),
+                    "stop_deadline `2h` is over 30m".into()
                 ),
                 (
                     "history.max_size".into(),
