@@ -300,11 +300,8 @@ fn capture_one(
 mod tests {
     use super::*;
     use crate::model::{JsonAssertion, StatusMatch};
-    use crate::secrets::{Masker, SecretStore};
-    use crate::synthetic::Synthetic;
     use serde_json::json;
     use serde_json_path::JsonPath;
-    use std::sync::Arc;
     use std::time::Duration;
 
     fn resp(status: u16, body: &str) -> Response {
@@ -320,14 +317,7 @@ mod tests {
     }
 
     fn ctx() -> Context {
-        let mut c = Context::new(
-            Arc::default(),
-            Arc::new(SecretStore::default()),
-            Arc::new(Synthetic::new("r")),
-            "r",
-            "p",
-            Masker::default(),
-        );
+        let mut c = crate::runner::test_support::context();
         c.set("vin", json!("0RTSYNTH1TZ123456"));
         c
     }

@@ -1,14 +1,24 @@
-//! Polling for an asynchronous result: wait `interval`, grow it by `backoff` up to
-//! `max_interval`, and make a last attempt exactly at the `within` deadline.
+//! Polling for an asynchronous result: the schedule (wait `interval`, grow it by
+//! `backoff` up to `max_interval`, a last attempt exactly at the `within` deadline), and a
+//! step's poll loop on it: send, judge each answer against `until`, explain a miss.
 //!
 //! Waiting goes through `tokio::time`, so tests run the schedule on paused time.
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::model::Poll;
+use super::assert::{self, Verdict};
+use super::http::{Failure, OutgoingRequest, Response};
+use super::request::body_snippet;
+use super::step::{Ending, Sent};
+use super::{ErrorClass, Outcome, Progress, ProgressFn, RequestRecord, RunState, Runner};
+use crate::model::{Expect, Poll, Step};
+
+/// Polls of one step kept in its report (the count is always exact in `attempts`).
+const MAX_POLL_RECORDS: usize = 200;
 
 /// When one attempt was sent and answered, as offsets from the run's start.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -134,9 +144,223 @@ pub fn attempt_offsets(plan: &Poll) -> Vec<Duration> {
     out
 }
 
+/// How a poll attempt's answer counts.
+fn poll_kind(resp: &Response, until: &Verdict) -> Attempt {
+    if until.passed() {
+        return Attempt::Hit;
+    }
+    match resp.status {
+        401 | 403 => Attempt::Fatal,
+        // Not there yet.
+        404 => Attempt::Miss,
+        // Busy or conflicting right now: may clear up.
+        408 | 409 | 425 | 429 => Attempt::Transient,
+        400..=499 => Attempt::Fatal,
+        500..=599 => Attempt::Transient,
+        _ if until.problem.is_some() => Attempt::Transient,
+        _ => Attempt::Miss,
+    }
+}
+
+/// The last attempt of a poll: its answer, its record, its `until` verdict.
+type Payload = (Result<Response, Failure>, RequestRecord, Option<Verdict>);
+
+impl Runner {
+    /// Sends a step's rendered request `out` on `plan` until `until` holds, reporting each
+    /// attempt as progress. The final attempt must fit before the probe's own deadline, so
+    /// a poll cut short still reports its polls and last answer. Returns the polls kept
+    /// for the report and the last attempt (none only if no attempt was made).
+    pub(super) async fn poll_step(
+        &self,
+        st: &RunState,
+        step: &Step,
+        until: &Expect,
+        plan: &Poll,
+        out: &OutgoingRequest,
+        progress: Option<&ProgressFn>,
+    ) -> (Vec<RequestRecord>, Option<Sent>) {
+        let last: Mutex<Option<Payload>> = Mutex::new(None);
+        let polls: Mutex<Vec<RequestRecord>> = Mutex::new(Vec::new());
+        let (t0, ctx, trace_id, masker, last_ref, polls_ref) = (
+            st.t0,
+            &st.ctx,
+            st.trace_id.as_str(),
+            st.ctx.masker(),
+            &last,
+            &polls,
+        );
+        let poll_started = Instant::now();
+        let cap = st.deadline.checked_sub(step.request.timeout);
+        let result = poll_until(plan, t0, cap, |n| async move {
+            let (res, rec) = self.send(t0, out, trace_id, masker).await;
+            let (kind, verdict) = match &res {
+                Ok(resp) => {
+                    let v = assert::check(until, resp, ctx);
+                    (poll_kind(resp, &v), Some(v))
+                }
+                Err(_) => (Attempt::Transient, None),
+            };
+            if let Some(p) = progress {
+                p(&Progress::PollAttempt {
+                    step: step.name.clone(),
+                    attempt: n,
+                    elapsed: poll_started.elapsed(),
+                    status: rec.status,
+                    hit: kind == Attempt::Hit,
+                });
+            }
+            if let Ok(mut p) = polls_ref.lock()
+                && p.len() < MAX_POLL_RECORDS
+            {
+                p.push(rec.clone());
+            }
+            if let Ok(mut slot) = last_ref.lock() {
+                *slot = Some((res, rec, verdict));
+            }
+            (kind, ())
+        })
+        .await;
+        let polls = polls.into_inner().unwrap_or_else(|p| p.into_inner());
+        let last = last.into_inner().unwrap_or_else(|p| p.into_inner());
+        let sent = last.map(|(res, record, until)| Sent {
+            res,
+            record,
+            until,
+            poll: Some(result),
+        });
+        (polls, sent)
+    }
+}
+
+/// How a step whose polling ended without a hit ends: with the last attempt's transport
+/// error, the answer that stopped polling, the problem that kept recurring, or a sync
+/// timeout naming what the last answer showed.
+pub(super) fn missed_poll_ending(
+    st: &RunState,
+    step: &Step,
+    res: &Result<Response, Failure>,
+    pr: &PollResult<()>,
+    until: Option<&Verdict>,
+) -> Ending {
+    let within = step
+        .poll
+        .map(|p| humantime::format_duration(p.within).to_string())
+        .unwrap_or_default();
+    let masker = st.ctx.masker();
+    match (res, pr.end) {
+        (Err(f), _) => {
+            let m = format!("{} (after {} polls over {within})", f.message, pr.attempts);
+            Ending::error(f.class, m)
+        }
+        (Ok(resp), Attempt::Fatal) => {
+            let class = if matches!(resp.status, 401 | 403) {
+                ErrorClass::Auth
+            } else {
+                ErrorClass::Http4xx
+            };
+            let snippet = body_snippet(resp, masker);
+            Ending::error(
+                class,
+                format!("polling stopped: HTTP {}{snippet}", resp.status),
+            )
+        }
+        (Ok(resp), Attempt::Transient) => {
+            let (class, detail) = transient_problem(resp, until, &body_snippet(resp, masker));
+            let m = format!("{detail} (last of {} polls over {within})", pr.attempts);
+            Ending::error(class, m)
+        }
+        (Ok(_), _) => {
+            let why = until.and_then(|v| v.first_failure()).unwrap_or_default();
+            let cut = st
+                .deadline
+                .checked_sub(step.request.timeout)
+                .is_some_and(|c| c < Instant::now());
+            let m = if cut {
+                format!(
+                    "not synced before the probe timeout ({} polls); last answer: {why}",
+                    pr.attempts
+                )
+            } else {
+                format!(
+                    "not synced within {within} ({} polls); last answer: {why}",
+                    pr.attempts
+                )
+            };
+            Ending {
+                outcome: Outcome::SyncTimeout,
+                class: Some(ErrorClass::SyncTimeout),
+                message: Some(m),
+                accepted: false,
+            }
+        }
+    }
+}
+
+/// Class and description of the problem a poll's last transient answer showed: the
+/// `until` condition's own problem, else the status (`snippet`: the body, for a 5xx).
+fn transient_problem(
+    resp: &Response,
+    until: Option<&Verdict>,
+    snippet: &str,
+) -> (ErrorClass, String) {
+    match until.and_then(|v| v.problem.clone()) {
+        Some((c, m)) => (c, m),
+        None => match resp.status {
+            429 => (ErrorClass::RateLimited, "HTTP 429".to_string()),
+            s if s >= 500 => (ErrorClass::Http5xx, format!("HTTP {s}{snippet}")),
+            s => (ErrorClass::Http4xx, format!("HTTP {s}")),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::test_support::{assertion_result, response};
+
+    fn resp(status: u16) -> Response {
+        response(status, "")
+    }
+
+    fn missed(problem: Option<assert::Problem>) -> Verdict {
+        Verdict {
+            results: vec![assertion_result("$.status", false)],
+            problem,
+        }
+    }
+
+    #[test]
+    fn each_answer_counts_as_a_hit_miss_transient_or_fatal() {
+        let hit = Verdict {
+            results: Vec::new(),
+            problem: None,
+        };
+        assert_eq!(poll_kind(&resp(200), &hit), Attempt::Hit);
+        let kind = |status| poll_kind(&resp(status), &missed(None));
+        assert_eq!(kind(200), Attempt::Miss);
+        assert_eq!(kind(404), Attempt::Miss);
+        for busy in [408, 409, 425, 429, 500, 503] {
+            assert_eq!(kind(busy), Attempt::Transient, "HTTP {busy}");
+        }
+        for fatal in [400, 401, 403, 422] {
+            assert_eq!(kind(fatal), Attempt::Fatal, "HTTP {fatal}");
+        }
+        let unreadable = missed(Some((ErrorClass::InvalidJson, "not JSON".into())));
+        assert_eq!(poll_kind(&resp(200), &unreadable), Attempt::Transient);
+    }
+
+    #[test]
+    fn a_transient_miss_names_the_condition_problem_else_the_status() {
+        let problem = missed(Some((ErrorClass::InvalidJson, "not JSON".into())));
+        let with_problem = transient_problem(&resp(200), Some(&problem), "");
+        assert_eq!(with_problem, (ErrorClass::InvalidJson, "not JSON".into()));
+        let by_status = |status| transient_problem(&resp(status), None, "; body: down");
+        let limited = (ErrorClass::RateLimited, "HTTP 429".into());
+        assert_eq!(by_status(429), limited);
+        let down = (ErrorClass::Http5xx, "HTTP 503; body: down".into());
+        assert_eq!(by_status(503), down);
+        assert_eq!(by_status(409), (ErrorClass::Http4xx, "HTTP 409".into()));
+    }
 
     fn plan(interval: u64, backoff: f64, max: u64, within: u64) -> Poll {
         Poll {

@@ -1,0 +1,152 @@
+//! One request on the wire: rendering a probe's `Request` template into an
+//! `OutgoingRequest`, sending it with a fresh span in the run's trace, and recording its
+//! timings as a `RequestRecord` (URL masked). Judging the answer is `step.rs`'s job.
+
+use tokio::time::Instant;
+
+use super::http::{self, Failure, OutgoingRequest, Response};
+use super::{ErrorClass, RequestRecord, Runner, ms};
+use crate::model::{Body, Request};
+use crate::secrets::Masker;
+use crate::template::{Context, RenderError};
+
+impl Runner {
+    /// Renders a request template with the run's context.
+    pub(super) fn render_request(
+        ctx: &Context,
+        req: &Request,
+    ) -> Result<OutgoingRequest, (ErrorClass, String)> {
+        let fail = |what: &str, e: RenderError, source: &str| match ctx.secret_problem(source) {
+            Some(m) => (ErrorClass::Secret, m),
+            None => (ErrorClass::Template, format!("{what}: {e}")),
+        };
+        let url = ctx.render(&req.url).map_err(|e| fail("url", e, &req.url))?;
+        let mut out = OutgoingRequest {
+            method: req.method.clone(),
+            url,
+            headers: Default::default(),
+            body: None,
+            timeout: req.timeout,
+        };
+        match &req.body {
+            Body::None => {}
+            Body::Json(v) => {
+                let rendered = ctx.render_value(v).map_err(|e| {
+                    let src = serde_json::to_string(v).unwrap_or_default();
+                    fail("json body", e, &src)
+                })?;
+                out.body = Some(serde_json::to_vec(&rendered).unwrap_or_default());
+                out.header("content-type", "application/json")
+                    .map_err(|m| (ErrorClass::Template, m))?;
+            }
+            Body::Text(t) => {
+                out.body = Some(ctx.render(t).map_err(|e| fail("body", e, t))?.into_bytes())
+            }
+        }
+        for (name, value) in &req.headers {
+            let v = ctx
+                .render(value)
+                .map_err(|e| fail(&format!("header {name}"), e, value))?;
+            out.header(name, &v)
+                .map_err(|m| (ErrorClass::Template, m))?;
+        }
+        Ok(out)
+    }
+
+    /// Sends one request and records its timings (offsets from the run's start `t0`).
+    pub(super) async fn send(
+        &self,
+        t0: Instant,
+        out: &OutgoingRequest,
+        trace_id: &str,
+        masker: &Masker,
+    ) -> (Result<Response, Failure>, RequestRecord) {
+        let span_id = http::new_span_id();
+        let tp = http::traceparent(trace_id, &span_id);
+        let sent = t0.elapsed();
+        let res = self.http.send(out, &tp).await;
+        let mut record = RequestRecord {
+            method: out.method.to_string(),
+            url: masker.mask(&out.url),
+            status: None,
+            span_id,
+            sent_ms: ms(sent),
+            ttfb_ms: None,
+            total_ms: 0.0,
+            response_bytes: None,
+        };
+        match &res {
+            Ok(r) => {
+                record.status = Some(r.status);
+                record.ttfb_ms = Some(ms(r.ttfb));
+                record.total_ms = ms(r.total);
+                record.response_bytes = Some(r.body.len() as u64);
+            }
+            Err(f) => {
+                record.status = f.status;
+                record.total_ms = ms(f.elapsed);
+            }
+        }
+        (res, record)
+    }
+}
+
+/// The start of a response body for a message, masked before it is cut (so no prefix
+/// of a secret survives the cut).
+pub(super) fn body_snippet(resp: &Response, masker: &Masker) -> String {
+    let text = masker.mask(&resp.text());
+    let t = text.trim();
+    if t.is_empty() {
+        return String::new();
+    }
+    let short: String = t.chars().take(160).collect();
+    format!(
+        "; body: {short}{}",
+        if t.chars().count() > 160 { "…" } else { "" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::runner::test_support::{context, response};
+
+    fn resp(body: &str) -> Response {
+        response(500, body)
+    }
+
+    #[test]
+    fn a_body_snippet_is_trimmed_and_cut_at_160_characters() {
+        let masker = Masker::default();
+        assert_eq!(body_snippet(&resp("  \n"), &masker), "");
+        assert_eq!(body_snippet(&resp(" oops \n"), &masker), "; body: oops");
+        let long = "é".repeat(200);
+        let snippet = body_snippet(&resp(&long), &masker);
+        assert_eq!(snippet, format!("; body: {}…", "é".repeat(160)));
+    }
+
+    #[test]
+    fn a_body_snippet_masks_secrets_before_cutting() {
+        let masker = Masker::default();
+        masker.add("hunter2");
+        let snippet = body_snippet(&resp("token=hunter2"), &masker);
+        assert!(!snippet.contains("hunter2"), "{snippet}");
+    }
+
+    #[test]
+    fn a_template_error_names_the_part_of_the_request() {
+        let ctx = context();
+        let req = Request {
+            method: reqwest::Method::GET,
+            url: "http://dms.test/{{ nope.id }}".into(),
+            headers: Vec::new(),
+            body: Body::None,
+            timeout: Duration::from_secs(5),
+        };
+        let (class, message) = Runner::render_request(&ctx, &req).expect_err("undefined var");
+        assert_eq!(class, ErrorClass::Template);
+        assert!(message.starts_with("url: "), "{message}");
+    }
+}
