@@ -161,7 +161,7 @@ impl Agent {
     /// it finds on stderr (leftovers, telemetry destinations, each probe's next fire).
     pub async fn build(mut config: Config, parts: Parts) -> Result<Agent, AgentError> {
         let dir = parts.state_dir.clone();
-        let runner = Runner::from_config(&config, parts.env.clone(), &dir, parts.clock.clone())?;
+        let runner = Runner::new(&config.agent, parts.env.clone(), &dir, parts.clock.clone())?;
         replay_leftovers(&runner, &config.probes).await?;
         let telemetry = Arc::new(start_telemetry(&config, &runner, &parts.env)?);
         let history = RunStore::open_in(&dir)?;

@@ -316,7 +316,7 @@ pub async fn run_demo(
         );
     }
     // Whatever a cut-off run left in the ledger is deleted now.
-    let runner = Runner::from_config(&replay_config, env, &opts.dir, Arc::new(SystemClock))?;
+    let runner = Runner::new(&replay_config.agent, env, &opts.dir, Arc::new(SystemClock))?;
     let _ = runner.replay_ledger(&replay_config.probes, None).await;
     sandbox.set_faults(Vec::new());
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 pub use crate::model::run::*;
-use crate::model::{Probe, Step};
+use crate::model::{Agent, Probe, Step};
 use crate::secrets::{Masker, SecretStore};
 use crate::store::Ledger;
 use crate::synthetic::Synthetic;
@@ -349,26 +349,36 @@ async fn stopped<F: std::future::Future>(
 }
 
 impl Runner {
-    /// A runner for a validated config. `process_env` is the environment snapshot: it wins
-    /// over `rooftop.yaml`'s `env:` for `env.*`, and feeds secret lookup.
+    /// A runner for the validated agent settings. `process_env` is the environment
+    /// snapshot: it wins over `rooftop.yaml`'s `env:` for `env.*`, and feeds secret lookup.
+    pub fn new(
+        agent: &Agent,
+        process_env: BTreeMap<String, String>,
+        state_dir: &std::path::Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Runner, RunnerInitError> {
+        let http = HttpClient::new(&http::HttpSettings {
+            max_body_bytes: agent.max_body_bytes,
+            verify_tls: agent.verify_tls,
+        })?;
+        let mut env = agent.env.clone();
+        env.extend(process_env.clone());
+        Ok(Runner {
+            http,
+            env: Arc::new(env),
+            secrets: Arc::new(SecretStore::new(agent.secrets.clone(), process_env)),
+            ledger: Ledger::open_in(state_dir)?,
+            clock,
+        })
+    }
+
+    /// `Runner::new` with a loaded config's agent settings.
     pub fn from_config(
         config: &crate::config::Config,
         process_env: BTreeMap<String, String>,
         state_dir: &std::path::Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Runner, RunnerInitError> {
-        let http = HttpClient::new(&http::HttpSettings {
-            max_body_bytes: config.agent.max_body_bytes,
-            verify_tls: config.agent.verify_tls,
-        })?;
-        let mut env = config.agent.env.clone();
-        env.extend(process_env.clone());
-        Ok(Runner {
-            http,
-            env: Arc::new(env),
-            secrets: Arc::new(SecretStore::new(config.agent.secrets.clone(), process_env)),
-            ledger: Ledger::open_in(state_dir)?,
-            clock,
-        })
+        Runner::new(&config.agent, process_env, state_dir, clock)
     }
 }
