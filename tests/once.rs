@@ -455,3 +455,62 @@ async fn cleanup_leaves_a_live_runs_records_alone() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sb.leftovers().is_empty(), "{:?}", sb.leftovers());
 }
+
+/// Regression: with `timeout: 20s`, `poll: {interval: 200ms, within: 15s}` and the
+/// default 30 s request timeout, the poll's cap (probe deadline − request timeout) lay in
+/// the past and every run ended after one poll as `sync_timeout … before the probe
+/// timeout (1 polls)`. The cap now keeps a reserve of at most a quarter of the time left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_probe_timeout_under_the_request_timeout_still_polls_and_measures_its_sync() {
+    let sb = sandbox(1500, SandboxConfig::default()).await;
+    let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::create_dir_all(dir.path().join("probes")).unwrap();
+    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
+        .unwrap()
+        .replace("timeout: 20m", "timeout: 20s")
+        .replace(
+            "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
+            "poll: {interval: 200ms, within: 15s}",
+        )
+        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
+        .replace("    runbook: runbooks/connector-down.md\n", "");
+    assert!(probe.contains("timeout: 20s") && probe.contains("within: 15s"));
+    std::fs::write(dir.path().join("probes/lead.yaml"), probe).unwrap();
+    let config = dir.path().to_str().unwrap();
+    let out = rooftop(
+        &sb,
+        state.path(),
+        &[
+            "once",
+            "lead-to-bdc-call-list",
+            "--config",
+            config,
+            "--json",
+        ],
+    )
+    .output()
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["outcome"], "success", "{run:#}");
+    let step = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "on-bdc-call-list")
+        .unwrap();
+    // A 1.5 s sync polled every 200 ms: several polls, and the true delay in the interval.
+    assert!(step["sync"]["polls"].as_u64().unwrap() >= 3, "{step:#}");
+    let lead = run["steps"][0]["captures"]["lead_id"].as_str().unwrap();
+    let truth = truth_latency_ms(&sb, "bdc_entry", lead);
+    let (lo, hi) = (
+        step["sync"]["lower_ms"].as_f64().unwrap(),
+        step["sync"]["upper_ms"].as_f64().unwrap(),
+    );
+    assert!(
+        lo <= truth + 1.0 && truth <= hi + 1.0,
+        "truth {truth} ms not in [{lo}, {hi}]"
+    );
+}

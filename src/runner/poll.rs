@@ -57,6 +57,8 @@ pub struct PollResult<T> {
     pub last_miss: Option<Window>,
     /// The attempt that hit.
     pub hit: Option<Window>,
+    /// Polling stopped at `cap` (the probe's own deadline), before `within` was over.
+    pub capped: bool,
 }
 
 /// Runs `attempt` until it hits, fails fatally, or the `within` deadline passes (or
@@ -73,9 +75,10 @@ where
     Fut: Future<Output = (Attempt, T)>,
 {
     let start = Instant::now();
-    let deadline = match cap {
-        Some(c) => (start + plan.within).min(c),
-        None => start + plan.within,
+    let within = start + plan.within;
+    let (deadline, capped) = match cap {
+        Some(c) if c < within => (c, true),
+        _ => (within, false),
     };
     let mut wait = plan.interval;
     let mut n = 0;
@@ -97,6 +100,7 @@ where
                     attempts: n,
                     last_miss,
                     hit: Some(window),
+                    capped: false,
                 };
             }
             Attempt::Fatal => {
@@ -106,6 +110,7 @@ where
                     attempts: n,
                     last_miss,
                     hit: None,
+                    capped: false,
                 };
             }
             Attempt::Miss => last_miss = Some(window),
@@ -119,6 +124,7 @@ where
                 attempts: n,
                 last_miss,
                 hit: None,
+                capped,
             };
         }
         tokio::time::sleep(wait.min(deadline - now)).await;
@@ -190,9 +196,19 @@ impl Runner {
             &polls,
         );
         let poll_started = Instant::now();
-        let cap = st.deadline.checked_sub(step.request.timeout);
+        let deadline = st.deadline;
+        let cap = Some(last_poll_start(
+            deadline,
+            poll_started,
+            step.request.timeout,
+        ));
         let result = poll_until(plan, t0, cap, |n| async move {
-            let (res, rec) = self.send(t0, out, trace_id, masker).await;
+            // No attempt may outlast the probe: late ones get what is left of its time.
+            let mut out = out.clone();
+            out.timeout = out
+                .timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            let (res, rec) = self.send(t0, &out, trace_id, masker).await;
             let (kind, verdict) = match &res {
                 Ok(resp) => {
                     let v = assert::check(until, resp, ctx);
@@ -230,6 +246,20 @@ impl Runner {
         });
         (polls, sent)
     }
+}
+
+/// The last moment a poll starts an attempt: `deadline` (the probe's) less a reserve for
+/// that last attempt — the request timeout, but never more than a quarter of the time
+/// left when polling started. A request timeout longer than what remains of the probe
+/// (30 s default against a 20 s probe) so still leaves three quarters of it for polling,
+/// instead of a cap already in the past and a single poll.
+pub(super) fn last_poll_start(
+    deadline: Instant,
+    poll_started: Instant,
+    request_timeout: Duration,
+) -> Instant {
+    let left = deadline.saturating_duration_since(poll_started);
+    deadline - request_timeout.min(left / 4)
 }
 
 /// How a step whose polling ended without a hit ends: with the last attempt's transport
@@ -271,11 +301,7 @@ pub(super) fn missed_poll_ending(
         }
         (Ok(_), _) => {
             let why = until.and_then(|v| v.first_failure()).unwrap_or_default();
-            let cut = st
-                .deadline
-                .checked_sub(step.request.timeout)
-                .is_some_and(|c| c < Instant::now());
-            let m = if cut {
+            let m = if pr.capped {
                 format!(
                     "not synced before the probe timeout ({} polls); last answer: {why}",
                     pr.attempts
@@ -445,6 +471,27 @@ mod tests {
         })
         .await;
         assert_eq!((r.end, r.attempts), (Attempt::Fatal, 1));
+    }
+
+    #[test]
+    fn the_last_poll_start_keeps_a_reserve_of_at_most_a_quarter_of_the_time_left() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(20);
+        // A 30 s request timeout against 20 s left: 15 s of polling, not a cap in the past.
+        assert_eq!(
+            last_poll_start(deadline, now, Duration::from_secs(30)),
+            now + Duration::from_secs(15)
+        );
+        // A short request timeout is the whole reserve.
+        assert_eq!(
+            last_poll_start(deadline, now, Duration::from_secs(2)),
+            now + Duration::from_secs(18)
+        );
+        // Past the deadline already: the cap is the deadline (one last attempt, cut).
+        assert_eq!(
+            last_poll_start(now, now + Duration::from_secs(1), Duration::from_secs(30)),
+            now
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -92,6 +92,19 @@ pub(super) fn check_step(
                     Some("max_interval caps the growing wait; make it at least `interval`".into()),
                 );
             }
+            if let (Some(i), Some(w)) = (interval, within)
+                && i >= w
+            {
+                c.err(
+                    &pp.key("interval"),
+                    format!(
+                        "poll `interval` ({}) is not shorter than `within` ({}): the step could only ever poll once",
+                        humantime::format_duration(i),
+                        humantime::format_duration(w)
+                    ),
+                    Some("poll several times within the window, e.g. `interval: 2s, within: 10m`".into()),
+                );
+            }
             if let (Some(w), Some(t)) = (within, probe_timeout)
                 && w > t
             {
@@ -584,6 +597,15 @@ mod tests {
                     "`until` needs `poll` settings".into()
                 ),
             ]
+        );
+        assert_eq!(
+            errors(
+                "steps:\n  - name: one\n    request: {url: \"https://x\"}\n    until: {status: 200}\n    poll: {interval: 30s, within: 30s}\n"
+            ),
+            [(
+                "steps[0].poll.interval".into(),
+                "poll `interval` (30s) is not shorter than `within` (30s): the step could only ever poll once".into()
+            )]
         );
     }
 
