@@ -142,7 +142,7 @@ pub enum Command {
         probe: String,
         #[command(flatten)]
         cfg: ConfigArgs,
-        /// Print the ProbeRun as JSON on stdout (stable field names; see README).
+        /// Print the ProbeRun as JSON on stdout (stable field names; see docs/commands.md).
         #[arg(long)]
         json: bool,
     },

@@ -489,7 +489,7 @@ fn describe_serde_error(
     // "invalid type: integer `5`, expected a string"
     let hint = match message.rsplit_once("expected ") {
         Some((_, what)) => format!("this field takes {what}"),
-        None => "see the README's probe language reference, or `rooftop schema`".to_string(),
+        None => "see docs/probes.md, or `rooftop schema`".to_string(),
     };
     let diag =
         Diagnostic::new(file, doc.locate(path), path, message.to_string()).with_hint(Some(hint));

@@ -1,7 +1,7 @@
 //! `ProbeRun`: everything one run of a probe observed. This is the runner's only output and
 //! the input of everything downstream (store, telemetry, alerting, `rooftop once --json`).
 //!
-//! Field names are a stable interface (documented in the README). No secret value may
+//! Field names are a stable interface (documented in docs/commands.md). No secret value may
 //! reach these types unmasked: the runner masks before it builds them.
 
 use std::collections::BTreeMap;

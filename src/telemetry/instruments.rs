@@ -1,6 +1,6 @@
 //! The instrument catalogue: every metric rooftop records, with its name, unit,
 //! description and bucket boundaries. Names, units and attributes are a stable interface
-//! (README, dashboards/, alerts/): change them here and there together.
+//! (docs/telemetry.md, dashboards/, alerts/): change them here and there together.
 
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 

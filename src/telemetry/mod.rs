@@ -11,7 +11,7 @@
 //! By concern: `otlp` sets up the exporters, `instruments` is the catalogue of metrics,
 //! `record` turns runs, incidents and notifications into them, `gauges` reports what is
 //! observed at collection. Metric names, units and attributes are a stable interface
-//! (README, dashboards/, alerts/).
+//! (docs/telemetry.md, dashboards/, alerts/).
 
 mod gauges;
 mod instruments;

@@ -284,12 +284,12 @@ impl Checker<'_> {
         if let Some(g) = &raw.group {
             let gp = path.key("group");
             if let Some(w) = &g.window
-                && let Some(d) = self.duration(&gp.key("window"), w)
+                && let Some(d) = self.duration_or_zero(&gp.key("window"), w)
             {
                 out.group.window = d;
             }
             if let Some(w) = &g.wait
-                && let Some(d) = self.duration(&gp.key("wait"), w)
+                && let Some(d) = self.duration_or_zero(&gp.key("wait"), w)
             {
                 if d > Duration::from_secs(300) {
                     self.err(
@@ -553,6 +553,12 @@ mod tests {
             (Duration::from_secs(600), Duration::from_secs(30))
         );
         assert_eq!(al.prefer, ["email"]);
+        // `0s` turns grouping (window) or the first-page wait off, as documented.
+        let (a, _) = agent("alerting:\n  group: {window: 0s, wait: 0s}\n");
+        assert_eq!(
+            (a.alerting.group.window, a.alerting.group.wait),
+            (Duration::ZERO, Duration::ZERO)
+        );
 
         assert_eq!(
             errors(

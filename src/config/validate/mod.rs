@@ -84,7 +84,7 @@ impl<'a> Checker<'a> {
 
 /// The last-resort hint: where the field is documented.
 fn schema_hint(path: &FieldPath) -> String {
-    format!("see the README's probe language reference, or `rooftop schema`, for `{path}`")
+    format!("see docs/probes.md, or `rooftop schema`, for `{path}`")
 }
 
 /// What templates at one point of a probe may read.
@@ -230,9 +230,7 @@ mod tests {
         });
         assert_eq!(
             errors[0].hint.as_deref(),
-            Some(
-                "see the README's probe language reference, or `rooftop schema`, for `steps[0].poll`"
-            )
+            Some("see docs/probes.md, or `rooftop schema`, for `steps[0].poll`")
         );
         assert_eq!(errors[0].path, "steps[0].poll");
         assert_eq!(errors[1].hint.as_deref(), Some("e.g. this"));

@@ -20,6 +20,14 @@ use crate::template::{self, RESERVED};
 const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 impl Checker<'_> {
+    /// A duration where `0s` means "off" (grouping window, first-page wait).
+    pub(super) fn duration_or_zero(&mut self, path: &FieldPath, text: &str) -> Option<Duration> {
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if d.is_zero() => Some(d),
+            _ => self.duration(path, text),
+        }
+    }
+
     pub(super) fn duration(&mut self, path: &FieldPath, text: &str) -> Option<Duration> {
         match humantime::parse_duration(text.trim()) {
             Ok(d) if d.is_zero() => {
