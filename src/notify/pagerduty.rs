@@ -91,10 +91,6 @@ impl Channel for PagerDutyChannel {
         "pagerduty"
     }
 
-    fn reaches(&self, contact: Option<&Contact>) -> bool {
-        contact.is_none()
-    }
-
     fn send<'a>(&'a self, notice: &'a Notice, _contact: Option<&'a Contact>) -> SendFuture<'a> {
         Box::pin(self.post(notice))
     }
