@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use sha2::Sha256;
 
-use super::http::{self, DEFAULT_TIMEOUT, quote, redact_delivery, retry_after};
+use super::http::{self, DEFAULT_TIMEOUT, failure_outcome, quote, redact_delivery};
 use super::{Channel, Delivery, Notice, SendFuture};
 use crate::clock::{Clock, SystemClock};
 use crate::model::Contact;
@@ -223,17 +223,7 @@ fn response_outcome(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Del
     } else {
         format!("webhook receiver answered {}: {quoted}", status.as_u16())
     };
-    if status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status.is_server_error()
-    {
-        Delivery::Retry {
-            reason,
-            after: retry_after(headers),
-        }
-    } else {
-        Delivery::Rejected { reason }
-    }
+    failure_outcome(status, headers, reason)
 }
 
 #[cfg(test)]
