@@ -8,27 +8,44 @@ use std::time::Duration;
 use super::{EXIT_CANNOT_RUN, EXIT_CONFIG, EXIT_FAILED};
 use crate::demo::{self, DemoOptions};
 
-/// `rooftop demo`'s options.
-#[derive(Debug)]
+/// `rooftop demo`'s options (the subcommand's help is the `Command::Demo` doc).
+#[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    pub listen: SocketAddr,
-    pub metrics: SocketAddr,
+    /// Fault scenario: a built-in name (dms-stall, crm-outage, bad-day) or a YAML file.
+    #[arg(long, value_name = "NAME|FILE")]
     pub scenario: Option<String>,
+    /// Stop after this long (e.g. `90s`, `10m`); default: until Ctrl-C.
+    #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub run_for: Option<Duration>,
+    /// Pause between two runs of the same probe.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
     pub pause: Duration,
+    /// Sandbox control address (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Folder for the pages the demo would send (.eml e-mails, SMS texts); default
+    /// `pages/` in the demo's directory, printed at start and end.
+    #[arg(long, value_name = "DIR")]
     pub pages: Option<std::path::PathBuf>,
+    /// The demo agent's directory: its state (run history, incidents, outbox,
+    /// cleanup ledger) and a copy of the bundled probes, kept afterwards for
+    /// `rooftop status`; default a new folder under the system temp directory.
+    #[arg(long, value_name = "DIR")]
     pub dir: Option<std::path::PathBuf>,
+    /// The demo agent's listener (`/metrics`; port 0: any free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub metrics: SocketAddr,
 }
 
 pub async fn run(args: DemoArgs) -> ExitCode {
     let DemoArgs {
-        listen,
-        metrics,
         scenario,
         run_for,
         pause,
+        listen,
         pages,
         dir,
+        metrics,
     } = args;
     let scenario = scenario.as_deref();
     let scenario = match scenario {

@@ -156,32 +156,7 @@ pub enum Command {
     },
     /// The embedded default: a simulated dealership on loopback, the bundled probes run
     /// against it continuously, live results. Nothing to configure.
-    Demo {
-        /// Fault scenario: a built-in name (dms-stall, crm-outage, bad-day) or a YAML file.
-        #[arg(long, value_name = "NAME|FILE")]
-        scenario: Option<String>,
-        /// Stop after this long (e.g. `90s`, `10m`); default: until Ctrl-C.
-        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
-        run_for: Option<std::time::Duration>,
-        /// Pause between two runs of the same probe.
-        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
-        pause: std::time::Duration,
-        /// Sandbox control address (port 0: any free port).
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: std::net::SocketAddr,
-        /// Folder for the pages the demo would send (.eml e-mails, SMS texts); default
-        /// `pages/` in the demo's directory, printed at start and end.
-        #[arg(long, value_name = "DIR")]
-        pages: Option<PathBuf>,
-        /// The demo agent's directory: its state (run history, incidents, outbox,
-        /// cleanup ledger) and a copy of the bundled probes, kept afterwards for
-        /// `rooftop status`; default a new folder under the system temp directory.
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-        /// The demo agent's listener (`/metrics`; port 0: any free port).
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
-        metrics: std::net::SocketAddr,
-    },
+    Demo(demo::DemoArgs),
     /// Serve the simulated dealership (CRM, DMS, survey) on loopback until Ctrl-C.
     Sandbox {
         /// Control address; each system gets its own port next to it.
@@ -233,26 +208,7 @@ pub async fn main() -> ExitCode {
             json,
         } => status::history(&cfg, &probe, since, json).await,
         Command::Cleanup { cfg, probe } => cleanup::run(&cfg, probe.as_deref()).await,
-        Command::Demo {
-            scenario,
-            run_for,
-            pause,
-            listen,
-            pages,
-            dir,
-            metrics,
-        } => {
-            demo::run(demo::DemoArgs {
-                listen,
-                metrics,
-                scenario,
-                run_for,
-                pause,
-                pages,
-                dir,
-            })
-            .await
-        }
+        Command::Demo(args) => demo::run(args).await,
         Command::Sandbox {
             listen,
             config,

@@ -31,6 +31,26 @@ pub struct Open {
     pub successes_in_row: u32,
 }
 
+/// An unacknowledged incident opened at `at` by two failed runs in a row (HTTP 503 at
+/// step `book`), with no runs recorded: the fixture the pager's and the store's tests
+/// share.
+#[cfg(test)]
+pub fn sample_open(id: &str, at: DateTime<Utc>) -> Open {
+    Open {
+        id: id.into(),
+        opened_at: at,
+        acked_at: None,
+        acked_by: None,
+        breaches: vec![Breach::Failures { failed: 2, of: 2 }],
+        error_class: Some("http_5xx".into()),
+        failed_step: Some("book".into()),
+        last_message: Some("HTTP 503".into()),
+        runs: vec![],
+        flapping: false,
+        successes_in_row: 0,
+    }
+}
+
 /// Where a probe stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Phase {

@@ -1,6 +1,6 @@
 //! What the HTTP channels (sms, webhook, pagerduty) share: reading `Retry-After`,
-//! quoting a provider's answer into a reason, describing a request that got no answer,
-//! and keeping a secret out of every reason.
+//! quoting a provider's answer into a reason, which failed answers are worth retrying,
+//! describing a request that got no answer, and keeping a secret out of every reason.
 
 use std::error::Error as _;
 use std::fmt::Write as _;
@@ -24,6 +24,27 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
+}
+
+/// A provider's failed answer: worth retrying (after its `Retry-After`) when the
+/// provider is busy or broken (429, 408, 5xx); otherwise the request itself is wrong
+/// and sending it again cannot help.
+pub(crate) fn failure_outcome(
+    status: reqwest::StatusCode,
+    headers: &HeaderMap,
+    reason: String,
+) -> Delivery {
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+    {
+        Delivery::Retry {
+            reason,
+            after: retry_after(headers),
+        }
+    } else {
+        Delivery::Rejected { reason }
+    }
 }
 
 /// At most `max_chars` of `text`, on one line.

@@ -113,8 +113,11 @@ pub trait Channel: Send + Sync + std::fmt::Debug {
     /// `email`, `sms`, `webhook`, `pagerduty`.
     fn name(&self) -> &'static str;
     /// Whether this channel can reach `contact` (an e-mail address for email, a phone for
-    /// SMS); channels without per-person addressing (webhook, PagerDuty) take `None`.
-    fn reaches(&self, contact: Option<&Contact>) -> bool;
+    /// SMS). By default a channel has no per-person addressing (webhook, PagerDuty): it
+    /// reaches the team (`None`), never a person; personal channels override this.
+    fn reaches(&self, contact: Option<&Contact>) -> bool {
+        contact.is_none()
+    }
     /// One delivery attempt.
     fn send<'a>(&'a self, notice: &'a Notice, contact: Option<&'a Contact>) -> SendFuture<'a>;
     /// Whether accepted messages report delivery later (`confirm` is then polled with

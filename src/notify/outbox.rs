@@ -410,6 +410,37 @@ mod tests {
         DateTime::<Utc>::from_timestamp(1_790_000_000 + s, 0).unwrap()
     }
 
+    /// A fresh outbox in a temporary directory (kept alive by the returned guard).
+    fn open_store() -> (tempfile::TempDir, OutboxStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OutboxStore::open_in(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    /// A router that pages the contacts at indexes `to` for `severity`.
+    fn router_to(
+        contacts: Vec<Contact>,
+        severity: Severity,
+        to: Vec<usize>,
+        channels: Vec<Arc<dyn Channel>>,
+    ) -> Router {
+        Router {
+            contacts,
+            routes: BTreeMap::from([(severity, to)]),
+            channels,
+        }
+    }
+
+    /// Queues the pages of a P1 trigger notice at t(0) and returns the notice.
+    async fn page_p1(store: &OutboxStore, router: &Router) -> Notice {
+        let notice = sample_notice(NoticeKind::Trigger);
+        store
+            .enqueue(router.plan(&notice, Severity::P1, 0), t(0))
+            .await
+            .unwrap();
+        notice
+    }
+
     #[test]
     fn backoff_doubles_caps_and_jitters() {
         let p = Policy::default();
@@ -422,8 +453,7 @@ mod tests {
 
     #[tokio::test]
     async fn sms_fails_then_email_takes_over_and_resolve_follows_the_pages() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = OutboxStore::open_in(dir.path()).unwrap();
+        let (_dir, store) = open_store();
         let sms = Scripted::new(
             "sms",
             true,
@@ -440,13 +470,12 @@ mod tests {
             }],
         );
         let hook = Scripted::new("webhook", false, vec![]);
-        let mut routes = BTreeMap::new();
-        routes.insert(Severity::P2, vec![0, 1]);
-        let router = Router {
-            contacts: vec![person("Maria", true), person("Joe", false)],
-            routes,
-            channels: vec![sms.clone(), email.clone(), hook.clone()],
-        };
+        let router = router_to(
+            vec![person("Maria", true), person("Joe", false)],
+            Severity::P2,
+            vec![0, 1],
+            vec![sms.clone(), email.clone(), hook.clone()],
+        );
         let notice = sample_notice(NoticeKind::Trigger);
         let plan = router.plan(&notice, Severity::P2, 0);
         let keys: Vec<&str> = plan.iter().map(|e| e.key.as_str()).collect();
@@ -512,31 +541,23 @@ mod tests {
 
     #[tokio::test]
     async fn a_channel_that_keeps_failing_gives_up_after_max_attempts() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = OutboxStore::open_in(dir.path()).unwrap();
+        let (_dir, store) = open_store();
         let retry = || Delivery::Retry {
             reason: "connection refused".into(),
             after: Some(Duration::from_secs(1)),
         };
         let email = Scripted::new("email", true, (0..10).map(|_| retry()).collect());
-        let mut routes = BTreeMap::new();
-        routes.insert(Severity::P1, vec![0]);
-        let router = Router {
-            contacts: vec![person("Joe", false)],
-            routes,
-            channels: vec![email.clone()],
-        };
+        let router = router_to(
+            vec![person("Joe", false)],
+            Severity::P1,
+            vec![0],
+            vec![email.clone()],
+        );
         let policy = Policy {
             max_attempts: 3,
             ..Policy::default()
         };
-        store
-            .enqueue(
-                router.plan(&sample_notice(NoticeKind::Trigger), Severity::P1, 0),
-                t(0),
-            )
-            .await
-            .unwrap();
+        page_p1(&store, &router).await;
         let mut j = || 0.0;
         for s in 0..5 {
             deliver_due(&store, &router, &policy, t(s * 2), &mut j)
@@ -558,11 +579,15 @@ mod tests {
         );
     }
 
-    /// A server that accepts the connection and never answers.
+    /// An SMS provider: `Silent` accepts the connection and never answers;
+    /// `Receipts` accepts everything and answers status polls from a script.
     #[derive(Debug)]
-    struct Silent;
+    enum FakeSms {
+        Silent,
+        Receipts(Mutex<Vec<Confirmation>>),
+    }
 
-    impl Channel for Silent {
+    impl Channel for FakeSms {
         fn name(&self) -> &'static str {
             "sms"
         }
@@ -570,33 +595,43 @@ mod tests {
             c.is_some_and(|c| c.phone.is_some())
         }
         fn send<'a>(&'a self, _: &'a Notice, _: Option<&'a Contact>) -> SendFuture<'a> {
-            Box::pin(std::future::pending())
+            match self {
+                FakeSms::Silent => Box::pin(std::future::pending()),
+                FakeSms::Receipts(_) => Box::pin(async {
+                    Delivery::Accepted {
+                        provider_id: Some("SM1".into()),
+                    }
+                }),
+            }
+        }
+        fn confirms(&self) -> bool {
+            matches!(self, FakeSms::Receipts(_))
+        }
+        fn confirm<'a>(&'a self, id: &'a str) -> crate::notify::ConfirmFuture<'a> {
+            assert_eq!(id, "SM1");
+            let FakeSms::Receipts(script) = self else {
+                panic!("a silent provider is never polled");
+            };
+            let next = script.lock().unwrap().remove(0);
+            Box::pin(async move { next })
         }
     }
 
     #[tokio::test]
     async fn a_channel_that_never_answers_is_cut_off_and_holds_no_other_page_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = OutboxStore::open_in(dir.path()).unwrap();
+        let (_dir, store) = open_store();
         let email = Scripted::new("email", true, vec![]);
-        let mut routes = BTreeMap::new();
-        routes.insert(Severity::P1, vec![0, 1]);
-        let router = Router {
-            contacts: vec![person("Maria", true), person("Joe", false)],
-            routes,
-            channels: vec![Arc::new(Silent), email.clone()],
-        };
+        let router = router_to(
+            vec![person("Maria", true), person("Joe", false)],
+            Severity::P1,
+            vec![0, 1],
+            vec![Arc::new(FakeSms::Silent), email.clone()],
+        );
         let policy = Policy {
             attempt_deadline: Duration::from_millis(50),
             ..Policy::default()
         };
-        store
-            .enqueue(
-                router.plan(&sample_notice(NoticeKind::Trigger), Severity::P1, 0),
-                t(0),
-            )
-            .await
-            .unwrap();
+        page_p1(&store, &router).await;
         let mut j = || 0.5;
         let pass = deliver_due(&store, &router, &policy, t(0), &mut j)
             .await
@@ -605,34 +640,6 @@ mod tests {
         assert_eq!(pass.retried.len(), 1, "Maria's SMS: {pass:?}");
         let rows = store.due(t(3600), 10).await.unwrap();
         assert_eq!(rows[0].last_error.as_deref(), Some("no answer within 50ms"));
-    }
-
-    /// An SMS provider that accepts everything and answers status polls from a script.
-    #[derive(Debug)]
-    struct Receipts(Mutex<Vec<Confirmation>>);
-
-    impl Channel for Receipts {
-        fn name(&self) -> &'static str {
-            "sms"
-        }
-        fn reaches(&self, c: Option<&Contact>) -> bool {
-            c.is_some_and(|c| c.phone.is_some())
-        }
-        fn send<'a>(&'a self, _: &'a Notice, _: Option<&'a Contact>) -> SendFuture<'a> {
-            Box::pin(async {
-                Delivery::Accepted {
-                    provider_id: Some("SM1".into()),
-                }
-            })
-        }
-        fn confirms(&self) -> bool {
-            true
-        }
-        fn confirm<'a>(&'a self, id: &'a str) -> crate::notify::ConfirmFuture<'a> {
-            assert_eq!(id, "SM1");
-            let next = self.0.lock().unwrap().remove(0);
-            Box::pin(async move { next })
-        }
     }
 
     #[tokio::test]
@@ -653,26 +660,20 @@ mod tests {
             ),
             (vec![pending(), pending(), pending()], "unconfirmed"),
         ] {
-            let dir = tempfile::tempdir().unwrap();
-            let store = OutboxStore::open_in(dir.path()).unwrap();
-            let sms = Arc::new(Receipts(Mutex::new(script)));
+            let (_dir, store) = open_store();
+            let sms = Arc::new(FakeSms::Receipts(Mutex::new(script)));
             let email = Scripted::new("email", true, vec![]);
-            let mut routes = BTreeMap::new();
-            routes.insert(Severity::P1, vec![0]);
-            let router = Router {
-                contacts: vec![person("Maria", true)],
-                routes,
-                channels: vec![sms, email.clone()],
-            };
+            let router = router_to(
+                vec![person("Maria", true)],
+                Severity::P1,
+                vec![0],
+                vec![sms, email.clone()],
+            );
             let policy = Policy {
                 max_polls: 3,
                 ..Policy::default()
             };
-            let notice = sample_notice(NoticeKind::Trigger);
-            store
-                .enqueue(router.plan(&notice, Severity::P1, 0), t(0))
-                .await
-                .unwrap();
+            let notice = page_p1(&store, &router).await;
             let mut j = || 0.5;
             let p = deliver_due(&store, &router, &policy, t(0), &mut j)
                 .await

@@ -406,7 +406,6 @@ impl Pager {
 #[cfg(test)]
 mod grouping_tests {
     use super::*;
-    use crate::alerting::Breach;
     use crate::alerting::ResolvedBy;
     use crate::model::{Contact, Severity};
     use crate::notify::{Channel, Delivery, SendFuture};
@@ -446,19 +445,7 @@ mod grouping_tests {
     }
 
     fn open(probe: &str, at: i64) -> Open {
-        Open {
-            id: format!("inc-{probe}-{at}"),
-            opened_at: t(at),
-            acked_at: None,
-            acked_by: None,
-            breaches: vec![Breach::Failures { failed: 2, of: 2 }],
-            error_class: Some("http_5xx".into()),
-            failed_step: Some("book".into()),
-            last_message: Some("HTTP 503".into()),
-            runs: vec![],
-            flapping: false,
-            successes_in_row: 0,
-        }
+        crate::model::sample_open(&format!("inc-{probe}-{at}"), t(at))
     }
 
     struct Rig {

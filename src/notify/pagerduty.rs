@@ -12,7 +12,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::http::{self, DEFAULT_TIMEOUT, quote, redact_delivery, retry_after};
+use super::http::{self, DEFAULT_TIMEOUT, failure_outcome, quote, redact_delivery, retry_after};
 use super::{Channel, Delivery, Notice, NoticeKind, SendFuture};
 use crate::model::{Contact, Severity};
 
@@ -89,10 +89,6 @@ impl PagerDutyChannel {
 impl Channel for PagerDutyChannel {
     fn name(&self) -> &'static str {
         "pagerduty"
-    }
-
-    fn reaches(&self, contact: Option<&Contact>) -> bool {
-        contact.is_none()
     }
 
     fn send<'a>(&'a self, notice: &'a Notice, _contact: Option<&'a Contact>) -> SendFuture<'a> {
@@ -274,18 +270,12 @@ fn response_outcome(
         format!("PagerDuty answered {}: {details}", status.as_u16())
     };
     if status == StatusCode::TOO_MANY_REQUESTS {
-        Delivery::Retry {
+        return Delivery::Retry {
             reason,
             after: Some(retry_after(headers).unwrap_or(DEFAULT_RATE_LIMIT_WAIT)),
-        }
-    } else if status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
-        Delivery::Retry {
-            reason,
-            after: retry_after(headers),
-        }
-    } else {
-        Delivery::Rejected { reason }
+        };
     }
+    failure_outcome(status, headers, reason)
 }
 
 #[cfg(test)]

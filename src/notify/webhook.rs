@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use sha2::Sha256;
 
-use super::http::{self, DEFAULT_TIMEOUT, quote, redact_delivery, retry_after};
+use super::http::{self, DEFAULT_TIMEOUT, failure_outcome, quote, redact_delivery};
 use super::{Channel, Delivery, Notice, SendFuture};
 use crate::clock::{Clock, SystemClock};
 use crate::model::Contact;
@@ -114,10 +114,6 @@ impl WebhookChannel {
 impl Channel for WebhookChannel {
     fn name(&self) -> &'static str {
         "webhook"
-    }
-
-    fn reaches(&self, contact: Option<&Contact>) -> bool {
-        contact.is_none()
     }
 
     fn send<'a>(&'a self, notice: &'a Notice, _contact: Option<&'a Contact>) -> SendFuture<'a> {
@@ -227,17 +223,7 @@ fn response_outcome(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Del
     } else {
         format!("webhook receiver answered {}: {quoted}", status.as_u16())
     };
-    if status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status.is_server_error()
-    {
-        Delivery::Retry {
-            reason,
-            after: retry_after(headers),
-        }
-    } else {
-        Delivery::Rejected { reason }
-    }
+    failure_outcome(status, headers, reason)
 }
 
 #[cfg(test)]
@@ -250,19 +236,23 @@ mod tests {
         DateTime::from_timestamp(secs, 0).expect("valid timestamp")
     }
 
-    #[test]
-    fn body_is_the_notice_with_event_first_and_pinned_field_names() {
-        let body = webhook_body(&sample_notice(NoticeKind::Flapping)).expect("encodes");
-        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
-        let keys: Vec<&str> = json
+    /// A JSON object's keys, in order.
+    fn keys(value: &serde_json::Value) -> Vec<&str> {
+        value
             .as_object()
             .expect("object")
             .keys()
             .map(String::as_str)
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn body_is_the_notice_with_event_first_and_pinned_field_names() {
+        let body = webhook_body(&sample_notice(NoticeKind::Flapping)).expect("encodes");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
         // Receivers depend on these names: renaming a Notice field breaks them.
         assert_eq!(
-            keys,
+            keys(&json),
             [
                 "event",
                 "kind",
@@ -287,14 +277,8 @@ mod tests {
                 "also_affected",
             ]
         );
-        let sync: Vec<&str> = json["sync"][0]
-            .as_object()
-            .expect("object")
-            .keys()
-            .map(String::as_str)
-            .collect();
         assert_eq!(
-            sync,
+            keys(&json["sync"][0]),
             ["step", "estimate_ms", "lower_ms", "upper_ms", "slo_ms"]
         );
         assert_eq!(json["event"], "flapping");
@@ -314,57 +298,16 @@ mod tests {
         );
         let now = at(1_790_000_030);
         let tolerance = Duration::from_secs(300);
-        assert!(verify_signature(
-            "whsec",
-            "1790000000",
-            body,
-            &header,
-            now,
-            tolerance
-        ));
-        assert!(!verify_signature(
-            "other",
-            "1790000000",
-            body,
-            &header,
-            now,
-            tolerance
-        ));
-        assert!(!verify_signature(
-            "whsec",
-            "1790000001",
-            body,
-            &header,
-            now,
-            tolerance
-        ));
-        assert!(!verify_signature(
-            "whsec",
-            "1790000000",
-            b"{}",
-            &header,
-            now,
-            tolerance
-        ));
-        assert!(!verify_signature(
-            "whsec",
-            "1790000000",
-            body,
-            "sha256=zz",
-            now,
-            tolerance
-        ));
-        assert!(!verify_signature(
-            "whsec",
-            "1790000000",
-            body,
-            &header[7..],
-            now,
-            tolerance
-        ));
-        assert!(!verify_signature(
-            "whsec", "soon", body, &header, now, tolerance
-        ));
+        let accepts = |secret: &str, timestamp: &str, body: &[u8], header: &str| {
+            verify_signature(secret, timestamp, body, header, now, tolerance)
+        };
+        assert!(accepts("whsec", "1790000000", body, &header));
+        assert!(!accepts("other", "1790000000", body, &header));
+        assert!(!accepts("whsec", "1790000001", body, &header));
+        assert!(!accepts("whsec", "1790000000", b"{}", &header));
+        assert!(!accepts("whsec", "1790000000", body, "sha256=zz"));
+        assert!(!accepts("whsec", "1790000000", body, &header[7..]));
+        assert!(!accepts("whsec", "soon", body, &header));
     }
 
     #[test]
@@ -372,38 +315,11 @@ mod tests {
         let body = b"{}";
         let header = sign("k", 1_000, body);
         let tolerance = Duration::from_secs(300);
-        assert!(verify_signature(
-            "k",
-            "1000",
-            body,
-            &header,
-            at(1_300),
-            tolerance
-        ));
-        assert!(!verify_signature(
-            "k",
-            "1000",
-            body,
-            &header,
-            at(1_301),
-            tolerance
-        ));
-        assert!(verify_signature(
-            "k",
-            "1000",
-            body,
-            &header,
-            at(700),
-            tolerance
-        ));
-        assert!(!verify_signature(
-            "k",
-            "1000",
-            body,
-            &header,
-            at(699),
-            tolerance
-        ));
+        let accepts_at = |now| verify_signature("k", "1000", body, &header, now, tolerance);
+        assert!(accepts_at(at(1_300)));
+        assert!(!accepts_at(at(1_301)));
+        assert!(accepts_at(at(700)));
+        assert!(!accepts_at(at(699)));
     }
 
     #[test]

@@ -2,13 +2,12 @@
 //! call list (fed by `lead_to_bdc`) and the service menu (fed by
 //! `price_file_to_menu`), as operations on the world and as `/crm/api/*` routes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::middleware;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -17,9 +16,9 @@ use serde_json::{Value, json};
 use super::clock::{Stamp, rfc3339};
 use super::error::ApiError;
 use super::faults::System;
-use super::http::{Guard, JsonBody, guard, method_not_allowed, reply};
+use super::http::{JsonBody, Record, delete_record, get_record, guarded, list_records, reply};
 use super::jobs::{JobName, Payload};
-use super::state::{Appointment, Lead, Note, Shared, World};
+use super::state::{Appointment, BdcEntry, Lead, MenuItem, Note, Shared, World};
 use super::truth::{synthetic_text, synthetic_vin};
 
 /// Body of `POST /crm/api/appointments`.
@@ -183,42 +182,6 @@ async fn post_appointment(
     ))
 }
 
-async fn get_appointment(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let world = shared.world();
-    let apt = world
-        .appointments
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("appointment", &id))?;
-    Ok(reply(StatusCode::OK, apt.to_json(&world.notes)))
-}
-
-/// `GET /crm/api/appointments?vin=` (a CRM's appointment search; cleanup sweeps use it).
-async fn list_appointments(
-    State(shared): State<Arc<Shared>>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let world = shared.world();
-    let vin = query.get("vin");
-    let items: Vec<Value> = world
-        .appointments
-        .values()
-        .filter(|a| vin.is_none_or(|v| v.trim().eq_ignore_ascii_case(&a.vin)))
-        .map(|a| a.to_json(&world.notes))
-        .collect();
-    reply(StatusCode::OK, json!({ "items": items }))
-}
-
-async fn remove_appointment(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    delete_appointment(&mut shared.world(), &id)?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
 async fn post_note(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
@@ -244,90 +207,119 @@ async fn post_lead(
     ))
 }
 
-async fn get_lead(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let world = shared.world();
-    let lead = world
-        .leads
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("lead", &id))?;
-    Ok(reply(StatusCode::OK, lead.to_json()))
+/// Deleting an appointment deletes its notes; its RO and DMS customer stay.
+impl Record for Appointment {
+    const WHAT: &'static str = "appointment";
+
+    fn table(world: &World) -> &BTreeMap<String, Self> {
+        &world.appointments
+    }
+
+    fn table_mut(world: &mut World) -> &mut BTreeMap<String, Self> {
+        &mut world.appointments
+    }
+
+    fn render(&self, world: &World) -> Value {
+        self.to_json(&world.notes)
+    }
+
+    /// `?vin=`, trimmed, in any case (a CRM's appointment search; cleanup sweeps use it).
+    fn matches(&self, query: &HashMap<String, String>) -> bool {
+        query
+            .get("vin")
+            .is_none_or(|v| v.trim().eq_ignore_ascii_case(&self.vin))
+    }
+
+    fn delete(world: &mut World, id: &str) -> Result<(), ApiError> {
+        delete_appointment(world, id)
+    }
 }
 
-/// `GET /crm/api/leads?email=` (a CRM's lead search; cleanup sweeps use it).
-async fn list_leads(
-    State(shared): State<Arc<Shared>>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let world = shared.world();
-    let email = query.get("email");
-    let items: Vec<Value> = world
-        .leads
-        .values()
-        .filter(|l| email.is_none_or(|e| e.trim().eq_ignore_ascii_case(&l.email)))
-        .map(|l| l.to_json())
-        .collect();
-    reply(StatusCode::OK, json!({ "items": items }))
+/// Deleting a lead deletes its BDC call-list entries.
+impl Record for Lead {
+    const WHAT: &'static str = "lead";
+
+    fn table(world: &World) -> &BTreeMap<String, Self> {
+        &world.leads
+    }
+
+    fn table_mut(world: &mut World) -> &mut BTreeMap<String, Self> {
+        &mut world.leads
+    }
+
+    fn render(&self, _world: &World) -> Value {
+        self.to_json()
+    }
+
+    /// `?email=`, trimmed, in any case (a CRM's lead search; cleanup sweeps use it).
+    fn matches(&self, query: &HashMap<String, String>) -> bool {
+        query
+            .get("email")
+            .is_none_or(|e| e.trim().eq_ignore_ascii_case(&self.email))
+    }
+
+    fn delete(world: &mut World, id: &str) -> Result<(), ApiError> {
+        delete_lead(world, id)
+    }
 }
 
-async fn remove_lead(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    delete_lead(&mut shared.world(), &id)?;
-    Ok(StatusCode::NO_CONTENT)
+/// The BDC call list is filled by `lead_to_bdc` and emptied with its lead.
+impl Record for BdcEntry {
+    const WHAT: &'static str = "BDC entry";
+
+    fn table(world: &World) -> &BTreeMap<String, Self> {
+        &world.bdc
+    }
+
+    fn table_mut(world: &mut World) -> &mut BTreeMap<String, Self> {
+        &mut world.bdc
+    }
+
+    fn render(&self, _world: &World) -> Value {
+        self.to_json()
+    }
+
+    /// `?lead=`: the entries created from one lead.
+    fn matches(&self, query: &HashMap<String, String>) -> bool {
+        query.get("lead").is_none_or(|l| *l == self.lead_id)
+    }
 }
 
-async fn call_list(
-    State(shared): State<Arc<Shared>>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let world = shared.world();
-    let lead = query.get("lead");
-    let items: Vec<Value> = world
-        .bdc
-        .values()
-        .filter(|e| lead.is_none_or(|l| *l == e.lead_id))
-        .map(|e| e.to_json())
-        .collect();
-    reply(StatusCode::OK, json!({ "items": items }))
-}
+/// The service menu is filled by `price_file_to_menu` and emptied with its DMS part.
+impl Record for MenuItem {
+    const WHAT: &'static str = "service menu part";
 
-async fn service_menu(
-    State(shared): State<Arc<Shared>>,
-    Path(part): Path<String>,
-) -> Result<Response, ApiError> {
-    let world = shared.world();
-    let item = world
-        .menu
-        .get(&part)
-        .ok_or_else(|| ApiError::not_found("service menu part", &part))?;
-    Ok(reply(StatusCode::OK, item.to_json()))
+    fn table(world: &World) -> &BTreeMap<String, Self> {
+        &world.menu
+    }
+
+    fn table_mut(world: &mut World) -> &mut BTreeMap<String, Self> {
+        &mut world.menu
+    }
+
+    fn render(&self, _world: &World) -> Value {
+        self.to_json()
+    }
 }
 
 /// `/crm/api/*`, behind bearer auth and the CRM's faults.
 pub fn router(shared: Arc<Shared>) -> Router {
-    let guard_state = Guard {
-        shared: shared.clone(),
-        system: System::Crm,
-    };
-    Router::new()
+    let routes = Router::new()
         .route(
             "/crm/api/appointments",
-            post(post_appointment).get(list_appointments),
+            post(post_appointment).get(list_records::<Appointment>),
         )
         .route(
             "/crm/api/appointments/{id}",
-            get(get_appointment).delete(remove_appointment),
+            get(get_record::<Appointment>).delete(delete_record::<Appointment>),
         )
         .route("/crm/api/appointments/{id}/notes", post(post_note))
-        .route("/crm/api/leads", post(post_lead).get(list_leads))
-        .route("/crm/api/leads/{id}", get(get_lead).delete(remove_lead))
-        .route("/crm/api/bdc/call-list", get(call_list))
-        .route("/crm/api/service-menu/{part}", get(service_menu))
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(guard_state, guard))
-        .with_state(shared)
+        .route("/crm/api/leads", post(post_lead).get(list_records::<Lead>))
+        .route(
+            "/crm/api/leads/{id}",
+            get(get_record::<Lead>).delete(delete_record::<Lead>),
+        )
+        .route("/crm/api/bdc/call-list", get(list_records::<BdcEntry>))
+        .route("/crm/api/service-menu/{part}", get(get_record::<MenuItem>));
+    guarded(shared, System::Crm, routes)
 }

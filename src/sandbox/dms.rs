@@ -2,13 +2,12 @@
 //! trigger `ro_to_survey`), customers upserted per VIN, parts and price-file imports
 //! (feeding `price_file_to_menu`), as operations on the world and `/dms/api/*` routes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::middleware;
 use axum::response::Response;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
@@ -18,9 +17,9 @@ use serde_json::{Value, json};
 use super::clock::{Stamp, rfc3339};
 use super::error::ApiError;
 use super::faults::System;
-use super::http::{Guard, JsonBody, guard, method_not_allowed, reply};
+use super::http::{JsonBody, Record, delete_record, get_record, guarded, list_records, reply};
 use super::jobs::{JobName, Payload};
-use super::state::{Part, PriceFile, Shared, World};
+use super::state::{Customer, Part, PriceFile, RepairOrder, Shared, World};
 use super::truth::synthetic_part;
 
 /// One line of a price file.
@@ -52,15 +51,6 @@ pub fn close_ro(world: &mut World, now: Stamp, number: &str) -> Result<DateTime<
         .jobs
         .enqueue(JobName::RoToSurvey, Payload::RoClosed, number, now);
     Ok(now.utc)
-}
-
-/// Voids an RO: it disappears with its synced notes. Its surveys and customer stay.
-pub fn void_ro(world: &mut World, number: &str) -> Result<(), ApiError> {
-    world
-        .repair_orders
-        .remove(number)
-        .map(|_| ())
-        .ok_or_else(|| ApiError::not_found("repair order", number))
 }
 
 /// Imports a price file: DMS parts change now, the CRM menu via `price_file_to_menu`.
@@ -117,6 +107,78 @@ pub fn import_price_file(
     Ok(file)
 }
 
+/// Deleting (voiding) an RO removes it with its synced notes; its surveys and
+/// customer stay.
+impl Record for RepairOrder {
+    const WHAT: &'static str = "repair order";
+
+    fn table(world: &World) -> &BTreeMap<String, Self> {
+        &world.repair_orders
+    }
+
+    fn table_mut(world: &mut World) -> &mut BTreeMap<String, Self> {
+        &mut world.repair_orders
+    }
+
+    fn render(&self, _world: &World) -> Value {
+        self.to_json()
+    }
+
+    /// `?appointment=` exactly, `?vin=` in any case.
+    fn matches(&self, query: &HashMap<String, String>) -> bool {
+        query
+            .get("appointment")
+            .is_none_or(|a| *a == self.appointment_id)
+            && query
+                .get("vin")
+                .is_none_or(|v| v.eq_ignore_ascii_case(&self.vin))
+    }
+}
+
+/// Deleting a DMS customer deletes just that record.
+impl Record for Customer {
+    const WHAT: &'static str = "customer";
+
+    fn table(world: &World) -> &BTreeMap<String, Self> {
+        &world.customers
+    }
+
+    fn table_mut(world: &mut World) -> &mut BTreeMap<String, Self> {
+        &mut world.customers
+    }
+
+    fn render(&self, _world: &World) -> Value {
+        self.to_json()
+    }
+
+    /// `?vin=`, trimmed, in any case.
+    fn matches(&self, query: &HashMap<String, String>) -> bool {
+        query
+            .get("vin")
+            .is_none_or(|v| v.trim().eq_ignore_ascii_case(&self.vin))
+    }
+}
+
+impl Record for Part {
+    const WHAT: &'static str = "part";
+
+    fn table(world: &World) -> &BTreeMap<String, Self> {
+        &world.parts
+    }
+
+    fn table_mut(world: &mut World) -> &mut BTreeMap<String, Self> {
+        &mut world.parts
+    }
+
+    fn render(&self, _world: &World) -> Value {
+        self.to_json()
+    }
+
+    fn delete(world: &mut World, part: &str) -> Result<(), ApiError> {
+        delete_part(world, part)
+    }
+}
+
 /// Removes a part from the DMS and from the CRM service menu.
 pub fn delete_part(world: &mut World, part: &str) -> Result<(), ApiError> {
     world
@@ -125,35 +187,6 @@ pub fn delete_part(world: &mut World, part: &str) -> Result<(), ApiError> {
         .ok_or_else(|| ApiError::not_found("part", part))?;
     world.menu.remove(part);
     Ok(())
-}
-
-async fn list_ros(
-    State(shared): State<Arc<Shared>>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let world = shared.world();
-    let appointment = query.get("appointment");
-    let vin = query.get("vin");
-    let items: Vec<Value> = world
-        .repair_orders
-        .values()
-        .filter(|ro| appointment.is_none_or(|a| *a == ro.appointment_id))
-        .filter(|ro| vin.is_none_or(|v| v.eq_ignore_ascii_case(&ro.vin)))
-        .map(|ro| ro.to_json())
-        .collect();
-    reply(StatusCode::OK, json!({ "items": items }))
-}
-
-async fn get_ro(
-    State(shared): State<Arc<Shared>>,
-    Path(number): Path<String>,
-) -> Result<Response, ApiError> {
-    let world = shared.world();
-    let ro = world
-        .repair_orders
-        .get(&number)
-        .ok_or_else(|| ApiError::not_found("repair order", &number))?;
-    Ok(reply(StatusCode::OK, ro.to_json()))
 }
 
 async fn post_close(
@@ -166,73 +199,6 @@ async fn post_close(
         StatusCode::OK,
         json!({"number": number, "status": "closed", "closed_at": rfc3339(&closed_at)}),
     ))
-}
-
-async fn remove_ro(
-    State(shared): State<Arc<Shared>>,
-    Path(number): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    void_ro(&mut shared.world(), &number)?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn list_customers(
-    State(shared): State<Arc<Shared>>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let world = shared.world();
-    let vin = query.get("vin");
-    let items: Vec<Value> = world
-        .customers
-        .values()
-        .filter(|c| vin.is_none_or(|v| v.trim().eq_ignore_ascii_case(&c.vin)))
-        .map(|c| c.to_json())
-        .collect();
-    reply(StatusCode::OK, json!({ "items": items }))
-}
-
-async fn get_customer(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let world = shared.world();
-    let customer = world
-        .customers
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("customer", &id))?;
-    Ok(reply(StatusCode::OK, customer.to_json()))
-}
-
-async fn remove_customer(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    shared
-        .world()
-        .customers
-        .remove(&id)
-        .ok_or_else(|| ApiError::not_found("customer", &id))?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn get_part(
-    State(shared): State<Arc<Shared>>,
-    Path(part): Path<String>,
-) -> Result<Response, ApiError> {
-    let world = shared.world();
-    let found = world
-        .parts
-        .get(&part)
-        .ok_or_else(|| ApiError::not_found("part", &part))?;
-    Ok(reply(StatusCode::OK, found.to_json()))
-}
-
-async fn remove_part(
-    State(shared): State<Arc<Shared>>,
-    Path(part): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    delete_part(&mut shared.world(), &part)?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn post_price_file(
@@ -249,25 +215,22 @@ async fn post_price_file(
 
 /// `/dms/api/*`, behind bearer auth and the DMS's faults.
 pub fn router(shared: Arc<Shared>) -> Router {
-    let guard_state = Guard {
-        shared: shared.clone(),
-        system: System::Dms,
-    };
-    Router::new()
-        .route("/dms/api/repair-orders", get(list_ros))
+    let routes = Router::new()
+        .route("/dms/api/repair-orders", get(list_records::<RepairOrder>))
         .route(
             "/dms/api/repair-orders/{number}",
-            get(get_ro).delete(remove_ro),
+            get(get_record::<RepairOrder>).delete(delete_record::<RepairOrder>),
         )
         .route("/dms/api/repair-orders/{number}/close", post(post_close))
-        .route("/dms/api/customers", get(list_customers))
+        .route("/dms/api/customers", get(list_records::<Customer>))
         .route(
             "/dms/api/customers/{id}",
-            get(get_customer).delete(remove_customer),
+            get(get_record::<Customer>).delete(delete_record::<Customer>),
         )
-        .route("/dms/api/parts/{part}", get(get_part).delete(remove_part))
-        .route("/dms/api/price-files", post(post_price_file))
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(guard_state, guard))
-        .with_state(shared)
+        .route(
+            "/dms/api/parts/{part}",
+            get(get_record::<Part>).delete(delete_record::<Part>),
+        )
+        .route("/dms/api/price-files", post(post_price_file));
+    guarded(shared, System::Dms, routes)
 }

@@ -1,20 +1,23 @@
 //! HTTP plumbing shared by the three systems: the JSON body extractor with JSON
-//! errors, and the per-system guard that applies bearer auth and the active faults
-//! (slow, connector_down 503, auth_rejected, error_burst, malformed_json).
+//! errors, the per-system guard that applies bearer auth and the active faults
+//! (slow, connector_down 503, auth_rejected, error_burst, malformed_json), and the
+//! list/get/delete routes every [`Record`] gets from one generic handler each.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
 use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::faults::System;
-use super::state::Shared;
+use super::state::{Shared, World};
 
 /// Largest response body the malformed_json fault will buffer and truncate.
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -58,6 +61,18 @@ fn bearer(req: &Request) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// A system's routes behind its guard (bearer auth and faults), with JSON 405s.
+pub fn guarded(shared: Arc<Shared>, system: System, routes: Router<Arc<Shared>>) -> Router {
+    let guard_state = Guard {
+        shared: shared.clone(),
+        system,
+    };
+    routes
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(guard_state, guard))
+        .with_state(shared)
 }
 
 /// Middleware in front of every system route.
@@ -144,4 +159,66 @@ pub async fn method_not_allowed(req: Request) -> ApiError {
 /// Shorthand for a JSON response with a status.
 pub fn reply(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
+}
+
+/// A record type a system serves by key: where the world keeps it, its JSON, what
+/// its list query filters on and what deleting it takes with it.
+pub trait Record: Sized + 'static {
+    /// What a 404 calls it, e.g. `repair order`.
+    const WHAT: &'static str;
+
+    fn table(world: &World) -> &BTreeMap<String, Self>;
+
+    fn table_mut(world: &mut World) -> &mut BTreeMap<String, Self>;
+
+    /// The record as its `GET` and list routes answer it.
+    fn render(&self, world: &World) -> Value;
+
+    /// Whether the list route's query keeps this record; unknown parameters are ignored.
+    fn matches(&self, _query: &HashMap<String, String>) -> bool {
+        true
+    }
+
+    /// Deletes just this record; types whose deletion cascades override it.
+    fn delete(world: &mut World, key: &str) -> Result<(), ApiError> {
+        Self::table_mut(world)
+            .remove(key)
+            .map(|_| ())
+            .ok_or_else(|| ApiError::not_found(Self::WHAT, key))
+    }
+}
+
+/// `GET` on a collection: `{"items": [...]}` of the records the query matches, by key.
+pub async fn list_records<R: Record>(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let world = shared.world();
+    let items: Vec<Value> = R::table(&world)
+        .values()
+        .filter(|r| r.matches(&query))
+        .map(|r| r.render(&world))
+        .collect();
+    reply(StatusCode::OK, json!({ "items": items }))
+}
+
+/// `GET` on one record by key, 404 when there is none.
+pub async fn get_record<R: Record>(
+    State(shared): State<Arc<Shared>>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let world = shared.world();
+    let record = R::table(&world)
+        .get(&key)
+        .ok_or_else(|| ApiError::not_found(R::WHAT, &key))?;
+    Ok(reply(StatusCode::OK, record.render(&world)))
+}
+
+/// `DELETE` on one record by key: 204, or 404 when there is none.
+pub async fn delete_record<R: Record>(
+    State(shared): State<Arc<Shared>>,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    R::delete(&mut shared.world(), &key)?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -409,6 +409,17 @@ mod tests {
         events.lock().unwrap().clone()
     }
 
+    /// What `pick` reads off each fire that started, in order.
+    fn started<T>(events: &[Event], pick: impl Fn(&Fire) -> T) -> Vec<T> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Started { fire, .. } => Some(pick(fire)),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_run_that_outlasts_its_period_makes_the_next_fire_skip() {
         let every = Schedule::Every(Duration::from_secs(10));
@@ -443,13 +454,7 @@ mod tests {
             4,
         )
         .await;
-        let starts: Vec<String> = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Started { fire, .. } => Some(fire.scheduled.format("%M:%S").to_string()),
-                _ => None,
-            })
-            .collect();
+        let starts = started(&events, |fire| fire.scheduled.format("%M:%S").to_string());
         assert_eq!(starts, vec!["00:00", "00:05", "00:10", "00:15", "00:20"]);
         assert!(
             !events
@@ -464,13 +469,7 @@ mod tests {
         let every = Schedule::Every(Duration::from_secs(60));
         let probes = (0..4).map(|_| plan(every.clone(), None)).collect();
         let events = drive(probes, Duration::from_secs(61), Duration::from_secs(5), 2).await;
-        let mut lags: Vec<u64> = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Started { fire, .. } => Some(fire.lag.as_secs()),
-                _ => None,
-            })
-            .collect();
+        let mut lags = started(&events, |fire| fire.lag.as_secs());
         lags.sort();
         assert_eq!(
             lags,
@@ -491,16 +490,12 @@ mod tests {
             4,
         )
         .await;
-        let starts: Vec<_> = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Started { fire, .. } => Some((
-                    fire.scheduled.format("%H:%M:%S").to_string(),
-                    fire.lag.as_millis(),
-                )),
-                _ => None,
-            })
-            .collect();
+        let starts = started(&events, |fire| {
+            (
+                fire.scheduled.format("%H:%M:%S").to_string(),
+                fire.lag.as_millis(),
+            )
+        });
         assert_eq!(
             starts,
             vec![("12:00:10".to_string(), 0), ("12:00:20".to_string(), 0)]
@@ -538,16 +533,12 @@ mod tests {
             4,
         )
         .await;
-        let starts: Vec<_> = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Started { fire, .. } => Some((
-                    fire.scheduled.format("%H:%M:%S").to_string(),
-                    fire.catch_up.is_some(),
-                )),
-                _ => None,
-            })
-            .collect();
+        let starts = started(&events, |fire| {
+            (
+                fire.scheduled.format("%H:%M:%S").to_string(),
+                fire.catch_up.is_some(),
+            )
+        });
         assert_eq!(
             starts,
             vec![

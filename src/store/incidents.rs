@@ -365,17 +365,8 @@ mod tests {
 
     fn open(id: &str, at: DateTime<Utc>) -> Open {
         Open {
-            id: id.into(),
-            opened_at: at,
-            acked_at: None,
-            acked_by: None,
-            breaches: vec![Breach::Failures { failed: 2, of: 2 }],
-            error_class: Some("http_5xx".into()),
-            failed_step: Some("book".into()),
-            last_message: Some("HTTP 503".into()),
             runs: vec!["run-a".into(), "run-b".into()],
-            flapping: false,
-            successes_in_row: 0,
+            ..crate::model::sample_open(id, at)
         }
     }
 

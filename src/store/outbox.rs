@@ -157,11 +157,23 @@ impl OutboxStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxRow>, StoreError> {
+        let due =
+            "state = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, created_ms";
+        self.select_until(due, now, limit).await
+    }
+
+    /// At most `limit` rows `WHERE {clause}`, where `clause` reads `now` as ?1 and may
+    /// end in an `ORDER BY`.
+    async fn select_until(
+        &self,
+        clause: &'static str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         self.db
             .with_conn(move |c| {
                 let mut stmt = c.prepare(&format!(
-                    "SELECT {COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ?1
-                     ORDER BY next_attempt_ms, created_ms LIMIT ?2"
+                    "SELECT {COLUMNS} FROM outbox WHERE {clause} LIMIT ?2"
                 ))?;
                 stmt.query_map(params![now.timestamp_millis(), limit as i64], row)?
                     .collect()
@@ -256,16 +268,8 @@ impl OutboxStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        self.db
-            .with_conn(move |c| {
-                let mut stmt = c.prepare(&format!(
-                    "SELECT {COLUMNS} FROM outbox WHERE confirm = 'pending' AND confirm_ms <= ?1
-                     ORDER BY confirm_ms LIMIT ?2"
-                ))?;
-                stmt.query_map(params![now.timestamp_millis(), limit as i64], row)?
-                    .collect()
-            })
-            .await
+        let polls_due = "confirm = 'pending' AND confirm_ms <= ?1 ORDER BY confirm_ms";
+        self.select_until(polls_due, now, limit).await
     }
 
     /// One more status poll without a final answer: poll again at `next`, or, without

@@ -114,13 +114,29 @@ impl<E> Watched<E> {
             health,
         }
     }
+
+    /// One export through the inner exporter: counts the `handled` items first (spans
+    /// and logs are counted, metrics are not), then notes how the export went.
+    async fn watch<'a, F>(
+        &'a self,
+        handled: Option<u64>,
+        export: impl FnOnce(&'a E) -> F,
+    ) -> OTelSdkResult
+    where
+        F: Future<Output = OTelSdkResult>,
+    {
+        if let Some(n) = handled {
+            self.health.handled(self.signal, n);
+        }
+        let r = export(&self.inner).await;
+        self.health.note(self.signal, &self.endpoint, &r);
+        r
+    }
 }
 
 impl<E: PushMetricExporter> PushMetricExporter for Watched<E> {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        let r = self.inner.export(metrics).await;
-        self.health.note(self.signal, &self.endpoint, &r);
-        r
+        self.watch(None, |inner| inner.export(metrics)).await
     }
     fn force_flush(&self) -> OTelSdkResult {
         self.inner.force_flush()
@@ -135,10 +151,8 @@ impl<E: PushMetricExporter> PushMetricExporter for Watched<E> {
 
 impl<E: SpanExporter> SpanExporter for Watched<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.health.handled(self.signal, batch.len() as u64);
-        let r = self.inner.export(batch).await;
-        self.health.note(self.signal, &self.endpoint, &r);
-        r
+        let handled = batch.len() as u64;
+        self.watch(Some(handled), |inner| inner.export(batch)).await
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         self.inner.shutdown_with_timeout(timeout)
@@ -150,11 +164,8 @@ impl<E: SpanExporter> SpanExporter for Watched<E> {
 
 impl<E: LogExporter> LogExporter for Watched<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        self.health
-            .handled(self.signal, batch.iter().count() as u64);
-        let r = self.inner.export(batch).await;
-        self.health.note(self.signal, &self.endpoint, &r);
-        r
+        let handled = batch.iter().count() as u64;
+        self.watch(Some(handled), |inner| inner.export(batch)).await
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         self.inner.shutdown_with_timeout(timeout)

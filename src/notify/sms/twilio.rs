@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::sms_text;
 use crate::model::{Contact, encode_uri_component, is_e164};
 use crate::notify::http::{
-    self, DEFAULT_TIMEOUT, describe_transport, quote, redact, redact_delivery, retry_after,
+    self, DEFAULT_TIMEOUT, describe_transport, failure_outcome, quote, redact, redact_delivery,
 };
 use crate::notify::{Channel, ConfirmFuture, Confirmation, Delivery, Notice, SendFuture};
 
@@ -366,18 +366,11 @@ fn send_outcome(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Deliver
     }
     let code = status.as_u16();
     let details = twilio_error_text(body);
-    if status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status.is_server_error()
-    {
-        return Delivery::Retry {
-            reason: format!("Twilio answered {code}: {details}"),
-            after: retry_after(headers),
-        };
-    }
-    Delivery::Rejected {
-        reason: format!("Twilio answered {code}: {details}"),
-    }
+    failure_outcome(
+        status,
+        headers,
+        format!("Twilio answered {code}: {details}"),
+    )
 }
 
 /// `application/x-www-form-urlencoded`, as Twilio reads it (space as `+`).
