@@ -616,7 +616,7 @@ async fn run_case(h: &mut Harness, case: &Case) -> (Vec<String>, String) {
             {
                 problems.push(format!(
                     "ledger replay of `{}` failed: {:?}",
-                    r.entry.cleanup, r.result
+                    r.entry.record.cleanup, r.result
                 ));
             }
         }

@@ -24,7 +24,7 @@ pub async fn refresh_gauges(
             *n = 0;
         }
         for e in pending {
-            *g.leftovers.entry(e.probe).or_insert(0) += 1;
+            *g.leftovers.entry(e.record.probe).or_insert(0) += 1;
         }
         g.store_bytes = size;
     }

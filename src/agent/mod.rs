@@ -598,18 +598,18 @@ async fn replay_leftovers(runner: &Runner, probes: &[Probe]) -> Result<(), Store
         match r.result {
             Ok(c) if c.success => eprintln!(
                 "cleaned up a leftover of {} ({}): {}",
-                r.entry.probe, r.entry.run_id, c.name
+                r.entry.record.probe, r.entry.record.run_id, c.name
             ),
             Ok(c) => eprintln!(
                 "warning: leftover of {} ({}) still not cleaned up: {} ({})",
-                r.entry.probe,
-                r.entry.run_id,
+                r.entry.record.probe,
+                r.entry.record.run_id,
                 c.name,
                 c.error.unwrap_or_default()
             ),
             Err(m) => eprintln!(
                 "warning: leftover of {} ({}): {m}",
-                r.entry.probe, r.entry.run_id
+                r.entry.record.probe, r.entry.record.run_id
             ),
         }
     }

@@ -43,20 +43,20 @@ pub async fn run(cfg: &ConfigArgs, probe: Option<&str>) -> ExitCode {
         match &r.result {
             Ok(c) if c.success => println!(
                 "deleted  {} / {} (created by {} in {} at {})",
-                e.probe,
+                e.record.probe,
                 c.name,
-                e.created_by,
-                e.run_id,
-                e.created_at.to_rfc3339()
+                e.record.created_by,
+                e.record.run_id,
+                e.record.created_at.to_rfc3339()
             ),
             Ok(c) => {
                 left += 1;
                 println!(
                     "FAILED   {} / {} (created by {} in {}): {} after {} attempts ({} in total)",
-                    e.probe,
+                    e.record.probe,
                     c.name,
-                    e.created_by,
-                    e.run_id,
+                    e.record.created_by,
+                    e.record.run_id,
                     c.error.clone().unwrap_or_default(),
                     c.attempts,
                     e.attempts + c.attempts
@@ -66,7 +66,7 @@ pub async fn run(cfg: &ConfigArgs, probe: Option<&str>) -> ExitCode {
                 left += 1;
                 println!(
                     "KEPT     {} / {} (created by {} in {}): {m}",
-                    e.probe, e.cleanup, e.created_by, e.run_id
+                    e.record.probe, e.record.cleanup, e.record.created_by, e.record.run_id
                 );
             }
         }

@@ -36,15 +36,15 @@ pub async fn run(cfg: &ConfigArgs, name: &str, json: bool) -> ExitCode {
                 match r.result {
                     Ok(c) if c.success => eprintln!(
                         "cleaned up a leftover from {}: {} ({})",
-                        r.entry.run_id, c.name, r.entry.created_by
+                        r.entry.record.run_id, c.name, r.entry.record.created_by
                     ),
                     Ok(c) => eprintln!(
                         "warning: leftover from {} still not cleaned up: {} ({})",
-                        r.entry.run_id,
+                        r.entry.record.run_id,
                         c.name,
                         c.error.unwrap_or_default()
                     ),
-                    Err(m) => eprintln!("warning: leftover from {}: {m}", r.entry.run_id),
+                    Err(m) => eprintln!("warning: leftover from {}: {m}", r.entry.record.run_id),
                 }
             }
         }
@@ -105,7 +105,7 @@ pub async fn run(cfg: &ConfigArgs, name: &str, json: bool) -> ExitCode {
             eprintln!("interrupted: cleaning up what this run created");
             if let Ok(replays) = runner.replay_ledger(&config.probes, Some(name)).await {
                 for r in replays.iter().filter(|r| !matches!(&r.result, Ok(c) if c.success)) {
-                    eprintln!("warning: {} from {} is still in the cleanup ledger; run `rooftop cleanup`", r.entry.cleanup, r.entry.run_id);
+                    eprintln!("warning: {} from {} is still in the cleanup ledger; run `rooftop cleanup`", r.entry.record.cleanup, r.entry.record.run_id);
                 }
             }
             return ExitCode::from(130);

@@ -260,27 +260,29 @@ impl Runner {
         // Like a run's own cleanup: newest step first, one step's records in listed order.
         let mut ordered = Vec::new();
         for group in entries
-            .chunk_by(|a, b| a.run_id == b.run_id && a.created_by == b.created_by)
+            .chunk_by(|a, b| {
+                a.record.run_id == b.record.run_id && a.record.created_by == b.record.created_by
+            })
             .rev()
         {
             ordered.extend(group.iter().cloned());
         }
         for entry in ordered {
-            let Some(probe) = probes.iter().find(|p| p.name == entry.probe) else {
+            let Some(probe) = probes.iter().find(|p| p.name == entry.record.probe) else {
                 out.push(LedgerReplay {
                     result: Err(format!(
                         "probe `{}` is no longer configured; delete the record by hand",
-                        entry.probe
+                        entry.record.probe
                     )),
                     entry,
                 });
                 continue;
             };
-            let Some(step) = probe.cleanup_step(&entry.cleanup) else {
+            let Some(step) = probe.cleanup_step(&entry.record.cleanup) else {
                 out.push(LedgerReplay {
                     result: Err(format!(
                         "probe `{}` has no cleanup step `{}` any more",
-                        entry.probe, entry.cleanup
+                        entry.record.probe, entry.record.cleanup
                     )),
                     entry,
                 });
@@ -291,8 +293,8 @@ impl Runner {
                 .run_cleanup(
                     probe,
                     step,
-                    &entry.created_by,
-                    entry.context.clone(),
+                    &entry.record.created_by,
+                    entry.record.context.clone(),
                     entry.id,
                     &http::new_trace_id(),
                     &masker,

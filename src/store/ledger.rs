@@ -14,19 +14,11 @@ use serde_json::Value;
 use super::Db;
 pub use super::StoreError;
 
-/// One record waiting for cleanup.
+/// One record waiting for cleanup: what the run wrote (`record`) and how its cleanup went.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerEntry {
     pub id: i64,
-    pub run_id: String,
-    pub probe: String,
-    /// Name of the cleanup step to run.
-    pub cleanup: String,
-    /// The step that created the record.
-    pub created_by: String,
-    /// Vars and captures at creation time (for rendering the cleanup request).
-    pub context: BTreeMap<String, Value>,
-    pub created_at: DateTime<Utc>,
+    pub record: NewEntry,
     pub attempts: u32,
     pub last_error: Option<String>,
     /// The create request got no definitive answer: the record may or may not exist.
@@ -54,13 +46,16 @@ fn is_live_rooftop(pid: u32) -> bool {
     }
 }
 
-/// A new entry, before it has an id.
-#[derive(Debug, Clone)]
+/// A record a run created, as the run wrote it to the ledger (before it has an id).
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewEntry {
     pub run_id: String,
     pub probe: String,
+    /// Name of the cleanup step to run.
     pub cleanup: String,
+    /// The step that created the record.
     pub created_by: String,
+    /// Vars and captures at creation time (for rendering the cleanup request).
     pub context: BTreeMap<String, Value>,
     pub created_at: DateTime<Utc>,
 }
@@ -188,14 +183,16 @@ impl Ledger {
                 let created_at: String = r.get(6)?;
                 Ok(LedgerEntry {
                     id: r.get(0)?,
-                    run_id: r.get(1)?,
-                    probe: r.get(2)?,
-                    cleanup: r.get(3)?,
-                    created_by: r.get(4)?,
-                    context: serde_json::from_str(&context).unwrap_or_default(),
-                    created_at: DateTime::parse_from_rfc3339(&created_at)
-                        .map(|d| d.with_timezone(&Utc))
-                        .unwrap_or_default(),
+                    record: NewEntry {
+                        run_id: r.get(1)?,
+                        probe: r.get(2)?,
+                        cleanup: r.get(3)?,
+                        created_by: r.get(4)?,
+                        context: serde_json::from_str(&context).unwrap_or_default(),
+                        created_at: DateTime::parse_from_rfc3339(&created_at)
+                            .map(|d| d.with_timezone(&Utc))
+                            .unwrap_or_default(),
+                    },
                     attempts: r.get(7)?,
                     last_error: r.get(8)?,
                     pending: r.get::<_, i64>(9)? != 0,
@@ -268,7 +265,10 @@ mod tests {
         let l = Ledger::open_in(dir.path()).unwrap();
         let all = l.pending(None).await.unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(all[0].context["appointment_id"], Value::from("APT-1"));
+        assert_eq!(
+            all[0].record.context["appointment_id"],
+            Value::from("APT-1")
+        );
         assert_eq!(l.pending(Some("b".into())).await.unwrap().len(), 1);
         l.record_failure(id, 4, "HTTP 503".into()).await.unwrap();
         let a = &l.pending(Some("a".into())).await.unwrap()[0];
@@ -287,7 +287,7 @@ mod tests {
         ctx.insert("ro".to_string(), Value::from("RO-9"));
         l.confirm(vec![ids[0]], ctx).await.unwrap();
         let all = l.pending(None).await.unwrap();
-        assert!(!all[0].pending && all[0].context["ro"] == "RO-9");
+        assert!(!all[0].pending && all[0].record.context["ro"] == "RO-9");
         l.remove_all(vec![ids[1]]).await.unwrap();
         assert_eq!(l.count().await.unwrap(), 1);
     }
