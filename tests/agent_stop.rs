@@ -26,21 +26,7 @@ async fn sandbox() -> Sandbox {
 /// The bundled lead probe as `name`, every `every`, polling every 100 ms for up to 10
 /// minutes (a long poll), runbooks dropped.
 fn long_poll_lead_probe(name: &str, every: &str) -> String {
-    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
-        .unwrap()
-        .replace("name: lead-to-bdc-call-list", &format!("name: {name}"))
-        .replace(
-            "schedule: {every: 30m}",
-            &format!("schedule: {{every: {every}}}"),
-        )
-        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
-        .replace("    runbook: runbooks/connector-down.md\n", "")
-        .replace(
-            "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
-            "poll: {interval: 100ms, backoff: 1, within: 10m}",
-        );
-    assert!(probe.contains("within: 10m") && probe.contains(&format!("name: {name}")));
-    probe
+    agent::lead_probe(name, every, "{interval: 100ms, backoff: 1, within: 10m}")
 }
 
 fn write_config(dir: &Path, probes: &[(&str, String)], rooftop_yaml: &str) {

@@ -28,22 +28,10 @@ const EMPTY_HERE: &[(&str, &str)] = &[(
 /// The bundled lead probe under another name and schedule; `expect_status` replaces the
 /// first step's expected status (a wrong one makes a probe that always fails).
 fn write_probe(dir: &std::path::Path, name: &str, every: &str, expect_status: u16) {
-    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
-        .unwrap()
+    let probe = agent::lead_probe(name, every, "{interval: 100ms, backoff: 1, within: 5s}")
         .replace(
             "expect: {status: 201,",
             &format!("expect: {{status: {expect_status},"),
-        )
-        .replace("name: lead-to-bdc-call-list", &format!("name: {name}"))
-        .replace(
-            "schedule: {every: 30m}",
-            &format!("schedule: {{every: {every}}}"),
-        )
-        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
-        .replace("    runbook: runbooks/connector-down.md\n", "")
-        .replace(
-            "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
-            "poll: {interval: 100ms, backoff: 1, within: 5s}",
         );
     std::fs::write(dir.join(format!("probes/{name}.yaml")), probe).unwrap();
 }

@@ -15,19 +15,8 @@ use tokio::process::Command;
 /// `dir/probes/NAME.yaml` (runbooks dropped: the test config has none).
 fn write_lead_probe(dir: &std::path::Path, name: &str, every: &str, poll_interval: &str) {
     std::fs::create_dir_all(dir.join("probes")).unwrap();
-    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
-        .unwrap()
-        .replace("name: lead-to-bdc-call-list", &format!("name: {name}"))
-        .replace(
-            "schedule: {every: 30m}",
-            &format!("schedule: {{every: {every}}}"),
-        )
-        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
-        .replace("    runbook: runbooks/connector-down.md\n", "")
-        .replace(
-            "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
-            &format!("poll: {{interval: {poll_interval}, backoff: 1, within: 10s}}"),
-        );
+    let poll = format!("{{interval: {poll_interval}, backoff: 1, within: 10s}}");
+    let probe = agent::lead_probe(name, every, &poll);
     std::fs::write(dir.join(format!("probes/{name}.yaml")), probe).unwrap();
 }
 

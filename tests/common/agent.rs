@@ -29,3 +29,24 @@ pub async fn sigterm(mut child: Child, within: Duration) -> (String, String) {
     assert_eq!(status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
     (out, err)
 }
+
+/// The bundled lead probe renamed `name`, on `{every: EVERY}`, with `poll` as its poll
+/// settings (e.g. `{interval: 100ms, backoff: 1, within: 10s}`) and its runbook
+/// references dropped (test configs have no runbooks/).
+pub fn lead_probe(name: &str, every: &str, poll: &str) -> String {
+    let probe = std::fs::read_to_string("probes/lead-to-bdc-call-list.yaml")
+        .unwrap()
+        .replace("name: lead-to-bdc-call-list", &format!("name: {name}"))
+        .replace(
+            "schedule: {every: 30m}",
+            &format!("schedule: {{every: {every}}}"),
+        )
+        .replace("runbook: runbooks/lead-not-on-bdc-list.md\n", "")
+        .replace("    runbook: runbooks/connector-down.md\n", "")
+        .replace(
+            "poll: {interval: 1s, backoff: 1.5, max_interval: 30s, within: 15m}",
+            &format!("poll: {poll}"),
+        );
+    assert!(probe.contains(&format!("name: {name}")) && probe.contains(poll));
+    probe
+}
