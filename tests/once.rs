@@ -39,6 +39,19 @@ fn rooftop(sb: &Sandbox, state: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// `rooftop once PROBE --config CONFIG --json`, which must exit 0 with a successful run.
+async fn once_json_success(sb: &Sandbox, state: &Path, probe: &str, config: &str) -> Value {
+    let out = rooftop(sb, state, &["once", probe, "--config", config, "--json"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["outcome"], "success", "{run:#}");
+    run
+}
+
 fn truth_latency_ms(sb: &Sandbox, kind: &str, source_id: &str) -> f64 {
     let t = serde_json::to_value(sb.truth()).unwrap();
     t.as_array()
@@ -54,24 +67,7 @@ fn truth_latency_ms(sb: &Sandbox, kind: &str, source_id: &str) -> f64 {
 async fn once_json_reports_latency_intervals_containing_the_true_delay() {
     let sb = sandbox(700, SandboxConfig::default()).await;
     let state = tempfile::tempdir().unwrap();
-    let out = rooftop(
-        &sb,
-        state.path(),
-        &[
-            "once",
-            "appointment-to-ro-to-survey",
-            "--config",
-            ".",
-            "--json",
-        ],
-    )
-    .output()
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
-    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(run["outcome"], "success", "{run:#}");
+    let run = once_json_success(&sb, state.path(), "appointment-to-ro-to-survey", ".").await;
     assert_eq!(run["cleanup"]["outcome"], "success");
     assert_eq!(run["trace_id"].as_str().unwrap().len(), 32);
 
@@ -477,24 +473,7 @@ async fn a_short_probe_timeout_under_the_request_timeout_still_polls_and_measure
     assert!(probe.contains("timeout: 20s") && probe.contains("within: 15s"));
     std::fs::write(dir.path().join("probes/lead.yaml"), probe).unwrap();
     let config = dir.path().to_str().unwrap();
-    let out = rooftop(
-        &sb,
-        state.path(),
-        &[
-            "once",
-            "lead-to-bdc-call-list",
-            "--config",
-            config,
-            "--json",
-        ],
-    )
-    .output()
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
-    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(run["outcome"], "success", "{run:#}");
+    let run = once_json_success(&sb, state.path(), "lead-to-bdc-call-list", config).await;
     let step = run["steps"]
         .as_array()
         .unwrap()

@@ -95,12 +95,6 @@ pub async fn run(args: DemoArgs) -> ExitCode {
                 "run history: rooftop status --config {0} --state-dir {0}",
                 opts_dir.display()
             );
-            if !report.drained.unfinished.is_empty() {
-                println!(
-                    "stop deadline reached; not finished: {}",
-                    report.drained.unfinished.join("; ")
-                );
-            }
             if report.leftovers == 0 {
                 println!(
                     "synthetic leftovers in the sandbox: 0 (everything rooftop created was cleaned up)"
