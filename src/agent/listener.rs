@@ -1,5 +1,7 @@
 //! The agent's local HTTP listener (default 127.0.0.1:9464): `GET /metrics` for
-//! Prometheus, `GET /healthz` for supervisors. Loopback by default: it is meant for a
+//! Prometheus, `GET /healthz` (the process answers) and `GET /readyz` (the scheduler
+//! turns and the store takes writes: 200, or 503 with the reasons) for supervisors and
+//! load balancers, and the signed acknowledge links. Loopback by default: it is meant for a
 //! Prometheus or collector on the same server, or behind the dealership's firewall.
 
 use std::net::SocketAddr;
@@ -13,6 +15,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use super::health::Readiness;
 use crate::alerting::ack::AckSigner;
 use crate::clock::Clock;
 use crate::model::{IncidentState, escape_html as esc};
@@ -149,6 +152,7 @@ pub async fn serve(
     addr: SocketAddr,
     telemetry: Arc<Telemetry>,
     ack: Option<AckRoutes>,
+    ready: Arc<Readiness>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -173,7 +177,25 @@ pub async fn serve(
                 }
             }),
         )
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let problems = ready.problems();
+                async move {
+                    if problems.is_empty() {
+                        (StatusCode::OK, "ready\n".to_string())
+                    } else {
+                        let mut body = String::from("not ready\n");
+                        for p in problems {
+                            body.push_str(&p);
+                            body.push('\n');
+                        }
+                        (StatusCode::SERVICE_UNAVAILABLE, body)
+                    }
+                }
+            }),
+        );
     let app = match ack {
         Some(ack) => app.merge(
             Router::new()

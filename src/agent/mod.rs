@@ -4,11 +4,15 @@
 //! the listener; `Running::drain` stops them all within one deadline and names what did
 //! not finish. It never prints a run or an incident itself: those go to a `Reporter`.
 
+mod health;
 mod housekeeping;
 pub mod listener;
 mod paging;
+mod probes;
+mod reload;
 pub mod report;
 pub mod signals;
+pub mod systemd;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,12 +32,16 @@ use crate::model::{ErrorClass, MissedRuns, Probe};
 use crate::notify::Channel;
 use crate::notify::pager::Pager;
 use crate::runner::Runner;
-use crate::scheduler::{self, Event, Fire, Plan};
+use crate::scheduler::{self, Control, Event, Fire, Heartbeat, Plan, Update};
 use crate::store::outbox::OutboxStore;
 use crate::store::{IncidentStore, RunStore, StoreError};
 use crate::telemetry::{Telemetry, settings};
+use health::Readiness;
+use probes::ProbeTable;
+pub use reload::Reloaded;
 pub use report::{Lines, Report, Reporter};
-pub use signals::Signal;
+pub use signals::{Signal, Signals};
+use systemd::Notifier;
 
 pub use crate::model::DEFAULT_STOP_DEADLINE;
 
@@ -116,6 +124,10 @@ pub struct Parts {
     /// finished (the demo).
     pub pace: Option<Duration>,
     pub reporter: Arc<dyn Reporter>,
+    /// systemd's notification socket (a no-op without `$NOTIFY_SOCKET`).
+    pub notifier: Arc<Notifier>,
+    /// The scheduler-stall test hook (see `scheduler::Control::stall_after`).
+    pub stall_scheduler_after: Option<Duration>,
 }
 
 impl Parts {
@@ -132,13 +144,20 @@ impl Parts {
             extra_channels: Vec::new(),
             pace: None,
             reporter: Arc::new(Lines),
+            notifier: Arc::new(Notifier::default()),
+            stall_scheduler_after: None,
         }
     }
 }
 
 /// A built agent, ready to spawn.
 pub struct Agent {
-    probes: Arc<Vec<Probe>>,
+    probes: Arc<ProbeTable>,
+    /// `rooftop.yaml` as loaded: a reload names what changed in it.
+    settings: crate::model::Agent,
+    pace: Option<Duration>,
+    notifier: Arc<Notifier>,
+    stall_scheduler_after: Option<Duration>,
     plans: Vec<Plan>,
     runner: Runner,
     telemetry: Arc<Telemetry>,
@@ -223,7 +242,11 @@ impl Agent {
         let plans = plan_probes(&config, &history, now, parts.pace).await?;
         Ok(Agent {
             // Moved, not cloned: with thousands of probes a copy would double their memory.
-            probes: Arc::new(std::mem::take(&mut config.probes)),
+            probes: Arc::new(ProbeTable::new(std::mem::take(&mut config.probes))),
+            settings: config.agent.clone(),
+            pace: parts.pace,
+            notifier: parts.notifier,
+            stall_scheduler_after: parts.stall_scheduler_after,
             plans,
             runner,
             telemetry,
@@ -248,11 +271,14 @@ impl Agent {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut listen_addr = None;
         let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
+        let heartbeat = Heartbeat::default();
+        let ready = Arc::new(Readiness::new(heartbeat.clone()));
         if let Some(addr) = self.listen {
             let (bound, task) = listener::serve(
                 addr,
                 self.telemetry.clone(),
                 self.ack_routes.clone(),
+                ready.clone(),
                 stop_rx.clone(),
             )
             .await
@@ -273,13 +299,37 @@ impl Agent {
         ));
         tasks.push(("gauges", self.spawn_gauges(stop_rx.clone())));
         tasks.push(("retention", self.spawn_retention(stop_rx.clone())));
+        tasks.push((
+            "store check",
+            health::spawn_store_check(
+                ready.clone(),
+                self.history.clone(),
+                self.clock.clone(),
+                stop_rx.clone(),
+            ),
+        ));
+        if let Some(task) = health::spawn_watchdog(
+            self.notifier.clone(),
+            ready.clone(),
+            self.probes.clone(),
+            self.telemetry.clone(),
+            stop_rx.clone(),
+        ) {
+            tasks.push(("watchdog", task));
+        }
+        let (updates_tx, updates) = tokio::sync::mpsc::unbounded_channel();
         let scheduler = tokio::spawn(scheduler::run_schedules(
             self.plans,
             self.clock.clone(),
             self.max_concurrent,
             execute,
             on_event,
-            stop_rx,
+            Control {
+                stop: stop_rx,
+                updates,
+                heartbeat,
+                stall_after: self.stall_scheduler_after,
+            },
         ));
         Ok(Running {
             stop_tx,
@@ -290,6 +340,14 @@ impl Agent {
             telemetry: self.telemetry,
             listen_addr,
             stop_deadline: self.stop_deadline,
+            probes: self.probes,
+            updates: updates_tx,
+            settings: self.settings,
+            tracker: self.tracker,
+            history: self.history,
+            clock: self.clock,
+            pace: self.pace,
+            ready,
         })
     }
 
@@ -323,7 +381,9 @@ impl Agent {
             );
             let (stop, in_flight) = (stop.clone(), in_flight.clone());
             Box::pin(async move {
-                let probe = &probes[i];
+                // Removed by a reload after this fire was due.
+                let Some(probe) = probes.get(i) else { return };
+                let probe = probe.as_ref();
                 telemetry.observe_lag(fire.lag);
                 let key = InFlightGuard::enter(&in_flight, &probe.name);
                 let run = runner.run_until(probe, None, Some(stop)).await;
@@ -386,7 +446,8 @@ impl Agent {
         );
         Arc::new(move |e: &Event| match e {
             Event::SkippedOverlap { probe, scheduled } => {
-                let p = &probes[*probe];
+                let Some(p) = probes.get(*probe) else { return };
+                let p = p.as_ref();
                 telemetry.observe_skip(&p.name);
                 reporter.report(Report::SkippedOverlap {
                     probe: p,
@@ -396,11 +457,10 @@ impl Agent {
                 let _ = skips.send((*probe, *scheduled));
             }
             Event::Exhausted { probe } => {
-                let w = format!(
-                    "{} has no future fire time; it will not run again",
-                    probes[*probe].name
-                );
-                reporter.report(Report::Warning(&w));
+                if let Some(p) = probes.get(*probe) {
+                    let w = format!("{} has no future fire time; it will not run again", p.name);
+                    reporter.report(Report::Warning(&w));
+                }
             }
             Event::Started { .. } => {}
         })
@@ -418,7 +478,7 @@ impl Agent {
         );
         tokio::spawn(async move {
             while let Some((i, scheduled)) = skips.recv().await {
-                let p = &probes[i];
+                let Some(p) = probes.get(i) else { continue };
                 if let Err(e) = history
                     .record_skip(&p.name, p.connector_label(), scheduled)
                     .await
@@ -512,6 +572,15 @@ pub struct Running {
     telemetry: Arc<Telemetry>,
     listen_addr: Option<SocketAddr>,
     stop_deadline: Duration,
+    // What a reload changes.
+    probes: Arc<ProbeTable>,
+    updates: tokio::sync::mpsc::UnboundedSender<Update>,
+    settings: crate::model::Agent,
+    tracker: Arc<Tracker>,
+    history: RunStore,
+    clock: Arc<dyn Clock>,
+    pace: Option<Duration>,
+    ready: Arc<Readiness>,
 }
 
 /// How a drain ended.
@@ -534,7 +603,13 @@ impl Running {
         self.stop_deadline
     }
 
-    /// Resolves when the scheduler ends on its own (no probe has a future fire time).
+    /// `5 probes, 1 failing, 1 open incident` (and what is not ready), for `STATUS=`.
+    pub fn status_line(&self) -> String {
+        health::status_line(&self.probes, &self.telemetry, &self.ready)
+    }
+
+    /// Resolves if the scheduler ends before a stop was asked for (it does not, short of a
+    /// bug: with no probe due it waits, and a reload may add some).
     pub async fn finished(&mut self) {
         let _ = (&mut self.scheduler).await;
     }

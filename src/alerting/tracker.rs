@@ -31,32 +31,47 @@ impl Tracker {
         probes: &[Probe],
         now: DateTime<Utc>,
     ) -> Result<Tracker, StoreError> {
-        let open = incidents.list(true).await?;
-        let mut states = HashMap::new();
-        for p in probes {
-            let since = now
-                - chrono::Duration::from_std(p.alert.horizon())
-                    .unwrap_or(chrono::Duration::days(7));
-            let facts = runs
-                .recent_runs(p.name.clone(), since, p.alert.depth().max(1))
-                .await?
-                .iter()
-                .map(Fact::from_run)
-                .collect();
-            let mut s = ProbeAlerts::new(&p.name);
-            s.facts = facts;
-            if let Some(row) = open.iter().find(|r| r.probe == p.name) {
-                s.phase = Phase::Open(Open {
-                    successes_in_row: s.facts.iter().rev().take_while(|f| f.success).count() as u32,
-                    ..row.to_open()
-                });
-            }
-            states.insert(p.name.clone(), s);
-        }
+        let states = restore_states(&incidents, runs, probes, now).await?;
         Ok(Tracker {
             incidents,
             states: Mutex::new(states),
         })
+    }
+
+    /// After a reload: probes new to the tracker get their state from the store (a probe
+    /// re-added under its old name picks up its streak and open incident); removed ones
+    /// are forgotten (their stored incidents stay, for a person to resolve). Unchanged
+    /// and changed probes keep theirs.
+    pub async fn adopt(
+        &self,
+        runs: &RunStore,
+        probes: &[Probe],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let known: Vec<String> = self.states.lock().await.keys().cloned().collect();
+        let new: Vec<Probe> = probes
+            .iter()
+            .filter(|p| !known.contains(&p.name))
+            .cloned()
+            .collect();
+        let restored = restore_states(&self.incidents, runs, &new, now).await?;
+        let mut states = self.states.lock().await;
+        states.retain(|name, _| probes.iter().any(|p| &p.name == name));
+        states.extend(restored);
+        Ok(())
+    }
+
+    /// (probe, incident id) of every open incident the tracker holds.
+    pub async fn open_incidents(&self) -> Vec<(String, String)> {
+        self.states
+            .lock()
+            .await
+            .iter()
+            .filter_map(|(name, s)| match &s.phase {
+                Phase::Open(open) => Some((name.clone(), open.id.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Feeds one finished run; returns what the state machine did (already persisted).
@@ -183,4 +198,36 @@ pub fn describe(probe: &Probe, action: &Action) -> Option<String> {
         )),
         Action::RunAttached { .. } => None,
     }
+}
+
+/// Each probe's state rebuilt from the store: its recent runs (within the rules'
+/// horizon) and its unresolved incident.
+async fn restore_states(
+    incidents: &IncidentStore,
+    runs: &RunStore,
+    probes: &[Probe],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, ProbeAlerts>, StoreError> {
+    let open = incidents.list(true).await?;
+    let mut states = HashMap::new();
+    for p in probes {
+        let since = now
+            - chrono::Duration::from_std(p.alert.horizon()).unwrap_or(chrono::Duration::days(7));
+        let facts = runs
+            .recent_runs(p.name.clone(), since, p.alert.depth().max(1))
+            .await?
+            .iter()
+            .map(Fact::from_run)
+            .collect();
+        let mut s = ProbeAlerts::new(&p.name);
+        s.facts = facts;
+        if let Some(row) = open.iter().find(|r| r.probe == p.name) {
+            s.phase = Phase::Open(Open {
+                successes_in_row: s.facts.iter().rev().take_while(|f| f.success).count() as u32,
+                ..row.to_open()
+            });
+        }
+        states.insert(p.name.clone(), s);
+    }
+    Ok(states)
 }

@@ -1,5 +1,6 @@
-//! `rooftop run`: the service. Load and validate, build the agent, spawn it, wait for a
-//! signal, drain within the one stop deadline, exit with a code that says what happened.
+//! `rooftop run`: the service. Load and validate, build the agent, spawn it, tell systemd
+//! it is ready, reload on SIGHUP, drain within the one stop deadline on SIGTERM/SIGINT,
+//! exit with a code that says what happened.
 //! Whatever a cut-off run created stays in the cleanup ledger for the next start; pages
 //! not yet delivered stay in the outbox.
 
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_CONFIG, EXIT_STOPPED_SHORT, load_config};
+use crate::agent::systemd::Notifier;
 use crate::agent::{self, Agent, AgentError, Parts};
 use crate::clock::SystemClock;
 
@@ -46,8 +48,16 @@ pub fn cannot_start(e: &AgentError) -> ExitCode {
 }
 
 pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
-    // Handlers first: a signal during start-up stops the agent instead of killing it.
-    let signal = tokio::spawn(agent::signals::shutdown());
+    // Handlers first, synchronously: a signal during start-up (a reload's SIGHUP among
+    // them) is then an event, never the default action that kills the process.
+    let mut signals = match agent::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+    };
+    let notifier = Arc::new(Notifier::from_env());
     let config = match load_config(&cfg.config) {
         Ok(c) => c,
         Err(code) => return code,
@@ -62,6 +72,8 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
         keep_history: overrides.keep_history,
         stop_deadline: overrides.stop_deadline,
         listen: overrides.listen,
+        notifier: notifier.clone(),
+        stall_scheduler_after: stall_hook(),
         ..Parts::service(state_dir, Arc::new(SystemClock))
     };
     let mut running = match Agent::build(config, parts).await {
@@ -72,19 +84,78 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
         Err(e) => return cannot_start(&e),
     };
     if let Some(addr) = running.listen_addr() {
-        eprintln!("metrics: http://{addr}/metrics");
+        eprintln!("metrics: http://{addr}/metrics  (readiness: http://{addr}/readyz)");
     }
-    let why = tokio::select! {
-        s = signal => s.map(|s| s.name()).unwrap_or("a signal"),
-        _ = running.finished() => "no probe has a future fire time",
+    // Config, store, listener and signal handlers are all in place.
+    notifier.ready(&running.status_line());
+    let why = loop {
+        tokio::select! {
+            s = signals.next() => {
+                if s.is_stop() {
+                    break s.name();
+                }
+                reload(&cfg.config, &mut running, &notifier).await;
+            }
+            _ = running.finished() => break "the scheduler ended unexpectedly",
+        }
     };
     let deadline = running.stop_deadline();
-    eprintln!(
+    let line = format!(
         "stopping ({why}): interrupting in-flight runs, cleaning up, flushing the outbox and telemetry, within {}",
         humantime::format_duration(deadline)
     );
+    notifier.stopping(&line);
+    eprintln!("{line}");
     let drained = running.drain().await;
     report_drain(&drained, deadline)
+}
+
+/// SIGHUP: re-reads and validates the configuration directory. Invalid: every error is
+/// printed (file:line:col) and the agent goes on with what it runs. Valid: the running
+/// agent moves to it (`Running::reload`).
+async fn reload(dir: &std::path::Path, running: &mut agent::Running, notifier: &Notifier) {
+    notifier.reloading();
+    eprintln!("reload (SIGHUP): reading {}", dir.display());
+    let status = match crate::config::load(dir) {
+        Err(errors) => {
+            eprint!("{}", errors.render());
+            eprintln!(
+                "reload rejected: the configuration above has {} problem(s); still running the previous one",
+                errors.diagnostics.len()
+            );
+            format!(
+                "{}; last reload rejected ({} problems, see the log)",
+                running.status_line(),
+                errors.diagnostics.len()
+            )
+        }
+        Ok(config) => match running.reload(config).await {
+            Ok(r) => {
+                eprintln!("reloaded: {}", r.summary());
+                for note in &r.notes {
+                    eprintln!("  note: {note}");
+                }
+                running.status_line()
+            }
+            Err(e) => {
+                eprintln!("reload not applied: {e}; still running the previous configuration");
+                format!("{}; last reload failed: {e}", running.status_line())
+            }
+        },
+    };
+    release_freed_memory();
+    notifier.ready(&status);
+}
+
+/// `ROOFTOP_TEST_STALL_SCHEDULER=DURATION`: in debug builds only, wedges the scheduler
+/// loop that long after start (the watchdog test). Release builds ignore it.
+fn stall_hook() -> Option<Duration> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    std::env::var("ROOFTOP_TEST_STALL_SCHEDULER")
+        .ok()
+        .and_then(|v| humantime::parse_duration(&v).ok())
 }
 
 /// The last line of a stop: done, or what the deadline cut off.

@@ -237,6 +237,7 @@ pub async fn run_demo(
         extra_channels,
         pace: Some(opts.pause),
         reporter: view.clone(),
+        ..Parts::service(opts.dir.clone(), Arc::new(SystemClock))
     };
     let agent = Agent::build(config, parts).await?;
     if let Some((_, scenario)) = &opts.scenario {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
@@ -154,9 +154,80 @@ pub fn missed_fires(
     (n, latest)
 }
 
-/// Runs every plan until `stop` turns true. `execute(i, fire)` carries out one run of
-/// probe `i`; at most `max_concurrent` run at once. Fires missed while the agent was down
-/// are not replayed, except one catch-up run per plan that asks for it. Returns once
+/// A change to the plans while the loop runs (a configuration reload).
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// Probe `probe` now follows `plan`: a new index is added, an existing one replaced
+    /// (its next fire is computed afresh; a run of it still in flight finishes, and the
+    /// replaced probe does not start beside it).
+    Set { probe: usize, plan: Plan },
+    /// Probe `probe` fires no more (a run in flight finishes).
+    Remove { probe: usize },
+}
+
+/// The loop's proof of life: the last instant it turned. It turns at least every
+/// `TICK`, also with nothing to fire, so a stale heartbeat means a wedged loop.
+#[derive(Debug, Clone)]
+pub struct Heartbeat(Arc<std::sync::Mutex<tokio::time::Instant>>);
+
+/// Longest pause between two turns of an idle loop.
+pub const TICK: Duration = Duration::from_secs(1);
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat(Arc::new(std::sync::Mutex::new(tokio::time::Instant::now())))
+    }
+}
+
+impl Heartbeat {
+    fn beat(&self) {
+        if let Ok(mut t) = self.0.lock() {
+            *t = tokio::time::Instant::now();
+        }
+    }
+
+    /// How long ago the loop last turned.
+    pub fn age(&self) -> Duration {
+        self.0.lock().map(|t| t.elapsed()).unwrap_or(Duration::MAX)
+    }
+}
+
+/// How the loop is steered from outside.
+pub struct Control {
+    /// Turns true to stop: no new fires; returns once in-flight runs have finished.
+    pub stop: watch::Receiver<bool>,
+    pub updates: mpsc::UnboundedReceiver<Update>,
+    pub heartbeat: Heartbeat,
+    /// A test hook (debug builds of `rooftop run`, `ROOFTOP_TEST_STALL_SCHEDULER`): this
+    /// long after start the loop blocks its thread for good, as a deadlock would.
+    pub stall_after: Option<Duration>,
+}
+
+impl Control {
+    /// A loop steered only by `stop`.
+    pub fn stop_only(stop: watch::Receiver<bool>) -> Control {
+        let (_, updates) = mpsc::unbounded_channel();
+        Control {
+            stop,
+            updates,
+            heartbeat: Heartbeat::default(),
+            stall_after: None,
+        }
+    }
+}
+
+/// A probe's place in the loop: its plan (none once removed), the generation that tells
+/// its current queue entry from stale ones, and whether a run of it is in flight.
+struct Slot {
+    plan: Option<Plan>,
+    generation: u64,
+    busy: Arc<AtomicBool>,
+}
+
+/// Runs every plan until `control.stop` turns true. `execute(i, fire)` carries out one
+/// run of probe `i`; at most `max_concurrent` run at once. Fires missed while the agent
+/// was down are not replayed, except one catch-up run per plan that asks for it.
+/// `control.updates` adds, replaces and removes plans while it runs. Returns once
 /// in-flight runs have finished.
 ///
 /// One loop and one timer for all probes: a queue ordered by next fire time, so ten
@@ -167,22 +238,29 @@ pub async fn run_schedules<E, Fut>(
     max_concurrent: usize,
     execute: E,
     on_event: Arc<dyn Fn(&Event) + Send + Sync>,
-    mut stop: watch::Receiver<bool>,
+    control: Control,
 ) where
     E: Fn(usize, Fire) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let Control {
+        mut stop,
+        mut updates,
+        heartbeat,
+        stall_after,
+    } = control;
+    let started_at = tokio::time::Instant::now();
     let execute = Arc::new(execute);
     let permits = Arc::new(Semaphore::new(max_concurrent.max(1)));
-    let busy: Arc<Vec<AtomicBool>> =
-        Arc::new(plans.iter().map(|_| AtomicBool::new(false)).collect());
+    let mut slots: Vec<Slot> = Vec::with_capacity(plans.len());
     let mut runs: JoinSet<usize> = JoinSet::new();
     // Starts one run of probe `i` unless its previous run is still going.
     let start = |runs: &mut JoinSet<usize>,
+                 slot: &Slot,
                  i: usize,
                  scheduled: DateTime<Utc>,
                  catch_up: Option<DateTime<Utc>>| {
-        if busy[i].swap(true, Ordering::SeqCst) {
+        if slot.busy.swap(true, Ordering::SeqCst) {
             on_event(&Event::SkippedOverlap {
                 probe: i,
                 scheduled,
@@ -193,7 +271,7 @@ pub async fn run_schedules<E, Fut>(
             execute.clone(),
             permits.clone(),
             on_event.clone(),
-            busy.clone(),
+            slot.busy.clone(),
             clock.clone(),
         );
         runs.spawn(async move {
@@ -208,69 +286,109 @@ pub async fn run_schedules<E, Fut>(
             };
             on_event(&Event::Started { probe: i, fire });
             execute(i, fire).await;
-            busy[i].store(false, Ordering::SeqCst);
+            busy.store(false, Ordering::SeqCst);
             i
         });
+    };
+    // Queues the first fire of a (new) plan, or says it has none.
+    let first = |queue: &mut BinaryHeap<Reverse<(DateTime<Utc>, usize, u64)>>,
+                 slot: &Slot,
+                 i: usize,
+                 now: DateTime<Utc>| {
+        let Some(plan) = &slot.plan else { return };
+        if plan.pace.is_some() {
+            queue.push(Reverse((now, i, slot.generation)));
+            return;
+        }
+        match next_fire(&plan.schedule, plan.offset, now) {
+            Some(t) => queue.push(Reverse((t, i, slot.generation))),
+            None => on_event(&Event::Exhausted { probe: i }),
+        }
     };
 
     let now = clock.now();
     let mut queue = BinaryHeap::with_capacity(plans.len());
-    for (i, plan) in plans.iter().enumerate() {
-        if plan.catch_up.is_some() {
-            start(&mut runs, i, now, plan.catch_up);
+    for (i, plan) in plans.into_iter().enumerate() {
+        let slot = Slot {
+            plan: Some(plan),
+            generation: 0,
+            busy: Arc::default(),
+        };
+        if let Some(catch_up) = slot.plan.as_ref().and_then(|p| p.catch_up) {
+            start(&mut runs, &slot, i, now, Some(catch_up));
         }
-        if plan.pace.is_some() {
-            queue.push(Reverse((now, i)));
-            continue;
-        }
-        match next_fire(&plan.schedule, plan.offset, now) {
-            Some(t) => queue.push(Reverse((t, i))),
-            None => on_event(&Event::Exhausted { probe: i }),
-        }
+        first(&mut queue, &slot, i, now);
+        slots.push(slot);
     }
+    let mut updates_open = true;
     loop {
+        heartbeat.beat();
+        if stall_after.is_some_and(|d| started_at.elapsed() >= d) {
+            // The test hook: wedge this thread as a deadlock would.
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         let wait = queue
             .peek()
-            .map(|Reverse((t, _))| (*t - clock.now()).to_std().unwrap_or(Duration::ZERO));
+            .map(|Reverse((t, _, _))| (*t - clock.now()).to_std().unwrap_or(Duration::ZERO))
+            .map_or(TICK, |w| w.min(TICK));
         tokio::select! {
-            _ = sleep_or_forever(wait) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => break,
             // Reap finished runs so their results do not pile up; a paced plan's next
             // run is due `pace` after this one finished.
             Some(done) = runs.join_next(), if !runs.is_empty() => {
                 if let Ok(i) = done
-                    && let Some(pace) = plans[i].pace
+                    && let Some(slot) = slots.get(i)
+                    && let Some(pace) = slot.plan.as_ref().and_then(|p| p.pace)
                 {
                     let next = clock.now() + chrono::Duration::from_std(pace).unwrap_or_default();
-                    queue.push(Reverse((next, i)));
+                    queue.push(Reverse((next, i, slot.generation)));
                 }
+                continue;
+            }
+            u = updates.recv(), if updates_open => {
+                let Some(u) = u else {
+                    updates_open = false;
+                    continue;
+                };
+                let (i, plan) = match u {
+                    Update::Set { probe, plan } => (probe, Some(plan)),
+                    Update::Remove { probe } => (probe, None),
+                };
+                while slots.len() <= i {
+                    slots.push(Slot { plan: None, generation: 0, busy: Arc::default() });
+                }
+                let slot = &mut slots[i];
+                slot.plan = plan;
+                // Entries queued for the previous plan are now stale.
+                slot.generation += 1;
+                first(&mut queue, &slots[i], i, clock.now());
                 continue;
             }
         }
         let now = clock.now();
-        while let Some(Reverse((t, i))) = queue.peek().copied() {
+        while let Some(Reverse((t, i, generation))) = queue.peek().copied() {
             if t > now {
                 break;
             }
             queue.pop();
-            start(&mut runs, i, t, None);
-            if plans[i].pace.is_some() {
+            let slot = &slots[i];
+            let Some(plan) = slot.plan.as_ref().filter(|_| slot.generation == generation) else {
+                continue;
+            };
+            start(&mut runs, slot, i, t, None);
+            if plan.pace.is_some() {
                 continue;
             }
-            match next_fire(&plans[i].schedule, plans[i].offset, t) {
-                Some(next) => queue.push(Reverse((next, i))),
+            match next_fire(&plan.schedule, plan.offset, t) {
+                Some(next) => queue.push(Reverse((next, i, generation))),
                 None => on_event(&Event::Exhausted { probe: i }),
             }
         }
     }
     while runs.join_next().await.is_some() {}
-}
-
-async fn sleep_or_forever(wait: Option<Duration>) {
-    match wait {
-        Some(w) => tokio::time::sleep(w).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]
@@ -401,7 +519,7 @@ mod tests {
             max,
             move |_, _| tokio::time::sleep(run_len),
             Arc::new(move |e: &Event| ev.lock().unwrap().push(e.clone())),
-            rx,
+            Control::stop_only(rx),
         ));
         tokio::time::sleep(run_for).await;
         tx.send(true).unwrap();
@@ -545,6 +663,105 @@ mod tests {
                 ("12:00:00".to_string(), true),
                 ("12:00:10".to_string(), false)
             ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn updates_add_replace_and_remove_plans_while_the_loop_runs() {
+        let clock = Arc::new(TokioClock(
+            at("2026-06-01T12:00:00Z"),
+            tokio::time::Instant::now(),
+        ));
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, stop) = watch::channel(false);
+        let (tx, updates) = mpsc::unbounded_channel();
+        let heartbeat = Heartbeat::default();
+        let ev = events.clone();
+        let sched = tokio::spawn(run_schedules(
+            vec![plan(Schedule::Every(Duration::from_secs(10)), None)],
+            clock,
+            4,
+            |_, _| tokio::time::sleep(Duration::from_millis(1)),
+            Arc::new(move |e: &Event| ev.lock().unwrap().push(e.clone())),
+            Control {
+                stop,
+                updates,
+                heartbeat: heartbeat.clone(),
+                stall_after: None,
+            },
+        ));
+        // 0–25 s: probe 0 every 10 s (fires at 10, 20).
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        // Probe 0 now every 4 s; probe 1 added, every 5 s.
+        let every = |s| plan(Schedule::Every(Duration::from_secs(s)), None);
+        tx.send(Update::Set {
+            probe: 0,
+            plan: every(4),
+        })
+        .unwrap();
+        tx.send(Update::Set {
+            probe: 1,
+            plan: every(5),
+        })
+        .unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        // 35 s: probe 0 removed.
+        tx.send(Update::Remove { probe: 0 }).unwrap();
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        assert!(heartbeat.age() <= TICK, "an idle loop still turns");
+        stop_tx.send(true).unwrap();
+        sched.await.unwrap();
+        let starts: Vec<(usize, String)> = events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Started { probe, fire } => {
+                    Some((*probe, fire.scheduled.format("%S").to_string()))
+                }
+                _ => None,
+            })
+            .collect();
+        let of = |p: usize| -> Vec<String> {
+            starts
+                .iter()
+                .filter(|(i, _)| *i == p)
+                .map(|(_, t)| t.clone())
+                .collect()
+        };
+        assert_eq!(of(0), vec!["10", "20", "28", "32"], "{starts:?}");
+        assert_eq!(of(1), vec!["30", "35", "40", "45"], "{starts:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_loop_turns_every_tick_and_a_stalled_one_does_not() {
+        let clock = Arc::new(TokioClock(
+            at("2026-06-01T12:00:00Z"),
+            tokio::time::Instant::now(),
+        ));
+        let (stop_tx, stop) = watch::channel(false);
+        let heartbeat = Heartbeat::default();
+        let sched = tokio::spawn(run_schedules(
+            Vec::new(),
+            clock,
+            1,
+            |_, _| async {},
+            Arc::new(|_: &Event| {}),
+            Control {
+                heartbeat: heartbeat.clone(),
+                ..Control::stop_only(stop)
+            },
+        ));
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            assert!(heartbeat.age() <= TICK, "{:?}", heartbeat.age());
+        }
+        stop_tx.send(true).unwrap();
+        sched.await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            heartbeat.age() >= Duration::from_secs(5),
+            "a stopped loop no longer beats"
         );
     }
 }

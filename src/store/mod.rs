@@ -93,7 +93,7 @@ impl Db {
 }
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 7] = [
+const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 8] = [
     ledger::create_tables,
     runs::create_tables,
     runs::add_steps_and_triggers,
@@ -101,6 +101,7 @@ const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 7] = [
     outbox::create_tables,
     incidents::add_groups,
     outbox::add_confirmation,
+    runs::add_agent_meta,
 ];
 
 /// Opens `path` (creating the state directory), configured and migrated.

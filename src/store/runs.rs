@@ -60,6 +60,8 @@ pub struct Pruned {
 
 enum Write {
     Run(Box<ProbeRun>, Option<Fire>),
+    /// The agent's proof that the store takes writes (`/readyz`).
+    Alive(DateTime<Utc>),
     Skip {
         probe: String,
         connector: String,
@@ -94,6 +96,12 @@ impl RunStore {
     /// durable. `fire` is how the scheduler started it (none for a manual run).
     pub async fn record(&self, run: &ProbeRun, fire: Option<Fire>) -> Result<(), StoreError> {
         self.submit(Write::Run(Box::new(run.clone()), fire)).await
+    }
+
+    /// Writes the agent's "alive at" mark through the same writer as runs: `Ok` means
+    /// the store takes writes now.
+    pub async fn touch(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.submit(Write::Alive(now)).await
     }
 
     /// Records a fire skipped because the probe's previous run was still going.
@@ -318,6 +326,14 @@ fn write_loop(db: &Db, jobs: &mpsc::Receiver<Job>) {
 fn insert(tx: &Connection, write: &Write) -> rusqlite::Result<()> {
     match write {
         Write::Run(run, fire) => insert_run(tx, run, fire.as_ref()),
+        Write::Alive(now) => {
+            tx.execute(
+                "INSERT INTO agent_meta (key, value) VALUES ('alive_at', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![now.to_rfc3339()],
+            )?;
+            Ok(())
+        }
         Write::Skip {
             probe,
             connector,
@@ -465,6 +481,13 @@ pub(super) fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
 
 /// Migration 3: how each run was started (scheduled instant, lag, trigger), skipped
 /// fires, and one row per step for step durations and HTTP status counts.
+/// Migration 8: the agent's own marks (`alive_at`).
+pub(super) fn add_agent_meta(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS agent_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    )
+}
+
 pub(super) fn add_steps_and_triggers(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "ALTER TABLE runs ADD COLUMN started_ms INTEGER;

@@ -11,7 +11,7 @@ use opentelemetry::metrics::Meter;
 
 use super::otlp::QUEUE_LIMIT;
 use super::watch::Health;
-use super::{ProbeAttrs, probe_attributes};
+use super::{ProbeMap, probe_attributes};
 
 /// Values the agent refreshes from its store; observable gauges read them.
 #[derive(Debug, Default)]
@@ -31,10 +31,18 @@ pub(super) fn register_gauges(
     rooftop: &str,
     state: Arc<Mutex<GaugeState>>,
     failing: Arc<Mutex<HashMap<String, SystemTime>>>,
-    probes: Arc<BTreeMap<String, ProbeAttrs>>,
+    probes: Arc<ProbeMap>,
     health: Arc<Health>,
 ) {
-    let names: Vec<String> = probes.keys().cloned().collect();
+    let names = {
+        let probes = probes.clone();
+        move || -> Vec<String> {
+            probes
+                .read()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default()
+        }
+    };
     let r = rooftop.to_string();
     let attrs = move |probe: &str| probe_attributes(&r, &probes, probe);
     let attrs = Arc::new(attrs);
@@ -60,6 +68,7 @@ pub(super) fn register_gauges(
             .with_unit("{probe}")
             .with_description("1 while the probe's latest run failed (an open outage)")
             .with_callback(move |o| {
+                let names = names();
                 if let Ok(f) = failing.lock() {
                     for p in &names {
                         o.observe(u64::from(f.contains_key(p)), &attrs(p));

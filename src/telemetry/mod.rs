@@ -60,11 +60,8 @@ struct ProbeAttrs {
 
 /// `rooftop`, `probe`, `flow` and `connector`: the attributes every series of a probe
 /// starts with (`-` for a probe the agent was not started with).
-fn probe_attributes(
-    rooftop: &str,
-    probes: &BTreeMap<String, ProbeAttrs>,
-    probe: &str,
-) -> Vec<KeyValue> {
+fn probe_attributes(rooftop: &str, probes: &ProbeMap, probe: &str) -> Vec<KeyValue> {
+    let probes = probes.read().unwrap_or_else(|p| p.into_inner());
     let a = probes.get(probe);
     vec![
         KeyValue::new("rooftop", rooftop.to_string()),
@@ -72,6 +69,24 @@ fn probe_attributes(
         KeyValue::new("flow", a.map_or("-".into(), |a| a.flow.clone())),
         KeyValue::new("connector", a.map_or("-".into(), |a| a.connector.clone())),
     ]
+}
+
+/// Each probe's attributes, by name; a reload replaces it.
+type ProbeMap = std::sync::RwLock<BTreeMap<String, ProbeAttrs>>;
+
+fn attrs_of(probes: &[Probe]) -> BTreeMap<String, ProbeAttrs> {
+    probes
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                ProbeAttrs {
+                    flow: p.labels.get("flow").cloned().unwrap_or_else(|| "-".into()),
+                    connector: p.connector_label().to_string(),
+                },
+            )
+        })
+        .collect()
 }
 
 /// The agent's telemetry.
@@ -83,7 +98,7 @@ pub struct Telemetry {
     inst: Instruments,
     gauges: Arc<Mutex<GaugeState>>,
     failing: Arc<Mutex<HashMap<String, SystemTime>>>,
-    probes: Arc<BTreeMap<String, ProbeAttrs>>,
+    probes: Arc<ProbeMap>,
     rooftop: String,
     scope: InstrumentationScope,
     health: Arc<Health>,
@@ -117,20 +132,7 @@ impl Telemetry {
         let inst = instruments::instruments(&meter);
         let gauges = Arc::new(Mutex::new(GaugeState::default()));
         let failing: Arc<Mutex<HashMap<String, SystemTime>>> = Arc::default();
-        let probes: Arc<BTreeMap<String, ProbeAttrs>> = Arc::new(
-            probe_list
-                .iter()
-                .map(|p| {
-                    (
-                        p.name.clone(),
-                        ProbeAttrs {
-                            flow: p.labels.get("flow").cloned().unwrap_or_else(|| "-".into()),
-                            connector: p.connector_label().to_string(),
-                        },
-                    )
-                })
-                .collect(),
-        );
+        let probes = Arc::new(ProbeMap::new(attrs_of(probe_list)));
         gauges::register_gauges(
             &meter,
             &agent.rooftop_id,
@@ -167,6 +169,49 @@ impl Telemetry {
             }
         }
         Ok(t)
+    }
+
+    /// After a reload: the probes are now `probe_list`. Added probes get their series at
+    /// zero; removed ones stop being reported (their counters' last values stay with the
+    /// collector, as for any series that ends).
+    pub fn set_probes(&self, probe_list: &[Probe]) {
+        let new = attrs_of(probe_list);
+        let added: Vec<Probe> = {
+            let Ok(mut map) = self.probes.write() else {
+                return;
+            };
+            let added = probe_list
+                .iter()
+                .filter(|p| !map.contains_key(&p.name))
+                .cloned()
+                .collect();
+            *map = new;
+            added
+        };
+        self.start_counters_at_zero(&added);
+        let live = |name: &String| probe_list.iter().any(|p| &p.name == name);
+        if let Ok(mut g) = self.gauges.lock() {
+            g.ratios.retain(|(p, _), _| live(p));
+            g.leftovers.retain(|p, _| live(p));
+            g.open_incidents.retain(|p, _| live(p));
+            for p in added.iter().filter(|p| !p.cleanup.is_empty()) {
+                g.leftovers.insert(p.name.clone(), 0);
+            }
+        }
+        if let Ok(mut f) = self.failing.lock() {
+            f.retain(|p, _| live(p));
+        }
+    }
+
+    /// Probes whose latest run failed, and open incidents (as last refreshed).
+    pub fn summary(&self) -> (usize, usize) {
+        let failing = self.failing.lock().map(|f| f.len()).unwrap_or(0);
+        let open = self
+            .gauges
+            .lock()
+            .map(|g| g.open_incidents.len())
+            .unwrap_or(0);
+        (failing, open)
     }
 
     /// The attributes every series of `probe` starts with.
