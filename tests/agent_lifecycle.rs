@@ -28,6 +28,44 @@ async fn healthy_target() -> String {
     format!("http://{addr}")
 }
 
+/// A local heartbeat receiver (healthchecks.io stand-in): records `METHOD path body`.
+async fn heartbeat_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let g = got.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(
+        move |method: axum::http::Method, uri: axum::http::Uri, body: String| {
+            let g = g.clone();
+            async move {
+                g.lock()
+                    .unwrap()
+                    .push(format!("{method} {} {body}", uri.path()).trim().to_string());
+                "OK"
+            }
+        },
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/ping/3f1c"), got)
+}
+
+async fn until_ping(got: &Arc<Mutex<Vec<String>>>, prefix: &str, within: Duration) -> Vec<String> {
+    let end = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < end {
+        let g = got.lock().unwrap().clone();
+        if g.iter().any(|p| p.starts_with(prefix)) {
+            return g;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no heartbeat {prefix:?} within {within:?}: {:?}",
+        got.lock().unwrap()
+    );
+}
+
 /// A one-step probe: GET `url`, expect 200.
 fn probe(name: &str, every: &str, url: &str) -> String {
     format!(
@@ -439,10 +477,15 @@ async fn until_readyz(url: &str, code: u16, within: Duration) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readyz_goes_unready_while_the_store_refuses_writes_and_ready_again_after() {
+async fn readyz_and_the_heartbeat_follow_the_store_refusing_writes_and_taking_them_again() {
     let target = healthy_target().await;
+    let (hb_url, pings) = heartbeat_receiver().await;
     let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    write(dir.path(), "rooftop.yaml", "{}\n");
+    write(
+        dir.path(),
+        "rooftop.yaml",
+        &format!("self_monitoring:\n  heartbeat: {{url: \"{hb_url}\", every: 10m}}\n"),
+    );
     write(dir.path(), "probes/ok.yaml", &probe("ok", "1s", &target));
     let notify = NotifySocket::bind();
     let (child, err) = spawn_agent(
@@ -462,6 +505,8 @@ async fn readyz_goes_unready_while_the_store_refuses_writes_and_ready_again_afte
         until_readyz(&url, 200, Duration::from_secs(10)).await,
         "ready\n"
     );
+    let p = until_ping(&pings, "GET /ping/3f1c", Duration::from_secs(10)).await;
+    assert_eq!(p[..2], ["GET /ping/3f1c/start", "GET /ping/3f1c"], "{p:?}");
     let db = state.path().join("rooftop.db");
     let wal = state.path().join("rooftop.db-wal");
     assert!(wal.exists(), "the store runs in WAL mode");
@@ -474,9 +519,24 @@ async fn readyz_goes_unready_while_the_store_refuses_writes_and_ready_again_afte
             Duration::from_secs(5),
         )
         .await;
+        // Not a period (10 minutes) later: at once.
+        let p = until_ping(&pings, "POST /ping/3f1c/fail", Duration::from_secs(5)).await;
+        let fail = p.iter().find(|p| p.starts_with("POST")).unwrap();
+        assert!(fail.contains("store: not writable"), "{p:?}");
     }
     until_readyz(&url, 200, Duration::from_secs(20)).await;
     err.until("the store takes writes again", Duration::from_secs(5))
         .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p = pings.lock().unwrap().clone();
+    assert_eq!(
+        p.last().map(String::as_str),
+        Some("GET /ping/3f1c"),
+        "ready again: {p:?}"
+    );
+    assert!(
+        !err.text().contains("/ping/3f1c"),
+        "the ping URL is never logged whole"
+    );
     agent::sigterm(child, Duration::from_secs(60)).await;
 }

@@ -5,6 +5,7 @@
 //! not finish. It never prints a run or an incident itself: those go to a `Reporter`.
 
 mod health;
+mod heartbeat;
 mod housekeeping;
 pub mod listener;
 mod paging;
@@ -158,6 +159,7 @@ pub struct Agent {
     pace: Option<Duration>,
     notifier: Arc<Notifier>,
     stall_scheduler_after: Option<Duration>,
+    heartbeat: Option<heartbeat::Pinger>,
     plans: Vec<Plan>,
     runner: Runner,
     telemetry: Arc<Telemetry>,
@@ -239,6 +241,22 @@ impl Agent {
             config.probes.len(),
             config.dir.display()
         );
+        let heartbeat = match &config.agent.self_monitoring.heartbeat {
+            Some(h) => {
+                let url = runner.render_setting(&h.url).map_err(|e| {
+                    AgentError::Config(format!("self_monitoring.heartbeat.url: {e}"))
+                })?;
+                let p =
+                    heartbeat::Pinger::new(url, h.every, h.timeout).map_err(AgentError::Config)?;
+                eprintln!(
+                    "heartbeat: {} every {}",
+                    p.shown(),
+                    humantime::format_duration(h.every)
+                );
+                Some(p)
+            }
+            None => None,
+        };
         let plans = plan_probes(&config, &history, now, parts.pace).await?;
         Ok(Agent {
             // Moved, not cloned: with thousands of probes a copy would double their memory.
@@ -247,6 +265,7 @@ impl Agent {
             pace: parts.pace,
             notifier: parts.notifier,
             stall_scheduler_after: parts.stall_scheduler_after,
+            heartbeat,
             plans,
             runner,
             telemetry,
@@ -316,6 +335,12 @@ impl Agent {
             stop_rx.clone(),
         ) {
             tasks.push(("watchdog", task));
+        }
+        if let Some(p) = self.heartbeat.clone() {
+            tasks.push((
+                "heartbeat",
+                p.spawn(ready.clone(), self.reporter.clone(), stop_rx.clone()),
+            ));
         }
         let (updates_tx, updates) = tokio::sync::mpsc::unbounded_channel();
         let scheduler = tokio::spawn(scheduler::run_schedules(

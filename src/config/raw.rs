@@ -485,6 +485,33 @@ pub struct AgentConfig {
     /// Alert rules and who gets paged.
     #[serde(default)]
     pub alerting: Option<AlertingConfig>,
+    /// How someone outside hears that the agent itself has died.
+    #[serde(default)]
+    pub self_monitoring: Option<SelfMonitoringConfig>,
+}
+
+/// `self_monitoring`: the agent watched from outside.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelfMonitoringConfig {
+    /// A dead-man's switch (healthchecks.io style ping URL).
+    #[serde(default)]
+    pub heartbeat: Option<HeartbeatConfig>,
+}
+
+/// `self_monitoring.heartbeat`: `URL/start` at start, `URL` every `every` while the agent
+/// is ready, `URL/fail` while it is not.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// An http(s) URL, e.g. `https://hc-ping.com/{{ secret.hc_uuid }}`.
+    pub url: String,
+    /// How often it is pinged (default `1m`).
+    #[serde(default)]
+    pub every: Option<String>,
+    /// Per-ping timeout (default `10s`).
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 /// Telemetry settings. The standard `OTEL_*` environment variables win over these.

@@ -355,7 +355,30 @@ pub struct Agent {
     pub history: HistorySettings,
     pub telemetry: TelemetrySettings,
     pub alerting: AlertingSettings,
+    pub self_monitoring: SelfMonitoring,
 }
+
+/// How someone outside hears that the agent itself has died (`self_monitoring`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SelfMonitoring {
+    pub heartbeat: Option<HeartbeatTarget>,
+}
+
+/// A dead-man's switch in the healthchecks.io style: `URL/start` once at start, `URL`
+/// every `every` while the agent is ready, `URL/fail` (the reasons in the body) while it
+/// is not. Whoever watches the URL is told when the pings stop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatTarget {
+    /// A template (it may carry `{{ secret.* }}`), rendered at start.
+    pub url: String,
+    pub every: Duration,
+    pub timeout: Duration,
+}
+
+/// Default `self_monitoring.heartbeat.every`.
+pub const DEFAULT_HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
+/// Default `self_monitoring.heartbeat.timeout`.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who gets paged, per severity, and how.
 #[derive(Debug, Clone, Default, PartialEq)]

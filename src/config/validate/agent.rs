@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use super::primitives::{is_http_url, is_identifier, is_name, parse_size};
 use super::{Checker, Defaults, MAX_CLEANUP_RETRIES};
 use crate::config::diagnostic::did_you_mean;
-use crate::config::raw::{AgentConfig, TelemetryConfig};
+use crate::config::raw::{AgentConfig, HeartbeatConfig, TelemetryConfig};
 use crate::config::yaml::FieldPath;
 use crate::model::{
-    Agent, AlertRules, HistorySettings, MissedRuns, OtlpProtocol, SchedulerSettings, SecretSource,
+    Agent, AlertRules, DEFAULT_HEARTBEAT_EVERY, DEFAULT_HEARTBEAT_TIMEOUT, HeartbeatTarget,
+    HistorySettings, MissedRuns, OtlpProtocol, SchedulerSettings, SecretSource, SelfMonitoring,
     TelemetrySettings,
 };
 use crate::template;
@@ -24,6 +25,67 @@ const MAX_CONCURRENT_RUNS: u32 = 4096;
 const MIN_HISTORY_BYTES: u64 = 16_000_000;
 
 impl Checker<'_> {
+    /// `self_monitoring.heartbeat`: an http(s) URL (a template: it may carry a secret),
+    /// a period and a timeout shorter than it.
+    fn heartbeat(&mut self, path: &FieldPath, h: &HeartbeatConfig) -> Option<HeartbeatTarget> {
+        let mut ok = true;
+        let url = h.url.trim();
+        if let Err(e) = template::analyze(url) {
+            self.err(
+                &path.key("url"),
+                format!("template error: {e}"),
+                Some("only `env.*` and `secret.*` are available here".into()),
+            );
+            ok = false;
+        } else if !is_http_url(url) {
+            self.err(
+                &path.key("url"),
+                format!("`{url}` is not an http(s) URL"),
+                Some(
+                    "the ping URL of the check, e.g. `https://hc-ping.com/{{ secret.hc_uuid }}`"
+                        .into(),
+                ),
+            );
+            ok = false;
+        }
+        let every = match &h.every {
+            Some(t) => self.duration(&path.key("every"), t),
+            None => Some(DEFAULT_HEARTBEAT_EVERY),
+        };
+        let timeout = match &h.timeout {
+            Some(t) => self.duration(&path.key("timeout"), t),
+            None => Some(DEFAULT_HEARTBEAT_TIMEOUT),
+        };
+        let (Some(every), Some(timeout)) = (every, timeout) else {
+            return None;
+        };
+        if every < std::time::Duration::from_secs(10) {
+            self.err(
+                &path.key("every"),
+                format!("every `{}` is under 10s", humantime::format_duration(every)),
+                Some("a heartbeat every minute (the default) is plenty: set the check's grace time to a few periods".into()),
+            );
+            ok = false;
+        }
+        if timeout >= every {
+            self.err(
+                &path.key("timeout"),
+                format!(
+                    "timeout `{}` is not shorter than every `{}`",
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(every)
+                ),
+                Some("a ping must end before the next one is due".into()),
+            );
+            ok = false;
+        }
+        ok.then(|| HeartbeatTarget {
+            url: url.trim_end_matches('/').to_string(),
+            every,
+            timeout,
+        })
+    }
+
     fn telemetry(&mut self, path: &FieldPath, t: &TelemetryConfig) -> TelemetrySettings {
         let mut out = TelemetrySettings::default();
         if let Some(l) = &t.listen {
@@ -295,6 +357,13 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &AgentConfig) -> (Agent, Def
         .as_ref()
         .map(|t| c.telemetry(&root.key("telemetry"), t))
         .unwrap_or_default();
+    let self_monitoring = SelfMonitoring {
+        heartbeat: raw
+            .self_monitoring
+            .as_ref()
+            .and_then(|s| s.heartbeat.as_ref())
+            .and_then(|h| c.heartbeat(&root.key("self_monitoring").key("heartbeat"), h)),
+    };
     let (rooftop_id, rooftop_name, dealer_group) = match &raw.rooftop {
         Some(r) => {
             if !is_name(&r.id) {
@@ -333,6 +402,7 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &AgentConfig) -> (Agent, Def
             history,
             telemetry,
             alerting,
+            self_monitoring,
         },
         defaults,
     )
@@ -459,6 +529,40 @@ mod tests {
         assert_eq!(
             errors("history: {max_size: lots}"),
             [("history.max_size".into(), "`lots` is not a size".into())]
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_takes_a_url_template_a_period_and_a_shorter_timeout() {
+        let (a, _) = agent(
+            "self_monitoring:\n  heartbeat: {url: \"https://hc-ping.com/{{ secret.hc }}/\", every: 2m}\n",
+        );
+        assert_eq!(
+            a.self_monitoring.heartbeat,
+            Some(crate::model::HeartbeatTarget {
+                url: "https://hc-ping.com/{{ secret.hc }}".into(),
+                every: Duration::from_secs(120),
+                timeout: Duration::from_secs(10),
+            })
+        );
+        assert_eq!(
+            paths_and_messages(&agent_errors(
+                "self_monitoring:\n  heartbeat: {url: \"hc-ping.com/x\", every: 5s, timeout: 5s}\n"
+            )),
+            [
+                (
+                    "self_monitoring.heartbeat.url".into(),
+                    "`hc-ping.com/x` is not an http(s) URL".into()
+                ),
+                (
+                    "self_monitoring.heartbeat.every".into(),
+                    "every `5s` is under 10s".into()
+                ),
+                (
+                    "self_monitoring.heartbeat.timeout".into(),
+                    "timeout `5s` is not shorter than every `5s`".into()
+                ),
+            ]
         );
     }
 
