@@ -38,6 +38,11 @@ pub struct Policy {
     /// Longest one attempt may take, whatever the channel's own timeouts do (a server
     /// that accepts the connection and never answers must not hold pages back).
     pub attempt_deadline: Duration,
+    /// A page with no channel left to fall back to (PagerDuty, a webhook, a person's last
+    /// channel) is not given up after `max_attempts`: it is retried every `max` until it
+    /// is this old. The WAN to a cloud provider can be down for hours; the page must
+    /// arrive when it returns.
+    pub hold_for: Duration,
 }
 
 impl Default for Policy {
@@ -50,6 +55,7 @@ impl Default for Policy {
             confirm_first: Duration::from_secs(10),
             max_polls: 10,
             attempt_deadline: Duration::from_secs(120),
+            hold_for: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -230,15 +236,27 @@ pub async fn deliver_due(
                 pass.delivered.push(key);
                 continue;
             }
-            Delivery::Retry { reason, after } if row.attempts + 1 < policy.max_attempts => {
-                let wait = after.unwrap_or_else(|| backoff(policy, row.attempts, jitter()));
-                let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
-                store.mark_retry(&key, &reason, next).await?;
-                pass.retried.push(key);
-                continue;
-            }
-            Delivery::Retry { reason, .. } => {
-                format!("gave up after {} attempts: {reason}", row.attempts + 1)
+            Delivery::Retry { reason, after } => {
+                let exhausted = row.attempts + 1 >= policy.max_attempts;
+                let age = (now - row.created_at).to_std().unwrap_or_default();
+                let held =
+                    exhausted && age < policy.hold_for && router.fallback(&row, &notice).is_none();
+                if !exhausted || held {
+                    let wait = after.unwrap_or_else(|| backoff(policy, row.attempts, jitter()));
+                    let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                    store.mark_retry(&key, &reason, next).await?;
+                    pass.retried.push(key);
+                    continue;
+                }
+                if age >= policy.hold_for {
+                    format!(
+                        "gave up after {} attempts over {}: {reason}",
+                        row.attempts + 1,
+                        humantime::format_duration(Duration::from_secs(age.as_secs()))
+                    )
+                } else {
+                    format!("gave up after {} attempts: {reason}", row.attempts + 1)
+                }
             }
             Delivery::Rejected { reason } => reason,
         };
@@ -540,7 +558,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_channel_that_keeps_failing_gives_up_after_max_attempts() {
+    async fn a_page_with_no_channel_to_fall_back_to_is_held_until_hold_for_then_given_up() {
         let (_dir, store) = open_store();
         let retry = || Delivery::Retry {
             reason: "connection refused".into(),
@@ -553,29 +571,33 @@ mod tests {
             vec![0],
             vec![email.clone()],
         );
+        // Three attempts, then (e-mail being Joe's only channel) held: retried until the
+        // page is 10 s old, as a WAN outage needs, not dropped after the third.
         let policy = Policy {
             max_attempts: 3,
+            hold_for: Duration::from_secs(10),
             ..Policy::default()
         };
         page_p1(&store, &router).await;
         let mut j = || 0.0;
-        for s in 0..5 {
+        for s in 0..7 {
             deliver_due(&store, &router, &policy, t(s * 2), &mut j)
                 .await
                 .unwrap();
         }
-        assert_eq!(email.sent.lock().unwrap().len(), 3);
+        assert_eq!(
+            email.sent.lock().unwrap().len(),
+            6,
+            "at 0, 2, 4, 6, 8 and 10 s"
+        );
         let rows = store
             .for_incident("inc-appointment-to-ro-to-survey-1790000000000")
             .await
             .unwrap();
         assert_eq!(rows[0].state, DeliveryState::Failed);
-        assert!(
-            rows[0]
-                .last_error
-                .as_deref()
-                .unwrap()
-                .starts_with("gave up after 3 attempts")
+        assert_eq!(
+            rows[0].last_error.as_deref(),
+            Some("gave up after 6 attempts over 10s: connection refused")
         );
     }
 

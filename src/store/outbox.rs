@@ -48,6 +48,8 @@ pub struct OutboxRow {
     pub confirm: Option<Confirm>,
     /// Status polls so far.
     pub polls: u32,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
 }
 
 /// Where an entry's delivery stands; stored as `pending`, `delivered` or `failed`.
@@ -115,10 +117,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
         delivered_at: at(r.get(12)?),
         confirm: parsed_opt(r, 13)?,
         polls: r.get::<_, i64>(14)? as u32,
+        created_at: at(Some(r.get(15)?)).unwrap_or_default(),
     })
 }
 
-const COLUMNS: &str = "key, incident_id, kind, channel, contact, notice, fallback_from, state, attempts, next_attempt_ms, last_error, provider_id, delivered_ms, confirm, polls";
+const COLUMNS: &str = "key, incident_id, kind, channel, contact, notice, fallback_from, state, attempts, next_attempt_ms, last_error, provider_id, delivered_ms, confirm, polls, created_ms";
 
 impl OutboxStore {
     pub fn open_in(state_dir: &std::path::Path) -> Result<OutboxStore, StoreError> {
