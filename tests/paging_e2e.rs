@@ -376,3 +376,95 @@ async fn an_sms_the_carrier_could_not_deliver_falls_back_to_email() {
         "{out}\n{err}"
     );
 }
+
+/// The dealership's WAN is down: the LAN's SMTP relay answers, PagerDuty (a cloud
+/// service) does not. The e-mail page goes out at once; the PagerDuty event waits in
+/// the outbox and arrives exactly once when the link returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_wan_down_email_pages_at_once_and_pagerduty_gets_its_event_once_it_is_back() {
+    use axum::routing::post;
+    let sb = paging::sandbox().await;
+    sb.set_faults(crm_down());
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    // PagerDuty's port, refused until the stand-in takes it over.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    paging::write_config(
+        dir.path(),
+        &[("lead", lead_probe("lead-to-bdc-call-list", false))],
+        &format!(
+            "alerting:\n\
+             \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example}}]\n\
+             \x20 routes: {{P2: [Maria Lopez]}}\n\
+             \x20 pagerduty: {{routing_key: R0123456789abcdef0123456789abcdef, url: 'http://127.0.0.1:{port}/v2/enqueue'}}\n\
+             \x20 email: {{from: rooftop@dealer.example, smtp: {{host: 127.0.0.1, port: {}, security: none, timeout: 5s}}}}\n",
+            smtp.port
+        ),
+    );
+    let mut agent = spawn_agent(&sb, dir.path(), state.path(), "off", &[]);
+    let mail = smtp.wait_for_count(1, Duration::from_secs(20)).await;
+    assert!(subject_of(&mail[0]).contains("lead-to-bdc-call-list failing"));
+    let pd_row = || {
+        paging::incidents_json(dir.path(), state.path())
+            .first()
+            .and_then(|i| {
+                i["notifications"]
+                    .as_array()?
+                    .iter()
+                    .find(|n| n["channel"] == "pagerduty")
+                    .cloned()
+            })
+            .unwrap_or_default()
+    };
+    let waiting = tools::eventually(
+        Duration::from_secs(20),
+        || format!("the PagerDuty event failed and waits: {:?}", pd_row()),
+        || {
+            let r = pd_row();
+            (r["state"] == "pending" && r["attempts"].as_u64() >= Some(1)).then_some(r)
+        },
+    )
+    .await;
+    assert!(waiting["last_error"].as_str().is_some(), "{waiting}");
+
+    // The link returns.
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorded = events.clone();
+    let app = axum::Router::new().route(
+        "/v2/enqueue",
+        post(move |body: String| {
+            let recorded = recorded.clone();
+            async move {
+                recorded.lock().unwrap().push(body);
+                (
+                    axum::http::StatusCode::ACCEPTED,
+                    r#"{"status":"success","message":"Event processed","dedup_key":"k"}"#,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    tools::eventually(
+        Duration::from_secs(60),
+        || format!("the PagerDuty event arrived: {:?}", pd_row()),
+        || (pd_row()["state"] == "delivered").then_some(()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = events.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "exactly once: {got:?}");
+    let body: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
+    assert_eq!(body["event_action"], "trigger");
+    assert_eq!(smtp.messages().len(), 1, "one e-mail page, not repeated");
+    agent.start_kill().unwrap();
+    let _ = agent.wait().await;
+}
