@@ -30,12 +30,11 @@ pub struct Reloaded {
 impl Reloaded {
     /// One line: `2 added (a, b), 1 changed (c), 0 removed, 5 unchanged`.
     pub fn summary(&self) -> String {
-        let part = |n: &str, v: &[String]| {
-            if v.is_empty() {
-                format!("0 {n}")
-            } else {
-                format!("{} {n} ({})", v.len(), v.join(", "))
-            }
+        // At most ten names each: a reload of thousands of probes stays one readable line.
+        let part = |n: &str, v: &[String]| match v.len() {
+            0 => format!("0 {n}"),
+            1..=10 => format!("{} {n} ({})", v.len(), v.join(", ")),
+            k => format!("{k} {n} ({}, … and {} more)", v[..10].join(", "), k - 10),
         };
         format!(
             "{}, {}, {}, {} unchanged",
@@ -189,5 +188,25 @@ impl Running {
         }
         self.settings = config.agent;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_at_most_ten_probes_of_each_kind() {
+        let names = |n: usize| (0..n).map(|i| format!("p{i}")).collect::<Vec<_>>();
+        let r = Reloaded {
+            added: names(1),
+            changed: names(12),
+            unchanged: 3,
+            ..Reloaded::default()
+        };
+        assert_eq!(
+            r.summary(),
+            "1 added (p0), 12 changed (p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, … and 2 more), 0 removed, 3 unchanged"
+        );
     }
 }
