@@ -468,3 +468,37 @@ async fn with_the_wan_down_email_pages_at_once_and_pagerduty_gets_its_event_once
     agent.start_kill().unwrap();
     let _ = agent.wait().await;
 }
+
+/// The agent's own probe pages like any other: with a free-disk floor no disk meets,
+/// `rooftop-agent` fails its self-check, opens an incident and e-mails the P2 route;
+/// `rooftop incidents` lists it with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_pages_about_itself_when_its_disk_is_nearly_full() {
+    let sb = paging::sandbox().await;
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    paging::write_config(
+        dir.path(),
+        &[("lead", lead_probe("lead-to-bdc-call-list", false))],
+        &format!(
+            "self_monitoring: {{check_every: 1s, min_free_disk: 1000000GB}}\n\
+             alerting:\n\
+             \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example}}]\n\
+             \x20 routes: {{P2: [Maria Lopez]}}\n\
+             \x20 email: {{from: rooftop@dealer.example, smtp: {{host: 127.0.0.1, port: {}, security: none, timeout: 5s}}}}\n",
+            smtp.port
+        ),
+    );
+    let mut agent = spawn_agent(&sb, dir.path(), state.path(), "off", &[]);
+    let mail = smtp.wait_for_count(1, Duration::from_secs(30)).await;
+    let text = subject_of(&mail[0]);
+    assert!(text.contains("rooftop-agent failing"), "{text}");
+    assert!(text.contains("disk:"), "the reason is in the page: {text}");
+    let open = paging::incidents_json(dir.path(), state.path());
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["probe"], "rooftop-agent");
+    assert_eq!(open[0]["error_class"], "agent");
+    agent.start_kill().unwrap();
+    let _ = agent.wait().await;
+}

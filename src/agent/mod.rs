@@ -12,6 +12,7 @@ mod paging;
 mod probes;
 mod reload;
 pub mod report;
+pub mod selfcheck;
 pub mod signals;
 pub mod systemd;
 
@@ -160,6 +161,10 @@ pub struct Agent {
     notifier: Arc<Notifier>,
     stall_scheduler_after: Option<Duration>,
     heartbeat: Option<heartbeat::Pinger>,
+    /// The built-in `rooftop-agent` probe (`selfcheck`).
+    self_probe: Arc<Probe>,
+    outbox: OutboxStore,
+    state_dir: PathBuf,
     plans: Vec<Plan>,
     runner: Runner,
     telemetry: Arc<Telemetry>,
@@ -184,6 +189,10 @@ impl Agent {
         let dir = parts.state_dir.clone();
         let runner = Runner::new(&config.agent, parts.env.clone(), &dir, parts.clock.clone())?;
         replay_leftovers(&runner, &config.probes).await?;
+        // The agent's own probe is judged, exported and paged like the others, but not
+        // scheduled or run by the runner: it is in `config.probes` only until the plans.
+        let self_probe = selfcheck::self_probe(&config);
+        config.probes.push(self_probe.clone());
         let telemetry = Arc::new(start_telemetry(&config, &runner, &parts.env)?);
         let history = RunStore::open_in(&dir)?;
         let mut history_limits = config.agent.history.clone();
@@ -210,7 +219,7 @@ impl Agent {
             &config,
             &runner,
             &parts.extra_channels,
-            outbox,
+            outbox.clone(),
             incidents.clone(),
             ack.clone(),
         )?;
@@ -221,6 +230,7 @@ impl Agent {
             }
             Err(e) => eprintln!("warning: checking for unqueued pages: {e}"),
         }
+        config.probes.pop();
         let listen = parts.listen.unwrap_or(config.agent.telemetry.listen);
         let ack_routes = ack.map(|signer| listener::AckRoutes {
             signer,
@@ -266,6 +276,9 @@ impl Agent {
             notifier: parts.notifier,
             stall_scheduler_after: parts.stall_scheduler_after,
             heartbeat,
+            self_probe: Arc::new(self_probe),
+            outbox,
+            state_dir: dir,
             plans,
             runner,
             telemetry,
@@ -336,6 +349,18 @@ impl Agent {
         ) {
             tasks.push(("watchdog", task));
         }
+        tasks.push((
+            "self-check",
+            selfcheck::spawn(
+                self.settings.self_monitoring.clone(),
+                self.self_probe.clone(),
+                ready.clone(),
+                self.outbox.clone(),
+                self.state_dir.clone(),
+                self.judge(),
+                stop_rx.clone(),
+            ),
+        ));
         if let Some(p) = self.heartbeat.clone() {
             tasks.push((
                 "heartbeat",
@@ -373,6 +398,7 @@ impl Agent {
             clock: self.clock,
             pace: self.pace,
             ready,
+            self_probe: self.self_probe,
         })
     }
 
@@ -383,26 +409,20 @@ impl Agent {
         in_flight: InFlight,
     ) -> impl Fn(usize, Fire) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static
     {
-        let (runner, probes, history, telemetry, tracker, clock, pager, reporter) = (
+        let (runner, probes, telemetry, reporter, judge) = (
             self.runner.clone(),
             self.probes.clone(),
-            self.history.clone(),
             self.telemetry.clone(),
-            self.tracker.clone(),
-            self.clock.clone(),
-            self.pager.clone(),
             self.reporter.clone(),
+            self.judge(),
         );
         move |i: usize, fire: Fire| {
-            let (runner, probes, history, telemetry, tracker, clock, pager, reporter) = (
+            let (runner, probes, telemetry, reporter, judge) = (
                 runner.clone(),
                 probes.clone(),
-                history.clone(),
                 telemetry.clone(),
-                tracker.clone(),
-                clock.clone(),
-                pager.clone(),
                 reporter.clone(),
+                judge.clone(),
             );
             let (stop, in_flight) = (stop.clone(), in_flight.clone());
             Box::pin(async move {
@@ -417,48 +437,19 @@ impl Agent {
                     reporter.report(Report::Interrupted { probe, run: &run });
                     return;
                 }
-                // Stored first: a run that was reported is a run that was kept.
-                if let Err(e) = history.record(&run, Some(fire)).await {
-                    let w = format!("run {} not stored in the history: {e}", run.run_id);
-                    reporter.report(Report::Warning(&w));
-                }
-                telemetry.observe_run(&run);
-                reporter.report(Report::Run {
-                    probe,
-                    run: &run,
-                    fire: &fire,
-                });
-                let actions = match tracker.observe(probe, &run, clock.now()).await {
-                    Ok(a) => a,
-                    Err(e) => {
-                        let w = format!("incident tracking for {}: {e}", run.probe);
-                        reporter.report(Report::Warning(&w));
-                        return;
-                    }
-                };
-                for a in &actions {
-                    let at = clock.now();
-                    if let Some(line) = describe(probe, a) {
-                        reporter.report(Report::Incident {
-                            probe,
-                            line: &line,
-                            at,
-                        });
-                    }
-                    telemetry.observe_incident(&probe.name, &probe.severity.to_string(), a);
-                    match pager.on_action(probe, &run, a, at).await {
-                        Ok(paged) => reporter.report(Report::Paged {
-                            probe,
-                            paged: &paged,
-                            at,
-                        }),
-                        Err(e) => {
-                            let w = format!("pages for {} not queued: {e}", run.probe);
-                            reporter.report(Report::Warning(&w));
-                        }
-                    }
-                }
+                judge.finished(probe, &run, fire).await;
             }) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+        }
+    }
+
+    fn judge(&self) -> Judge {
+        Judge {
+            history: self.history.clone(),
+            telemetry: self.telemetry.clone(),
+            tracker: self.tracker.clone(),
+            clock: self.clock.clone(),
+            pager: self.pager.clone(),
+            reporter: self.reporter.clone(),
         }
     }
 
@@ -552,6 +543,66 @@ impl Agent {
     }
 }
 
+/// What happens to every finished run, a probe's or the agent's own check: stored,
+/// exported, reported, judged by the alert rules, paged.
+#[derive(Clone)]
+struct Judge {
+    history: RunStore,
+    telemetry: Arc<Telemetry>,
+    tracker: Arc<Tracker>,
+    clock: Arc<dyn Clock>,
+    pager: Arc<Pager>,
+    reporter: Arc<dyn Reporter>,
+}
+
+impl Judge {
+    async fn finished(&self, probe: &Probe, run: &crate::model::ProbeRun, fire: Fire) {
+        let reporter = &self.reporter;
+        // Stored first: a run that was reported is a run that was kept.
+        if let Err(e) = self.history.record(run, Some(fire)).await {
+            let w = format!("run {} not stored in the history: {e}", run.run_id);
+            reporter.report(Report::Warning(&w));
+        }
+        self.telemetry.observe_run(run);
+        reporter.report(Report::Run {
+            probe,
+            run,
+            fire: &fire,
+        });
+        let actions = match self.tracker.observe(probe, run, self.clock.now()).await {
+            Ok(a) => a,
+            Err(e) => {
+                let w = format!("incident tracking for {}: {e}", run.probe);
+                reporter.report(Report::Warning(&w));
+                return;
+            }
+        };
+        for a in &actions {
+            let at = self.clock.now();
+            if let Some(line) = describe(probe, a) {
+                reporter.report(Report::Incident {
+                    probe,
+                    line: &line,
+                    at,
+                });
+            }
+            self.telemetry
+                .observe_incident(&probe.name, &probe.severity.to_string(), a);
+            match self.pager.on_action(probe, run, a, at).await {
+                Ok(paged) => reporter.report(Report::Paged {
+                    probe,
+                    paged: &paged,
+                    at,
+                }),
+                Err(e) => {
+                    let w = format!("pages for {} not queued: {e}", run.probe);
+                    reporter.report(Report::Warning(&w));
+                }
+            }
+        }
+    }
+}
+
 /// Skipped fires on their way to the store: (probe index, scheduled instant).
 type SkipQueue = tokio::sync::mpsc::UnboundedSender<(usize, chrono::DateTime<chrono::Utc>)>;
 
@@ -606,6 +657,7 @@ pub struct Running {
     clock: Arc<dyn Clock>,
     pace: Option<Duration>,
     ready: Arc<Readiness>,
+    self_probe: Arc<Probe>,
 }
 
 /// How a drain ended.

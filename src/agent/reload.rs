@@ -140,11 +140,16 @@ impl Running {
         }
         // Incidents of probes about to be removed, while the tracker still knows them.
         let open = self.tracker.open_incidents().await;
-        // Then the one step that can fail, before anything has moved.
-        self.tracker
-            .adopt(&self.history, &config.probes, now)
-            .await?;
-        self.telemetry.set_probes(&config.probes);
+        // Then the one step that can fail, before anything has moved. The agent's own
+        // probe is neither added nor removed by a reload.
+        let mut config = config;
+        config.probes.push(self.self_probe.as_ref().clone());
+        let adopted = self.tracker.adopt(&self.history, &config.probes, now).await;
+        if adopted.is_ok() {
+            self.telemetry.set_probes(&config.probes);
+        }
+        config.probes.pop();
+        adopted?;
         let d = diff(&self.probes.live(), config.probes);
         let mut out = Reloaded {
             unchanged: d.unchanged,

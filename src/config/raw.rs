@@ -494,6 +494,16 @@ pub struct AgentConfig {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SelfMonitoringConfig {
+    /// How often the built-in `rooftop-agent` probe looks at the agent (default `30s`).
+    #[serde(default)]
+    pub check_every: Option<String>,
+    /// Free space on the state directory's filesystem under which it fails (default
+    /// `512MiB`; under 5 % fails too).
+    #[serde(default)]
+    pub min_free_disk: Option<String>,
+    /// A page pending longer than this is a stuck outbox (default `30m`).
+    #[serde(default)]
+    pub outbox_stuck_after: Option<String>,
     /// A dead-man's switch (healthchecks.io style ping URL).
     #[serde(default)]
     pub heartbeat: Option<HeartbeatConfig>,

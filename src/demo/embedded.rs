@@ -60,6 +60,10 @@ pub const RUNBOOKS: &[(&str, &str)] = &[
         include_str!("../../runbooks/ro-not-created.md"),
     ),
     (
+        "runbooks/rooftop-agent.md",
+        include_str!("../../runbooks/rooftop-agent.md"),
+    ),
+    (
         "runbooks/survey-not-triggered.md",
         include_str!("../../runbooks/survey-not-triggered.md"),
     ),

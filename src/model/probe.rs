@@ -37,6 +37,9 @@ pub struct Probe {
     pub source: PathBuf,
 }
 
+/// The name of the agent's own, built-in probe (its self-check); no probe file may take it.
+pub const SELF_PROBE: &str = "rooftop-agent";
+
 /// The `connector` value of metrics, stored runs and incidents of a probe without one.
 pub const NO_CONNECTOR: &str = "-";
 
@@ -358,10 +361,28 @@ pub struct Agent {
     pub self_monitoring: SelfMonitoring,
 }
 
-/// How someone outside hears that the agent itself has died (`self_monitoring`).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The agent watching itself (`self_monitoring`): its built-in `rooftop-agent` probe's
+/// thresholds, and how someone outside hears that the agent has died.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SelfMonitoring {
+    /// How often the self-check looks.
+    pub check_every: Duration,
+    /// Free space on the state directory's filesystem under which it fails (or 5 %).
+    pub min_free_disk: u64,
+    /// A page pending longer than this is a stuck outbox.
+    pub outbox_stuck_after: Duration,
     pub heartbeat: Option<HeartbeatTarget>,
+}
+
+impl Default for SelfMonitoring {
+    fn default() -> Self {
+        SelfMonitoring {
+            check_every: Duration::from_secs(30),
+            min_free_disk: 512 * 1024 * 1024,
+            outbox_stuck_after: Duration::from_secs(30 * 60),
+            heartbeat: None,
+        }
+    }
 }
 
 /// A dead-man's switch in the healthchecks.io style: `URL/start` once at start, `URL`

@@ -78,6 +78,8 @@ pub enum ErrorClass {
     Ledger,
     /// The agent was stopping: the step was cut short (its cleanup still ran).
     Interrupted,
+    /// The agent's own check (`rooftop-agent`): its store, disk, scheduler or outbox.
+    Agent,
 }
 
 impl ErrorClass {
@@ -102,6 +104,7 @@ impl ErrorClass {
             ErrorClass::Secret => "secret",
             ErrorClass::Ledger => "ledger",
             ErrorClass::Interrupted => "interrupted",
+            ErrorClass::Agent => "agent",
         }
     }
 }

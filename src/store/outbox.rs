@@ -184,6 +184,21 @@ impl OutboxStore {
             .await
     }
 
+    /// Pending entries (not delivered, not given up): how many, and when the oldest was
+    /// queued. The agent's self-check reads it to tell a stuck outbox.
+    pub async fn pending_age(&self) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
+        self.db
+            .with_conn(|c| {
+                c.query_row(
+                    "SELECT count(*), MIN(created_ms) FROM outbox WHERE state = 'pending'",
+                    [],
+                    |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<i64>>(1)?)),
+                )
+            })
+            .await
+            .map(|(n, ms)| (n, ms.and_then(DateTime::<Utc>::from_timestamp_millis)))
+    }
+
     /// The instant the next pending entry is due, if any.
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.db

@@ -357,13 +357,34 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &AgentConfig) -> (Agent, Def
         .as_ref()
         .map(|t| c.telemetry(&root.key("telemetry"), t))
         .unwrap_or_default();
-    let self_monitoring = SelfMonitoring {
-        heartbeat: raw
-            .self_monitoring
+    let mut self_monitoring = SelfMonitoring::default();
+    if let Some(s) = &raw.self_monitoring {
+        let sp = root.key("self_monitoring");
+        if let Some(t) = &s.check_every
+            && let Some(d) = c.duration(&sp.key("check_every"), t)
+        {
+            self_monitoring.check_every = d;
+        }
+        if let Some(t) = &s.outbox_stuck_after
+            && let Some(d) = c.duration(&sp.key("outbox_stuck_after"), t)
+        {
+            self_monitoring.outbox_stuck_after = d;
+        }
+        if let Some(m) = &s.min_free_disk {
+            match parse_size(m) {
+                Some(b) => self_monitoring.min_free_disk = b,
+                None => c.err(
+                    &sp.key("min_free_disk"),
+                    format!("`{m}` is not a size"),
+                    Some("a number and a unit: `512MiB`, `2GB`".into()),
+                ),
+            }
+        }
+        self_monitoring.heartbeat = s
+            .heartbeat
             .as_ref()
-            .and_then(|s| s.heartbeat.as_ref())
-            .and_then(|h| c.heartbeat(&root.key("self_monitoring").key("heartbeat"), h)),
-    };
+            .and_then(|h| c.heartbeat(&sp.key("heartbeat"), h));
+    }
     let (rooftop_id, rooftop_name, dealer_group) = match &raw.rooftop {
         Some(r) => {
             if !is_name(&r.id) {

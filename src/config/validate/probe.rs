@@ -31,6 +31,12 @@ pub(super) fn check_probe(
             ),
             Some("e.g. `appointment-to-ro`".into()),
         );
+    } else if raw.name == crate::model::SELF_PROBE {
+        c.err(
+            &root.key("name"),
+            format!("probe name `{}` is the agent's own self-check", raw.name),
+            Some("pick another name; `rooftop-agent` is built in".into()),
+        );
     }
     let schedule = match &raw.schedule {
         Some(s) => c.schedule(&root.key("schedule"), s, defaults.timezone),
