@@ -414,6 +414,11 @@ async fn sighup_keeps_the_old_config_on_errors_then_applies_only_what_changed() 
     };
     assert_eq!(still, incident);
     let m = notify.until("READY=1", 3, Duration::from_secs(5)).await;
+    let ready = m.iter().rfind(|m| m.starts_with("READY=1")).unwrap();
+    assert!(
+        !ready.contains("rejected"),
+        "a reload that works clears the note: {ready}"
+    );
     assert!(
         m.iter()
             .rfind(|m| m.starts_with("READY=1"))

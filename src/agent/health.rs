@@ -31,6 +31,8 @@ pub struct Readiness {
     heartbeat: Heartbeat,
     /// The latest store check: `Err` with the reason.
     store: Mutex<Result<(), String>>,
+    /// A note for the status line that is not a readiness problem (a rejected reload).
+    note: Mutex<Option<String>>,
 }
 
 impl Readiness {
@@ -38,6 +40,13 @@ impl Readiness {
         Readiness {
             heartbeat,
             store: Mutex::new(Ok(())),
+            note: Mutex::new(None),
+        }
+    }
+
+    pub fn set_note(&self, note: Option<String>) {
+        if let Ok(mut n) = self.note.lock() {
+            *n = note;
         }
     }
 
@@ -143,6 +152,10 @@ pub(super) fn status_line(probes: &ProbeTable, telemetry: &Telemetry, ready: &Re
     for p in ready.problems() {
         s.push_str("; ");
         s.push_str(&p);
+    }
+    if let Ok(Some(note)) = ready.note.lock().as_deref() {
+        s.push_str("; ");
+        s.push_str(note);
     }
     s
 }

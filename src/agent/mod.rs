@@ -680,6 +680,11 @@ impl Running {
         self.stop_deadline
     }
 
+    /// Adds `note` to the status line until replaced (`None`: removed).
+    pub fn set_status_note(&self, note: Option<String>) {
+        self.ready.set_note(note);
+    }
+
     /// `5 probes, 1 failing, 1 open incident` (and what is not ready), for `STATUS=`.
     pub fn status_line(&self) -> String {
         health::status_line(&self.probes, &self.telemetry, &self.ready)

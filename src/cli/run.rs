@@ -116,18 +116,17 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
 async fn reload(dir: &std::path::Path, running: &mut agent::Running, notifier: &Notifier) {
     notifier.reloading();
     eprintln!("reload (SIGHUP): reading {}", dir.display());
-    let status = match crate::config::load(dir) {
+    let note = match crate::config::load(dir) {
         Err(errors) => {
             eprint!("{}", errors.render());
             eprintln!(
                 "reload rejected: the configuration above has {} problem(s); still running the previous one",
                 errors.diagnostics.len()
             );
-            format!(
-                "{}; last reload rejected ({} problems, see the log)",
-                running.status_line(),
+            Some(format!(
+                "last reload rejected ({} problems, see the log)",
                 errors.diagnostics.len()
-            )
+            ))
         }
         Ok(config) => match running.reload(config).await {
             Ok(r) => {
@@ -135,16 +134,18 @@ async fn reload(dir: &std::path::Path, running: &mut agent::Running, notifier: &
                 for note in &r.notes {
                     eprintln!("  note: {note}");
                 }
-                running.status_line()
+                None
             }
             Err(e) => {
                 eprintln!("reload not applied: {e}; still running the previous configuration");
-                format!("{}; last reload failed: {e}", running.status_line())
+                Some(format!("last reload failed: {e}"))
             }
         },
     };
+    // Kept on the status line until the next reload that works.
+    running.set_status_note(note);
     release_freed_memory();
-    notifier.ready(&status);
+    notifier.ready(&running.status_line());
 }
 
 /// `ROOFTOP_TEST_STALL_SCHEDULER=DURATION`: in debug builds only, wedges the scheduler
