@@ -6,6 +6,7 @@
 pub mod channels;
 pub mod escape;
 pub mod incident;
+pub mod oncall;
 pub mod probe;
 pub mod rules;
 pub mod run;
@@ -15,6 +16,7 @@ pub mod units;
 pub use channels::*;
 pub use escape::{encode_uri_component, escape_html};
 pub use incident::*;
+pub use oncall::*;
 pub use probe::*;
 pub use rules::*;
 pub use run::*;

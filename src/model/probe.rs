@@ -359,6 +359,8 @@ pub struct Agent {
     pub telemetry: TelemetrySettings,
     pub alerting: AlertingSettings,
     pub self_monitoring: SelfMonitoring,
+    /// Rotations and time windows (`oncall`, `time_windows`).
+    pub oncall: super::oncall::OnCall,
 }
 
 /// The agent watching itself (`self_monitoring`): its built-in `rooftop-agent` probe's

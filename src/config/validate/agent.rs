@@ -424,6 +424,7 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &AgentConfig) -> (Agent, Def
             telemetry,
             alerting,
             self_monitoring,
+            oncall: Default::default(),
         },
         defaults,
     )
