@@ -215,14 +215,12 @@ impl Agent {
         };
         let tracker = Tracker::restore(incidents.clone(), &history, &config.probes, now).await?;
         let outbox = OutboxStore::open_in(&dir)?;
-        let pager = paging::build_pager(
-            &config,
-            &runner,
-            &parts.extra_channels,
-            outbox.clone(),
-            incidents.clone(),
-            ack.clone(),
-        )?;
+        let stores = crate::notify::pager::PagerStores {
+            outbox: outbox.clone(),
+            incidents: incidents.clone(),
+            escalations: crate::store::escalations::EscalationStore::open_in(&dir)?,
+        };
+        let pager = paging::build_pager(&config, &runner, &parts.extra_channels, stores, ack.clone())?;
         match pager.resume(&config.probes, now).await {
             Ok(0) => {}
             Ok(n) => {
@@ -328,6 +326,14 @@ impl Agent {
             self.clock.clone(),
             stop_rx.clone(),
             paging::observe_passes(self.telemetry.clone()),
+        ));
+        tasks.push((
+            "escalation",
+            tokio::spawn(
+                self.pager
+                    .clone()
+                    .run_escalations(self.clock.clone(), stop_rx.clone()),
+            ),
         ));
         tasks.push(("gauges", self.spawn_gauges(stop_rx.clone())));
         tasks.push(("retention", self.spawn_retention(stop_rx.clone())));

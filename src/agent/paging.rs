@@ -12,13 +12,12 @@ use crate::model::EmailDestination;
 use crate::notify::Channel;
 use crate::notify::email::{EmailChannel, EmailTransport, SmtpSettings};
 use crate::notify::outbox::{Pass, Router};
-use crate::notify::pager::Pager;
+use crate::notify::pager::{Pager, PagerStores};
 use crate::notify::pagerduty::{PagerDutyChannel, PagerDutySettings};
 use crate::notify::sms::{SmsChannel, SmsSettings};
 use crate::notify::webhook::{WebhookChannel, WebhookSettings};
 use crate::runner::Runner;
-use crate::store::IncidentStore;
-use crate::store::outbox::{OutboxEntry, OutboxStore};
+use crate::store::outbox::OutboxEntry;
 use crate::telemetry::Telemetry;
 
 /// The channels of `rooftop.yaml` (secrets rendered) plus `extra` (channels the caller
@@ -27,8 +26,7 @@ pub fn build_pager(
     config: &Config,
     runner: &Runner,
     extra: &[Arc<dyn Channel>],
-    outbox: OutboxStore,
-    incidents: IncidentStore,
+    stores: PagerStores,
     ack: Option<AckSigner>,
 ) -> Result<Pager, AgentError> {
     let a = &config.agent.alerting;
@@ -116,17 +114,20 @@ pub fn build_pager(
     }
     let router = Router {
         contacts: a.contacts.clone(),
-        routes: a.routes.clone(),
         channels,
+        severity_channels: a
+            .severities
+            .iter()
+            .map(|(s, p)| (*s, p.channels.clone()))
+            .collect(),
     };
     Ok(Pager::new(
-        outbox,
+        stores,
         router,
         &config.agent,
         &config.dir,
-        a.runbook_base_url.clone(),
         ack,
-        incidents,
+        Arc::new(config.agent.oncall.clone()),
     ))
 }
 

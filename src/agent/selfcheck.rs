@@ -56,6 +56,7 @@ pub fn self_probe(config: &Config) -> Probe {
         steps: Vec::new(),
         cleanup: Vec::new(),
         alert: config.defaults.alert.clone(),
+        depend_on: Vec::new(),
         source: PathBuf::from("(built in)"),
     }
 }

@@ -4,6 +4,7 @@
 //! the actions. Notification channels and the outbox build on these.
 
 pub mod ack;
+pub mod escalation;
 pub mod grouping;
 pub mod incident;
 pub mod rules;

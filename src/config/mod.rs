@@ -182,6 +182,9 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
             Err(mut d) => errors.diagnostics.append(&mut d),
         }
     }
+    errors
+        .diagnostics
+        .extend(check_dependencies(&probes, &errors.sources));
     if probes.is_empty() && errors.diagnostics.is_empty() {
         errors.push_file_error(
             &probes_dir,
@@ -199,6 +202,73 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
         defaults,
         probes,
     })
+}
+
+/// Every `depend_on` names a probe of the directory, and no probe depends on itself
+/// through others (a cycle would let two failing probes silence each other).
+fn check_dependencies(probes: &[Probe], sources: &BTreeMap<PathBuf, String>) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let at = |p: &Probe| {
+        let line = sources
+            .get(&p.source)
+            .and_then(|t| t.lines().position(|l| l.starts_with("depend_on")))
+            .map(|i| i + 1)
+            .unwrap_or(1);
+        yaml::Loc {
+            line,
+            col: 1,
+            len: "depend_on".len(),
+        }
+    };
+    let known: BTreeMap<&str, &Probe> = probes.iter().map(|p| (p.name.as_str(), p)).collect();
+    for p in probes {
+        for d in &p.depend_on {
+            if !known.contains_key(d.as_str()) {
+                out.push(Diagnostic {
+                    file: p.source.clone(),
+                    loc: at(p),
+                    path: "depend_on".into(),
+                    message: format!("`{d}` is not a probe of this directory"),
+                    hint: diagnostic::did_you_mean(d, known.keys().copied())
+                        .or_else(|| Some("depend_on names other probes by their `name`".into())),
+                });
+            }
+        }
+    }
+    // A cycle: walk each probe's dependencies depth first, reporting each cycle once (at
+    // its alphabetically first probe).
+    let mut reported = std::collections::BTreeSet::new();
+    for p in probes {
+        let mut stack = vec![(p.name.as_str(), vec![p.name.as_str()])];
+        while let Some((at_name, chain)) = stack.pop() {
+            let Some(q) = known.get(at_name) else { continue };
+            for d in &q.depend_on {
+                if d == &p.name {
+                    let mut cycle: Vec<&str> = chain.clone();
+                    let mut key = cycle.clone();
+                    key.sort();
+                    if reported.insert(key) {
+                        cycle.push(d);
+                        out.push(Diagnostic {
+                            file: p.source.clone(),
+                            loc: at(p),
+                            path: "depend_on".into(),
+                            message: format!("dependency cycle: {}", cycle.join(" → ")),
+                            hint: Some(
+                                "probes that depend on each other would silence each other's pages; remove one `depend_on`"
+                                    .into(),
+                            ),
+                        });
+                    }
+                } else if !chain.contains(&d.as_str()) && chain.len() < 64 {
+                    let mut next = chain.clone();
+                    next.push(d);
+                    stack.push((d.as_str(), next));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn first_line_of_name(text: Option<&String>) -> yaml::Loc {

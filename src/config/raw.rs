@@ -44,6 +44,11 @@ pub struct ProbeConfig {
     /// Alert rules for this probe, over `rooftop.yaml`'s `alerting.rules`.
     #[serde(default)]
     pub alert: Option<AlertRulesConfig>,
+    /// Probes this one depends on (a name or a list, e.g. `[wan-uplink, dms-login]`):
+    /// while one of them is failing, this probe keeps running and recording, but its
+    /// failures page nobody on their own: they are listed on that probe's incident.
+    #[serde(default)]
+    pub depend_on: Option<OneOrMany>,
 }
 
 /// Alert rules; every field optional (unset fields keep the default or the agent-wide
@@ -133,9 +138,25 @@ pub struct AlertingConfig {
     /// People who can be paged.
     #[serde(default)]
     pub contacts: Vec<ContactConfig>,
-    /// Severity (`P1`…`P4`) → contact names.
+    /// Severity (`P1`…`P4`) → who is paged: a list of contact names and rotations
+    /// (`[Maria Lopez, {rotation: service-desk}]`, one step, no escalation) or
+    /// `{escalation: NAME}`, a policy of `escalation`.
     #[serde(default)]
-    pub routes: IndexMap<String, Vec<String>>,
+    pub routes: IndexMap<String, RouteConfig>,
+    /// Per severity: `ack_within` (each escalation step's deadline; default P1 15m, P2
+    /// 30m, P3 4h, P4 none), `renotify` (page the current step again this often while
+    /// unacknowledged) and `channels` (the personal channels it may use, in order).
+    #[serde(default)]
+    pub severities: IndexMap<String, SeverityConfig>,
+    /// Named escalation policies: ordered steps, each paging a rotation's current person,
+    /// the next one, or contacts, until someone acknowledges.
+    #[serde(default)]
+    pub escalation: IndexMap<String, EscalationConfig>,
+    /// Route rules over `time_windows`: `mute` (change window: record, page nobody until
+    /// it ends), `delay` (hold pages until it ends) or `promote: P1` (month-end blackout),
+    /// optionally only for some severities, connectors or probes.
+    #[serde(default)]
+    pub windows: Vec<WindowRouteConfig>,
     /// E-mail pages: `{from, smtp: {...}}` or `{from, folder: DIR}` (files, no sending).
     #[serde(default)]
     pub email: Option<EmailConfig>,
@@ -165,6 +186,102 @@ pub struct AlertingConfig {
     /// together.
     #[serde(default)]
     pub group: Option<GroupConfig>,
+}
+
+/// A route: who is paged for a severity.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RouteConfig {
+    /// A named policy of `alerting.escalation`.
+    Policy { escalation: String },
+    /// One step: these contacts and rotations, no escalation.
+    Targets(Vec<PageTargetConfig>),
+}
+
+/// Whom a page goes to: a contact's name, or a rotation's person on call
+/// (`{rotation: NAME}`; `offset: 1` is the member after them, the secondary).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PageTargetConfig {
+    Contact(String),
+    Rotation(RotationTargetConfig),
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotationTargetConfig {
+    pub rotation: String,
+    #[serde(default)]
+    pub offset: Option<u32>,
+}
+
+/// `alerting.severities.P1` and so on.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityConfig {
+    /// How long each escalation step waits for an acknowledgement (`none`: the first
+    /// step is the only one).
+    #[serde(default)]
+    pub ack_within: Option<String>,
+    /// While unacknowledged, page the current step's people again this often (`none`,
+    /// the default: once per step).
+    #[serde(default)]
+    pub renotify: Option<String>,
+    /// Personal channels this severity may use, in order, e.g. `[email]` for P4.
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
+}
+
+/// `alerting.escalation.NAME`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationConfig {
+    /// Tried in order; a step with nobody on call is skipped at once.
+    pub steps: Vec<EscalationStepConfig>,
+    /// After the last step, start over this many more times (default 0).
+    #[serde(default)]
+    pub repeat: Option<u32>,
+    /// Remind whoever acknowledged an incident that is still open this long after (e.g.
+    /// `2h`; default: no reminder).
+    #[serde(default)]
+    pub remind_after_ack: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationStepConfig {
+    /// Contacts and rotations paged at this step.
+    pub notify: Vec<PageTargetConfig>,
+    /// How long this step waits for an acknowledgement (default: the severity's
+    /// `ack_within`).
+    #[serde(default)]
+    pub wait: Option<String>,
+}
+
+/// `alerting.windows[]`: what happens to pages while a time window is active.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowRouteConfig {
+    /// A name of `time_windows`.
+    pub window: String,
+    /// Record and show, page nobody while the window lasts (a change window).
+    #[serde(default)]
+    pub mute: Option<bool>,
+    /// Hold pages until the window ends (e.g. P3/P4 outside business hours).
+    #[serde(default)]
+    pub delay: Option<bool>,
+    /// Page at this severity instead (e.g. `P1` during the month-end blackout).
+    #[serde(default)]
+    pub promote: Option<String>,
+    /// Only incidents of these severities (default: all).
+    #[serde(default)]
+    pub severities: Vec<String>,
+    /// Only probes on these connectors (default: all).
+    #[serde(default)]
+    pub connectors: Vec<String>,
+    /// Only these probes (default: all).
+    #[serde(default)]
+    pub probes: Vec<String>,
 }
 
 /// `alerting.group`.

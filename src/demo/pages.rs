@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::Config;
-use crate::model::{Contact, EmailDestination, EmailSettings, Severity};
+use crate::model::{
+    Contact, EmailDestination, EmailSettings, EscalationPolicy, EscalationStep, Severity, Target,
+};
 use crate::notify::sms::sms_text;
 use crate::notify::{Channel, Delivery, Notice, SendFuture};
 
@@ -88,9 +90,25 @@ pub fn page_into_folder(
     agent.rooftop_name = Some("Demo Motors (sandbox)".into());
     let a = &mut agent.alerting;
     a.contacts = demo_contacts();
+    let everyone: Vec<Target> = a
+        .contacts
+        .iter()
+        .map(|c| Target::Contact(c.name.clone()))
+        .collect();
     a.routes = [Severity::P1, Severity::P2, Severity::P3, Severity::P4]
         .into_iter()
-        .map(|s| (s, vec![0, 1]))
+        .map(|s| {
+            let policy = EscalationPolicy {
+                name: format!("routes.{s}"),
+                steps: vec![EscalationStep {
+                    notify: everyone.clone(),
+                    wait: None,
+                }],
+                repeat: 0,
+                remind_after_ack: None,
+            };
+            (s, policy)
+        })
         .collect();
     a.email = Some(EmailSettings {
         from: "rooftop demo <rooftop@rooftop-demo.example>".into(),

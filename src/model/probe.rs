@@ -33,6 +33,10 @@ pub struct Probe {
     pub cleanup: Vec<CleanupStep>,
     /// When its failures open an incident.
     pub alert: super::rules::AlertRules,
+    /// Probes this one depends on (`depend_on`, e.g. `wan-uplink`): while one of them is
+    /// failing, this probe's failures are recorded and listed on that incident but page
+    /// nobody on their own.
+    pub depend_on: Vec<String>,
     /// The file it came from.
     pub source: PathBuf,
 }
@@ -75,7 +79,7 @@ impl fmt::Display for Schedule {
 }
 
 /// Severity of a probe failure; P1 is the most urgent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub enum Severity {
     P1,
     P2,
@@ -407,8 +411,13 @@ pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertingSettings {
     pub contacts: Vec<Contact>,
-    /// Severity → indexes into `contacts`.
-    pub routes: BTreeMap<Severity, Vec<usize>>,
+    /// Severity → how its pages escalate (a plain list of contacts in `routes` is a
+    /// one-step policy named `routes.P1`).
+    pub routes: BTreeMap<Severity, super::oncall::EscalationPolicy>,
+    /// Every severity's deadline, re-notification and channels (defaults filled in).
+    pub severities: BTreeMap<Severity, super::oncall::SeverityPolicy>,
+    /// Route rules over time windows (`alerting.windows`), in file order.
+    pub windows: Vec<super::oncall::WindowRoute>,
     pub email: Option<EmailSettings>,
     pub runbook_base_url: Option<String>,
     /// Secrets stay templates here; they are rendered at start.
@@ -420,6 +429,16 @@ pub struct AlertingSettings {
     pub ack_base_url: Option<String>,
     /// Page grouping (`alerting.group`).
     pub group: GroupSettings,
+}
+
+impl AlertingSettings {
+    /// The policy of `severity` (its defaults when `alerting` is not configured).
+    pub fn severity_policy(&self, severity: Severity) -> super::oncall::SeverityPolicy {
+        self.severities
+            .get(&severity)
+            .cloned()
+            .unwrap_or_else(|| super::oncall::SeverityPolicy::default_for(severity))
+    }
 }
 
 /// Incidents of one connector and severity opening within `window` of the first share

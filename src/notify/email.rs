@@ -259,6 +259,12 @@ pub fn text_body(n: &Notice) -> String {
     };
     b.push_str(&head);
     b.push_str("\n\n");
+    for note in &n.notes {
+        b.push_str(&format!("{note}\n"));
+    }
+    if !n.notes.is_empty() {
+        b.push('\n');
+    }
     if n.kind != NoticeKind::Resolve {
         if let Some(step) = &n.failed_step {
             b.push_str(&format!(
@@ -286,6 +292,13 @@ pub fn text_body(n: &Notice) -> String {
             "Also failing on this connector (grouped into this page)"
         };
         b.push_str(&format!("{label}: {}\n", n.also_affected.join(", ")));
+    }
+    if !n.dependents.is_empty() {
+        b.push_str(&format!(
+            "Also failing because of this (they depend on {}): {}\n",
+            n.probe,
+            n.dependents.join(", ")
+        ));
     }
     if !n.sync.is_empty() {
         b.push_str("\nSync latency (last run):\n");

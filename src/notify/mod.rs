@@ -66,6 +66,14 @@ pub struct Notice {
     /// Other probes on the same connector whose incidents opened together with this one
     /// (grouped into this page).
     pub also_affected: Vec<String>,
+    /// Probes failing because this one is (they `depend_on` it): their incidents page
+    /// nobody on their own while this one is open.
+    #[serde(default)]
+    pub dependents: Vec<String>,
+    /// Lines about this page itself: escalated from whom, a reminder, sent inside a
+    /// change window, promoted by a blackout.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl Notice {
@@ -161,5 +169,7 @@ pub fn sample_notice(kind: NoticeKind) -> Notice {
         runbook_mitigations: Some("1. Check the DMS sync job.\n2. Restart the connector.".into()),
         ack_url: Some("http://127.0.0.1:9464/ack/inc-1?sig=abc".into()),
         also_affected: vec![],
+        dependents: vec![],
+        notes: vec![],
     }
 }

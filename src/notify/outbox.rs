@@ -14,14 +14,16 @@ use crate::model::{Contact, Severity};
 use crate::store::StoreError;
 use crate::store::outbox::{DeliveryState, OutboxEntry, OutboxRow, OutboxStore};
 
-/// Contacts per severity and the channels in order of preference.
+/// The contacts, the channels in order of preference, and the personal channels each
+/// severity may use.
 #[derive(Debug, Clone)]
 pub struct Router {
     pub contacts: Vec<Contact>,
-    /// Severity → indexes into `contacts`.
-    pub routes: BTreeMap<Severity, Vec<usize>>,
     /// Personal channels (email, sms) in order of preference, then the others.
     pub channels: Vec<Arc<dyn Channel>>,
+    /// Severity → the personal channels its pages may use, in order (absent or empty:
+    /// every channel, in the order above).
+    pub severity_channels: BTreeMap<Severity, Vec<String>>,
 }
 
 /// Retry policy, and how delivery receipts are polled.
@@ -130,22 +132,42 @@ impl Router {
         self.contacts.iter().find(|c| c.name == name)
     }
 
-    /// A trigger or flapping notice: each contact routed for `severity` over the first
-    /// channel that reaches them, and each channel that is not per person once.
-    pub fn plan(&self, notice: &Notice, severity: Severity, round: u32) -> Vec<OutboxEntry> {
-        let kind_part = round_kind(notice.kind, round);
-        let entry = |n: &Notice, ch: &str, who: &str, from| entry(n, &kind_part, ch, who, from);
+    /// The personal channels a page of `severity` may use, in order.
+    fn personal(&self, severity: Option<Severity>) -> Vec<&Arc<dyn Channel>> {
+        let only = severity
+            .and_then(|s| self.severity_channels.get(&s))
+            .filter(|c| !c.is_empty());
+        match only {
+            Some(names) => names.iter().filter_map(|n| self.channel(n)).collect(),
+            None => self.channels.iter().collect(),
+        }
+    }
+
+    /// A page (trigger or flapping notice) under the key part `kind_part`: each of
+    /// `contacts` over the first channel of the severity's that reaches them, and, when
+    /// `shared`, each channel that is not per person once.
+    pub fn plan_page(
+        &self,
+        notice: &Notice,
+        kind_part: &str,
+        contacts: &[String],
+        shared: bool,
+    ) -> Vec<OutboxEntry> {
+        let severity = Severity::parse(&notice.severity);
+        let personal = self.personal(severity);
         let mut out = Vec::new();
-        for &i in self.routes.get(&severity).into_iter().flatten() {
-            let Some(person) = self.contacts.get(i) else {
+        for name in contacts {
+            let Some(person) = self.contact(name) else {
                 continue;
             };
-            if let Some(ch) = self.channels.iter().find(|c| c.reaches(Some(person))) {
-                out.push(entry(notice, ch.name(), &person.name, None));
+            if let Some(ch) = personal.iter().find(|c| c.reaches(Some(person))) {
+                out.push(entry(notice, kind_part, ch.name(), &person.name, None));
             }
         }
-        for ch in self.channels.iter().filter(|c| c.reaches(None)) {
-            out.push(entry(notice, ch.name(), "-", None));
+        if shared {
+            for ch in self.channels.iter().filter(|c| c.reaches(None)) {
+                out.push(entry(notice, kind_part, ch.name(), "-", None));
+            }
         }
         out
     }
@@ -179,11 +201,11 @@ impl Router {
     /// The next channel after the failed one that reaches the same person.
     pub fn fallback(&self, failed: &OutboxRow, notice: &Notice) -> Option<OutboxEntry> {
         let person = self.contact(&failed.entry.contact)?;
-        let after = self
-            .channels
+        let personal = self.personal(Severity::parse(&notice.severity));
+        let after = personal
             .iter()
             .position(|c| c.name() == failed.entry.channel)?;
-        let next = self.channels[after + 1..]
+        let next = personal[after + 1..]
             .iter()
             .find(|c| c.reaches(Some(person)))?;
         // Same round as the entry it replaces.
@@ -435,25 +457,26 @@ mod tests {
         (dir, store)
     }
 
-    /// A router that pages the contacts at indexes `to` for `severity`.
-    fn router_to(
-        contacts: Vec<Contact>,
-        severity: Severity,
-        to: Vec<usize>,
-        channels: Vec<Arc<dyn Channel>>,
-    ) -> Router {
+    /// A router over `contacts` and `channels`, every channel for every severity.
+    fn router_to(contacts: Vec<Contact>, channels: Vec<Arc<dyn Channel>>) -> Router {
         Router {
             contacts,
-            routes: BTreeMap::from([(severity, to)]),
             channels,
+            severity_channels: BTreeMap::new(),
         }
+    }
+
+    /// The first page of `notice` to every contact and the shared channels.
+    fn plan_all(router: &Router, notice: &Notice) -> Vec<OutboxEntry> {
+        let names: Vec<String> = router.contacts.iter().map(|c| c.name.clone()).collect();
+        router.plan_page(notice, notice.kind.as_str(), &names, true)
     }
 
     /// Queues the pages of a P1 trigger notice at t(0) and returns the notice.
     async fn page_p1(store: &OutboxStore, router: &Router) -> Notice {
         let notice = sample_notice(NoticeKind::Trigger);
         store
-            .enqueue(router.plan(&notice, Severity::P1, 0), t(0))
+            .enqueue(plan_all(router, &notice), t(0))
             .await
             .unwrap();
         notice
@@ -490,12 +513,10 @@ mod tests {
         let hook = Scripted::new("webhook", false, vec![]);
         let router = router_to(
             vec![person("Maria", true), person("Joe", false)],
-            Severity::P2,
-            vec![0, 1],
             vec![sms.clone(), email.clone(), hook.clone()],
         );
         let notice = sample_notice(NoticeKind::Trigger);
-        let plan = router.plan(&notice, Severity::P2, 0);
+        let plan = plan_all(&router, &notice);
         let keys: Vec<&str> = plan.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -567,8 +588,6 @@ mod tests {
         let email = Scripted::new("email", true, (0..10).map(|_| retry()).collect());
         let router = router_to(
             vec![person("Joe", false)],
-            Severity::P1,
-            vec![0],
             vec![email.clone()],
         );
         // Three attempts, then (e-mail being Joe's only channel) held: retried until the
@@ -645,8 +664,6 @@ mod tests {
         let email = Scripted::new("email", true, vec![]);
         let router = router_to(
             vec![person("Maria", true), person("Joe", false)],
-            Severity::P1,
-            vec![0, 1],
             vec![Arc::new(FakeSms::Silent), email.clone()],
         );
         let policy = Policy {
@@ -687,8 +704,6 @@ mod tests {
             let email = Scripted::new("email", true, vec![]);
             let router = router_to(
                 vec![person("Maria", true)],
-                Severity::P1,
-                vec![0],
                 vec![sms, email.clone()],
             );
             let policy = Policy {

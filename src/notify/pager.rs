@@ -4,6 +4,9 @@
 //! notices in the outbox for the people routed for the probe's severity, and runs the
 //! delivery loop (`delivery`).
 
+mod escalate;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,9 +24,13 @@ use crate::clock::Clock;
 use crate::model::GroupSettings;
 use crate::model::ProbeRun;
 use crate::model::{Agent, Probe, Runbook};
+use crate::alerting::escalation::Escalation;
+use crate::model::{EscalationPolicy, Severity, SeverityPolicy, WindowRoute};
 use crate::store::IncidentStore;
 use crate::store::StoreError;
+use crate::store::escalations::EscalationStore;
 use crate::store::outbox::{DeliveryState, OutboxEntry, OutboxRow, OutboxStore};
+pub use escalate::OnCallView;
 
 /// Builds notices and queues them.
 #[derive(Debug)]
@@ -42,6 +49,13 @@ pub struct Pager {
     /// Grouping decisions one at a time (two incidents opening at once must not both
     /// lead a group).
     grouping: tokio::sync::Mutex<()>,
+    escalations: EscalationStore,
+    /// Severity → its escalation policy (`alerting.routes`).
+    routes: BTreeMap<Severity, EscalationPolicy>,
+    severities: BTreeMap<Severity, SeverityPolicy>,
+    window_routes: Vec<WindowRoute>,
+    oncall: Arc<dyn OnCallView>,
+    escalation_wake: Notify,
 }
 
 /// What the pager did with an incident action, for the agent's log.
@@ -55,6 +69,8 @@ pub enum Paged {
     Grouped { leader: String },
     /// Its group still has unresolved incidents: the resolve notice waits for them.
     GroupStillOpen { leader: String, open: usize },
+    /// Recorded, nobody paged yet: muted, delayed or held by a failing dependency.
+    Held(String),
 }
 
 impl Paged {
@@ -69,20 +85,44 @@ impl Paged {
             Paged::GroupStillOpen { leader, open } => Some(format!(
                 "  {open} other incident(s) of {leader}'s group still open: resolve notice waits for them"
             )),
+            Paged::Held(why) => Some(format!("  {why}")),
         }
+    }
+}
+
+/// The stores a pager works on.
+#[derive(Debug, Clone)]
+pub struct PagerStores {
+    pub outbox: OutboxStore,
+    pub incidents: IncidentStore,
+    pub escalations: EscalationStore,
+}
+
+impl PagerStores {
+    pub fn open_in(state_dir: &Path) -> Result<PagerStores, StoreError> {
+        Ok(PagerStores {
+            outbox: OutboxStore::open_in(state_dir)?,
+            incidents: IncidentStore::open_in(state_dir)?,
+            escalations: EscalationStore::open_in(state_dir)?,
+        })
     }
 }
 
 impl Pager {
     pub fn new(
-        outbox: OutboxStore,
+        stores: PagerStores,
         router: Router,
         agent: &Agent,
         config_dir: &Path,
-        runbook_base_url: Option<String>,
         ack: Option<AckSigner>,
-        incidents: IncidentStore,
+        oncall: Arc<dyn OnCallView>,
     ) -> Pager {
+        let PagerStores {
+            outbox,
+            incidents,
+            escalations,
+        } = stores;
+        let runbook_base_url = agent.alerting.runbook_base_url.clone();
         Pager {
             outbox,
             router,
@@ -96,7 +136,20 @@ impl Pager {
             incidents,
             group: agent.alerting.group,
             grouping: tokio::sync::Mutex::new(()),
+            escalations,
+            routes: agent.alerting.routes.clone(),
+            severities: agent.alerting.severities.clone(),
+            window_routes: agent.alerting.windows.clone(),
+            oncall,
+            escalation_wake: Notify::new(),
         }
+    }
+
+    fn severity_policy(&self, severity: Severity) -> SeverityPolicy {
+        self.severities
+            .get(&severity)
+            .cloned()
+            .unwrap_or_else(|| SeverityPolicy::default_for(severity))
     }
 
     /// Whether anyone can be paged at all.
@@ -177,6 +230,8 @@ impl Pager {
                 _ => None,
             },
             also_affected: Vec::new(),
+            dependents: Vec::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -261,6 +316,16 @@ impl Pager {
             }
             Action::RunAttached { .. } | Action::Flapping { .. } => return Ok(Paged::Nothing),
         };
+        if let Action::Opened(open) = action {
+            if self.has_escalation(&open.id).await? {
+                // Already started (a restart's resume): nothing to queue again.
+                return Ok(Paged::Nothing);
+            }
+            if let Some(dep) = self.failing_dependency(probe).await? {
+                let n = self.notice(NoticeKind::Trigger, probe, open, run, None, now);
+                return self.hold_for_dependency(probe, n, &dep, now).await;
+            }
+        }
         let _one_at_a_time = self.grouping.lock().await;
         let (state, rows) = match change {
             Change::Opened { connector, .. } => (
@@ -278,7 +343,16 @@ impl Pager {
             Decision::Lead { due } => {
                 self.incidents.set_group(&incident.id, &incident.id).await?;
                 let n = self.notice(NoticeKind::Trigger, probe, incident, run, None, now);
-                (self.router.plan(&n, probe.severity, 0), due)
+                let fx = self.effects(probe, now);
+                let policy = self.policy(fx.severity);
+                let e = Escalation::new(
+                    &incident.id,
+                    &policy,
+                    fx.severity,
+                    NoticeKind::Trigger.as_str(),
+                    fx.hold.clone(),
+                );
+                return self.escalate_new(e, n, fx, due, now).await;
             }
             Decision::StillOpen { leader, open } => {
                 // The group's page stands; its resolve waits for the others.
@@ -286,8 +360,19 @@ impl Pager {
             }
             Decision::Reopen { leader, round } => {
                 let mut n = self.notice(NoticeKind::Flapping, probe, incident, run, None, now);
-                n.incident_id = leader;
-                (self.router.plan(&n, probe.severity, round), now)
+                n.incident_id = leader.clone();
+                let fx = self.effects(probe, now);
+                let cycle = super::outbox::round_kind(NoticeKind::Flapping, round);
+                let policy = self.policy(fx.severity);
+                let mut e = self
+                    .stored_escalation(&leader)
+                    .await?
+                    .unwrap_or_else(|| Escalation::new(&leader, &policy, fx.severity, &cycle, None));
+                e.restart(&cycle);
+                if let Some(hold) = fx.hold.clone() {
+                    e.phase = crate::alerting::escalation::Phase::Held { hold };
+                }
+                return self.escalate_new(e, n, fx, now, now).await;
             }
             Decision::Resolve {
                 leader,
@@ -304,6 +389,8 @@ impl Pager {
                 });
                 n.resolved_at = Some(*at);
                 n.also_affected = probes.into_iter().filter(|p| *p != n.probe).collect();
+                n.dependents = self.dependents_of(&leader).await?;
+                self.close_escalation(&leader, now).await?;
                 (
                     self.follow_up(n, NoticeKind::Resolve, &leader, &rows, round),
                     now,
@@ -479,27 +566,36 @@ mod grouping_tests {
             p
         })
         .to_vec();
-        let mut routes = BTreeMap::new();
-        routes.insert(Severity::P2, vec![0]);
+        agent.alerting.routes.insert(
+            Severity::P2,
+            EscalationPolicy {
+                name: "routes.P2".into(),
+                steps: vec![crate::model::EscalationStep {
+                    notify: vec![crate::model::Target::Contact("Maria".into())],
+                    wait: None,
+                }],
+                repeat: 0,
+                remind_after_ack: None,
+            },
+        );
         let router = Router {
             contacts: vec![Contact {
                 name: "Maria".into(),
                 email: Some("maria@dealer.example".into()),
                 phone: None,
             }],
-            routes,
             channels: vec![Arc::new(Accept("email")), Arc::new(Accept("webhook"))],
+            severity_channels: BTreeMap::new(),
         };
-        let incidents = IncidentStore::open_in(dir.path()).unwrap();
-        let outbox = OutboxStore::open_in(dir.path()).unwrap();
+        let stores = PagerStores::open_in(dir.path()).unwrap();
+        let (incidents, outbox) = (stores.incidents.clone(), stores.outbox.clone());
         let pager = Pager::new(
-            outbox.clone(),
+            stores,
             router,
             &agent,
             Path::new("."),
             None,
-            None,
-            incidents.clone(),
+            Arc::new(crate::model::OnCall::default()),
         );
         Rig {
             pager,

@@ -221,6 +221,12 @@ fn custom_details(notice: &Notice) -> Value {
     if !notice.also_affected.is_empty() {
         details.insert("also_affected".into(), json!(notice.also_affected));
     }
+    if !notice.dependents.is_empty() {
+        details.insert("dependents".into(), json!(notice.dependents));
+    }
+    if !notice.notes.is_empty() {
+        details.insert("notes".into(), json!(notice.notes));
+    }
     Value::Object(details)
 }
 

@@ -137,6 +137,8 @@ impl Channel for WebhookChannel {
 /// - `runbook_url`, `runbook_impact`, `runbook_mitigations`: the runbook (each may be null)
 /// - `ack_url`: signed, expiring acknowledge link (may be null)
 /// - `also_affected`: other probes on the same connector grouped into this page
+/// - `dependents`: probes failing because this one is (they `depend_on` it)
+/// - `notes`: lines about this page (escalated, reminder, inside a change window)
 pub fn webhook_body(notice: &Notice) -> Result<Vec<u8>, serde_json::Error> {
     let mut body = serde_json::Map::new();
     body.insert("event".into(), notice.kind.as_str().into());
@@ -275,6 +277,8 @@ mod tests {
                 "runbook_mitigations",
                 "ack_url",
                 "also_affected",
+                "dependents",
+                "notes",
             ]
         );
         assert_eq!(

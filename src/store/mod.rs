@@ -2,6 +2,7 @@
 //! ledger and the run history. WAL so readers (`rooftop status`) never block the agent;
 //! `synchronous=FULL` so a committed entry survives a crash or power loss.
 
+pub mod escalations;
 pub mod incidents;
 pub mod ledger;
 pub mod outbox;
@@ -93,7 +94,7 @@ impl Db {
 }
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 8] = [
+const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 9] = [
     ledger::create_tables,
     runs::create_tables,
     runs::add_steps_and_triggers,
@@ -102,6 +103,7 @@ const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 8] = [
     incidents::add_groups,
     outbox::add_confirmation,
     runs::add_agent_meta,
+    escalations::create_tables,
 ];
 
 /// Opens `path` (creating the state directory), configured and migrated.

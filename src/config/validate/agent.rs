@@ -352,6 +352,8 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &AgentConfig) -> (Agent, Def
         .as_ref()
         .map(|a| c.alerting(&root.key("alerting"), a))
         .unwrap_or_default();
+    let oncall = crate::model::OnCall::default();
+    c.check_references(&oncall);
     let telemetry = raw
         .telemetry
         .as_ref()
@@ -424,7 +426,7 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &AgentConfig) -> (Agent, Def
             telemetry,
             alerting,
             self_monitoring,
-            oncall: Default::default(),
+            oncall,
         },
         defaults,
     )

@@ -12,7 +12,7 @@ use crate::config::raw::{AlertRulesConfig, AlertingConfig, FireAfterConfig, KOfM
 use crate::config::yaml::FieldPath;
 use crate::model::{
     AlertRules, AlertingSettings, Contact, EmailDestination, EmailSettings, FireRule,
-    PagerDutyTarget, RatioRule, Severity, SmsAccount, SmtpSecurity, SyncRule, WebhookTarget,
+    PagerDutyTarget, RatioRule, SmsAccount, SmtpSecurity, SyncRule, WebhookTarget,
     is_e164,
 };
 use crate::template;
@@ -169,30 +169,7 @@ impl Checker<'_> {
                 phone: c.phone.clone(),
             });
         }
-        for (sev, names) in &raw.routes {
-            let rp = path.key("routes").key(sev);
-            let Some(severity) = Severity::parse(sev) else {
-                self.err_key(
-                    &rp,
-                    format!("unknown severity `{sev}`"),
-                    Some("routes are keyed `P1`, `P2`, `P3`, `P4`".into()),
-                );
-                continue;
-            };
-            let mut idx = Vec::new();
-            for (j, n) in names.iter().enumerate() {
-                match raw.contacts.iter().position(|c| &c.name == n) {
-                    Some(k) => idx.push(k),
-                    None => self.err(
-                        &rp.index(j),
-                        format!("no contact named `{n}`"),
-                        did_you_mean(n, raw.contacts.iter().map(|c| c.name.as_str()))
-                            .or_else(|| Some("add it under `alerting.contacts`".into())),
-                    ),
-                }
-            }
-            out.routes.insert(severity, idx);
-        }
+        self.paging_policy(path, raw, &mut out);
         if let Some(u) = &raw.runbook_base_url {
             if is_http_url(u) {
                 out.runbook_base_url = Some(u.trim_end_matches('/').to_string());
@@ -405,7 +382,7 @@ mod tests {
     use super::super::testing::{
         ONE_STEP, agent, agent_errors, paths_and_messages, probe, probe_errors,
     };
-    use crate::model::{EmailDestination, FireRule, Severity, SmtpSecurity};
+    use crate::model::{EmailDestination, FireRule, Severity, SmtpSecurity, Target};
 
     fn errors(yaml: &str) -> Vec<(String, String)> {
         paths_and_messages(&agent_errors(yaml))
@@ -484,8 +461,12 @@ mod tests {
         );
         let al = &a.alerting;
         assert_eq!(al.contacts[1].phone.as_deref(), Some("+14165550123"));
-        assert_eq!(al.routes[&Severity::P1], [1, 0]);
-        assert_eq!(al.routes[&Severity::P3], [0]);
+        let to = |s: Severity| al.routes[&s].steps[0].notify.clone();
+        assert_eq!(
+            to(Severity::P1),
+            [Target::Contact("Sam".into()), Target::Contact("Maria Lopez".into())]
+        );
+        assert_eq!(to(Severity::P3), [Target::Contact("Maria Lopez".into())]);
         assert_eq!(al.prefer, ["sms", "email"], "the default preference");
 
         let e = agent_errors(

@@ -5,6 +5,7 @@
 
 mod agent;
 mod alerting;
+mod escalation;
 mod expect;
 mod primitives;
 mod probe;
@@ -56,6 +57,9 @@ struct Checker<'a> {
     file: &'a Path,
     doc: &'a Document,
     errors: Vec<Diagnostic>,
+    /// Names of rotations and time windows used before their sections are checked:
+    /// resolved once `oncall` and `time_windows` are (`escalation::check_references`).
+    refs: Vec<escalation::Reference>,
 }
 
 impl<'a> Checker<'a> {
@@ -64,6 +68,7 @@ impl<'a> Checker<'a> {
             file,
             doc,
             errors: Vec::new(),
+            refs: Vec::new(),
         }
     }
 

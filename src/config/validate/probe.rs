@@ -240,6 +240,27 @@ pub(super) fn check_probe(
         }
     }
 
+    let depend_on: Vec<String> = raw
+        .depend_on
+        .as_ref()
+        .map(|d| d.names().into_iter().map(str::to_string).collect())
+        .unwrap_or_default();
+    for (i, d) in depend_on.iter().enumerate() {
+        let at = match &raw.depend_on {
+            Some(crate::config::raw::OneOrMany::Many(_)) => root.key("depend_on").index(i),
+            _ => root.key("depend_on"),
+        };
+        if *d == raw.name {
+            c.err(
+                &at,
+                format!("probe `{d}` cannot depend on itself"),
+                Some("name the probes this one needs, e.g. `[wan-uplink]`".into()),
+            );
+        } else if depend_on[..i].contains(d) {
+            c.err(&at, format!("`{d}` is listed twice"), None);
+        }
+    }
+
     if !c.errors.is_empty() {
         return None;
     }
@@ -264,6 +285,7 @@ pub(super) fn check_probe(
         steps,
         cleanup,
         alert,
+        depend_on,
         source: c.file.to_path_buf(),
     })
 }

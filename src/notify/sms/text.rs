@@ -164,6 +164,13 @@ fn describe(notice: &Notice) -> String {
     if !notice.also_affected.is_empty() {
         let _ = write!(s, " (+{} more)", notice.also_affected.len());
     }
+    if !notice.dependents.is_empty() {
+        let _ = write!(s, " (+{} depending on it)", notice.dependents.len());
+    }
+    // Escalated / reminder / inside a change window: the first thing after the probe.
+    if let Some(note) = notice.notes.first() {
+        let _ = write!(s, ". {}", note.trim_end_matches('.'));
+    }
     let _ = write!(s, " since {} UTC", notice.opened_at.format("%H:%M"));
     if let (NoticeKind::Resolve, Some(at)) = (notice.kind, notice.resolved_at) {
         let _ = write!(s, ", resolved {} UTC", at.format("%H:%M"));
