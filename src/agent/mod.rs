@@ -220,7 +220,8 @@ impl Agent {
             incidents: incidents.clone(),
             escalations: crate::store::escalations::EscalationStore::open_in(&dir)?,
         };
-        let pager = paging::build_pager(&config, &runner, &parts.extra_channels, stores, ack.clone())?;
+        let pager =
+            paging::build_pager(&config, &runner, &parts.extra_channels, stores, ack.clone())?;
         match pager.resume(&config.probes, now).await {
             Ok(0) => {}
             Ok(n) => {

@@ -85,8 +85,14 @@ pub enum Hold {
         until: DateTime<Utc>,
     },
     /// A probe this one depends on is failing: its incident lists this one. Paged only
-    /// if this one is still failing once that incident resolves.
-    Dependency { probe: String, incident: String },
+    /// if this one is still failing `grace` after that incident resolved (both usually
+    /// recover together; this one needs its own runs to show it).
+    Dependency {
+        probe: String,
+        incident: String,
+        #[serde(default)]
+        grace_secs: u64,
+    },
 }
 
 impl Hold {
@@ -101,7 +107,9 @@ impl Hold {
                 "delayed by window `{window}` until {}",
                 until.format("%Y-%m-%d %H:%M UTC")
             ),
-            Hold::Dependency { probe, incident } => {
+            Hold::Dependency {
+                probe, incident, ..
+            } => {
                 format!("not paged: its dependency `{probe}` is failing ({incident})")
             }
         }
@@ -138,7 +146,10 @@ pub enum Why {
     /// The current step again (`renotify`).
     Renotify { count: u32 },
     /// Acknowledged, still open.
-    Reminder { acked_by: String, acked_at: DateTime<Utc> },
+    Reminder {
+        acked_by: String,
+        acked_at: DateTime<Utc>,
+    },
 }
 
 /// Pages to queue.
@@ -262,7 +273,8 @@ pub fn advance(
     if let Some((at, by)) = &facts.acked
         && !matches!(e.phase, Phase::Acknowledged { .. } | Phase::Closed)
     {
-        e.log.push(format!("{} acknowledged by {by}", at.format("%H:%M:%S")));
+        e.log
+            .push(format!("{} acknowledged by {by}", at.format("%H:%M:%S")));
         e.phase = Phase::Acknowledged {
             at: *at,
             by: by.clone(),
@@ -286,7 +298,15 @@ pub fn advance(
                     hold.describe()
                 ));
                 e.phase = Phase::Paging;
-                enter(&mut e, policy, severity, now, who, Why::Released { hold }, &mut pages);
+                enter(
+                    &mut e,
+                    policy,
+                    severity,
+                    now,
+                    who,
+                    Why::Released { hold },
+                    &mut pages,
+                );
             }
         },
         Phase::Paging if !e.started() => {
@@ -475,7 +495,12 @@ fn enter(
     }
 }
 
-fn renotify(e: &mut Escalation, severity: &SeverityPolicy, now: DateTime<Utc>, pages: &mut Vec<Page>) {
+fn renotify(
+    e: &mut Escalation,
+    severity: &SeverityPolicy,
+    now: DateTime<Utc>,
+    pages: &mut Vec<Page>,
+) {
     e.renotified += 1;
     e.renotify_at = after(now, severity.renotify);
     if e.current.is_empty() {
@@ -485,7 +510,9 @@ fn renotify(e: &mut Escalation, severity: &SeverityPolicy, now: DateTime<Utc>, p
         key_part: e.key(&format!("+{}", e.renotified)),
         contacts: e.current.clone(),
         shared: false,
-        why: Why::Renotify { count: e.renotified },
+        why: Why::Renotify {
+            count: e.renotified,
+        },
     });
 }
 
@@ -563,7 +590,14 @@ mod tests {
         let (e, pages) = run(
             &pol,
             &p1(),
-            &[(0, quiet()), (14, quiet()), (15, quiet()), (17, acked.clone()), (31, acked.clone()), (60, acked)],
+            &[
+                (0, quiet()),
+                (14, quiet()),
+                (15, quiet()),
+                (17, acked.clone()),
+                (31, acked.clone()),
+                (60, acked),
+            ],
         );
         assert_eq!(
             keys(&pages),
@@ -573,10 +607,16 @@ mod tests {
             ]
         );
         assert!(pages[0].1.shared && !pages[1].1.shared);
-        assert!(matches!(pages[1].1.why, Why::Escalated { step: 1, waited, .. } if waited == Duration::from_secs(900)));
+        assert!(
+            matches!(pages[1].1.why, Why::Escalated { step: 1, waited, .. } if waited == Duration::from_secs(900))
+        );
         assert!(matches!(e.phase, Phase::Acknowledged { .. }));
         assert_eq!(e.paged, ["Maria", "Dev"]);
-        assert_eq!(e.next_due(), Some(t(77)), "the reminder an hour after the ack");
+        assert_eq!(
+            e.next_due(),
+            Some(t(77)),
+            "the reminder an hour after the ack"
+        );
     }
 
     #[test]
@@ -586,7 +626,17 @@ mod tests {
             acked: Some((t(5), "maria".into())),
             ..Facts::default()
         };
-        let (_, pages) = run(&pol, &p1(), &[(0, quiet()), (5, acked.clone()), (64, acked.clone()), (65, acked.clone()), (125, acked)]);
+        let (_, pages) = run(
+            &pol,
+            &p1(),
+            &[
+                (0, quiet()),
+                (5, acked.clone()),
+                (64, acked.clone()),
+                (65, acked.clone()),
+                (125, acked),
+            ],
+        );
         assert_eq!(
             keys(&pages),
             [
@@ -601,7 +651,10 @@ mod tests {
     fn a_step_with_nobody_on_call_is_skipped_at_once() {
         let pol = policy(&[&["nobody"], &["Dev"]], 0);
         let (e, pages) = run(&pol, &p1(), &[(0, quiet())]);
-        assert_eq!(keys(&pages), [(0, "trigger@2.1".into(), vec!["Dev".to_string()])]);
+        assert_eq!(
+            keys(&pages),
+            [(0, "trigger@2.1".into(), vec!["Dev".to_string()])]
+        );
         assert_eq!(e.deadline, Some(t(15)));
         // And mid-escalation.
         let pol = policy(&[&["Maria"], &["nobody"], &["IT Lead"]], 0);
@@ -625,7 +678,10 @@ mod tests {
         let minutes: Vec<(i64, Facts)> = (0..=90).step_by(15).map(|m| (m, quiet())).collect();
         let (e, pages) = run(&pol, &p1(), &minutes);
         assert_eq!(
-            keys(&pages).iter().map(|(at, k, _)| (*at, k.clone())).collect::<Vec<_>>(),
+            keys(&pages)
+                .iter()
+                .map(|(at, k, _)| (*at, k.clone()))
+                .collect::<Vec<_>>(),
             [
                 (0, "trigger".to_string()),
                 (15, "trigger@2.1".into()),
@@ -647,7 +703,10 @@ mod tests {
         let minutes: Vec<(i64, Facts)> = (0..=20).step_by(5).map(|m| (m, quiet())).collect();
         let (_, pages) = run(&pol, &sev, &minutes);
         assert_eq!(
-            keys(&pages).iter().map(|(at, k, _)| (*at, k.clone())).collect::<Vec<_>>(),
+            keys(&pages)
+                .iter()
+                .map(|(at, k, _)| (*at, k.clone()))
+                .collect::<Vec<_>>(),
             [
                 (0, "trigger".to_string()),
                 (5, "trigger@1.1+1".into()),
@@ -669,7 +728,17 @@ mod tests {
         assert_eq!(pages.len(), 1, "paged at once on start, once");
         assert_eq!(pages[0].key_part, "trigger@2.1");
         assert_eq!(e.deadline, Some(t(55)));
-        let (e, pages) = advance(e, &pol, &p1(), &Facts { resolved: true, ..quiet() }, t(41), &who);
+        let (e, pages) = advance(
+            e,
+            &pol,
+            &p1(),
+            &Facts {
+                resolved: true,
+                ..quiet()
+            },
+            t(41),
+            &who,
+        );
         assert!(pages.is_empty());
         assert!(!e.is_active());
     }
@@ -696,7 +765,17 @@ mod tests {
         assert_eq!(e.phase, Phase::Paging);
         // Resolved while held: nobody is ever paged.
         let e = Escalation::new("inc-b-0", &pol, Severity::P3, "trigger", Some(hold.clone()));
-        let (e, pages) = advance(e, &pol, &p1(), &Facts { resolved: true, ..held }, t(20), &who);
+        let (e, pages) = advance(
+            e,
+            &pol,
+            &p1(),
+            &Facts {
+                resolved: true,
+                ..held
+            },
+            t(20),
+            &who,
+        );
         assert!(pages.is_empty() && !e.is_active());
     }
 

@@ -6,7 +6,9 @@ use crate::clock::Clock as _;
 use std::process::ExitCode;
 
 use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_FAILED, load_config};
+use crate::alerting::escalation::{Escalation, Phase};
 use crate::model::fmt_ms;
+use crate::store::escalations::EscalationStore;
 use crate::store::outbox::{Confirm, DeliveryState, OutboxRow, OutboxStore};
 use crate::store::{IncidentRow, IncidentStore};
 
@@ -63,6 +65,24 @@ fn notification_line(r: &OutboxRow) -> String {
     format!("{} {}{to}{fallback}: {how}", r.entry.kind, r.entry.channel)
 }
 
+/// Where an escalation stands, in words.
+fn escalation_phase(e: &Escalation) -> String {
+    match &e.phase {
+        Phase::Held { hold } => hold.describe(),
+        Phase::Paging => match e.deadline {
+            Some(d) => format!(
+                "step {} paged, next step at {} UTC unless acknowledged",
+                e.step + 1,
+                d.format("%H:%M:%S")
+            ),
+            None => format!("step {} paged (no deadline)", e.step + 1),
+        },
+        Phase::Exhausted => "every step paged, nobody acknowledged".into(),
+        Phase::Acknowledged { by, .. } => format!("stopped: acknowledged by {by}"),
+        Phase::Closed => "closed".into(),
+    }
+}
+
 fn since(r: &IncidentRow, now: chrono::DateTime<chrono::Utc>) -> String {
     let end = r.resolved_at.unwrap_or(now);
     fmt_ms((end - r.opened_at).num_milliseconds().max(0) as f64)
@@ -93,12 +113,31 @@ pub async fn list(cfg: &ConfigArgs, open_only: bool, as_json: bool) -> ExitCode 
     for r in &rows {
         pages.push(outbox.for_incident(&r.id).await.unwrap_or_default());
     }
+    // Each incident's escalation (step, who was paged, held by what), when it has one.
+    let escalations = state_dir(cfg)
+        .ok()
+        .and_then(|d| EscalationStore::open_in(&d).ok());
+    let mut escalated: Vec<Option<Escalation>> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let e = match &escalations {
+            Some(s) => s
+                .get(&r.id)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|row| serde_json::from_str::<Escalation>(&row.state).ok()),
+            None => None,
+        };
+        escalated.push(e);
+    }
     if as_json {
         let out: Vec<serde_json::Value> = rows
             .iter()
             .zip(&pages)
-            .map(|(r, p)| {
+            .zip(&escalated)
+            .map(|((r, p), e)| {
                 let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["escalation"] = serde_json::to_value(e).unwrap_or_default();
                 v["notifications"] = serde_json::json!(
                     p.iter()
                         .map(|n| serde_json::json!({
@@ -136,7 +175,7 @@ pub async fn list(cfg: &ConfigArgs, open_only: bool, as_json: bool) -> ExitCode 
         "{:<44} {:<4} {:<13} {:<20} {:>9}  {:<26} REASON",
         "INCIDENT", "SEV", "STATE", "OPENED", "FOR", "PROBE"
     );
-    for (r, pages) in rows.into_iter().zip(pages) {
+    for ((r, pages), e) in rows.into_iter().zip(pages).zip(escalated) {
         let state = if r.flapping && r.resolved_at.is_none() {
             format!("{} (flap)", r.state)
         } else {
@@ -164,6 +203,12 @@ pub async fn list(cfg: &ConfigArgs, open_only: bool, as_json: bool) -> ExitCode 
         }
         for p in &pages {
             println!("{:<6}{}", "", notification_line(p));
+        }
+        if let Some(e) = &e {
+            println!("{:<6}escalation {}: {}", "", e.policy, escalation_phase(e));
+            for line in &e.log {
+                println!("{:<8}{line}", "");
+            }
         }
         if let (Some(at), Some(by)) = (r.acked_at, &r.acked_by) {
             println!(

@@ -241,7 +241,9 @@ fn check_dependencies(probes: &[Probe], sources: &BTreeMap<PathBuf, String>) -> 
     for p in probes {
         let mut stack = vec![(p.name.as_str(), vec![p.name.as_str()])];
         while let Some((at_name, chain)) = stack.pop() {
-            let Some(q) = known.get(at_name) else { continue };
+            let Some(q) = known.get(at_name) else {
+                continue;
+            };
             for d in &q.depend_on {
                 if d == &p.name {
                     let mut cycle: Vec<&str> = chain.clone();

@@ -586,10 +586,7 @@ mod tests {
             after: Some(Duration::from_secs(1)),
         };
         let email = Scripted::new("email", true, (0..10).map(|_| retry()).collect());
-        let router = router_to(
-            vec![person("Joe", false)],
-            vec![email.clone()],
-        );
+        let router = router_to(vec![person("Joe", false)], vec![email.clone()]);
         // Three attempts, then (e-mail being Joe's only channel) held: retried until the
         // page is 10 s old, as a WAN outage needs, not dropped after the third.
         let policy = Policy {
@@ -702,10 +699,7 @@ mod tests {
             let (_dir, store) = open_store();
             let sms = Arc::new(FakeSms::Receipts(Mutex::new(script)));
             let email = Scripted::new("email", true, vec![]);
-            let router = router_to(
-                vec![person("Maria", true)],
-                vec![sms, email.clone()],
-            );
+            let router = router_to(vec![person("Maria", true)], vec![sms, email.clone()]);
             let policy = Policy {
                 max_polls: 3,
                 ..Policy::default()

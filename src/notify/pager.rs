@@ -18,13 +18,13 @@ use super::group_state;
 use super::outbox::{Pass, Policy, Router};
 use super::{Notice, NoticeKind, SyncFigure};
 use crate::alerting::ack::AckSigner;
+use crate::alerting::escalation::Escalation;
 use crate::alerting::grouping::{Change, Decision, Pages, Resume, decide_group, resume_decision};
 use crate::alerting::{Action, Open, ResolvedBy, incident_reason};
 use crate::clock::Clock;
 use crate::model::GroupSettings;
 use crate::model::ProbeRun;
 use crate::model::{Agent, Probe, Runbook};
-use crate::alerting::escalation::Escalation;
 use crate::model::{EscalationPolicy, Severity, SeverityPolicy, WindowRoute};
 use crate::store::IncidentStore;
 use crate::store::StoreError;
@@ -364,10 +364,9 @@ impl Pager {
                 let fx = self.effects(probe, now);
                 let cycle = super::outbox::round_kind(NoticeKind::Flapping, round);
                 let policy = self.policy(fx.severity);
-                let mut e = self
-                    .stored_escalation(&leader)
-                    .await?
-                    .unwrap_or_else(|| Escalation::new(&leader, &policy, fx.severity, &cycle, None));
+                let mut e = self.stored_escalation(&leader).await?.unwrap_or_else(|| {
+                    Escalation::new(&leader, &policy, fx.severity, &cycle, None)
+                });
                 e.restart(&cycle);
                 if let Some(hold) = fx.hold.clone() {
                     e.phase = crate::alerting::escalation::Phase::Held { hold };
@@ -546,9 +545,15 @@ mod grouping_tests {
     /// Four probes: three P2 on crm-to-dms, one P2 on dms-to-crm; e-mail to one person
     /// and a webhook. The first page waits `wait` seconds for the group.
     fn rig(wait: u64) -> Rig {
+        rig_with(wait, Vec::new(), Arc::new(crate::model::OnCall::default()))
+    }
+
+    /// With route rules over windows, and `oncall` saying which are active.
+    fn rig_with(wait: u64, windows: Vec<WindowRoute>, oncall: Arc<dyn OnCallView>) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let config = crate::config::load(Path::new(".")).unwrap();
         let mut agent = config.agent.clone();
+        agent.alerting.windows = windows;
         agent.alerting.group.wait = Duration::from_secs(wait);
         let base = config.probes[0].clone();
         let probes = [
@@ -589,14 +594,7 @@ mod grouping_tests {
         };
         let stores = PagerStores::open_in(dir.path()).unwrap();
         let (incidents, outbox) = (stores.incidents.clone(), stores.outbox.clone());
-        let pager = Pager::new(
-            stores,
-            router,
-            &agent,
-            Path::new("."),
-            None,
-            Arc::new(crate::model::OnCall::default()),
-        );
+        let pager = Pager::new(stores, router, &agent, Path::new("."), None, oncall);
         Rig {
             pager,
             incidents,
@@ -769,6 +767,140 @@ mod grouping_tests {
 
         // Long after the window, the connector's next incident is a new page.
         assert_eq!(r.opened("b", 1000).await, Paged::Queued(2));
+    }
+
+    /// A window that is active while `open` is set, until t(3600).
+    #[derive(Debug, Default)]
+    struct Windows {
+        open: std::sync::atomic::AtomicBool,
+    }
+
+    impl OnCallView for Windows {
+        fn who(&self, target: &crate::model::Target, _: DateTime<Utc>) -> Vec<String> {
+            match target {
+                crate::model::Target::Contact(c) => vec![c.clone()],
+                crate::model::Target::Rotation { .. } => vec![],
+            }
+        }
+        fn window_until(&self, _: &str, _: DateTime<Utc>) -> Option<DateTime<Utc>> {
+            self.open
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then(|| t(3600))
+        }
+    }
+
+    fn window_rule(action: crate::model::WindowAction, probes: &[&str]) -> WindowRoute {
+        WindowRoute {
+            window: "change-window".into(),
+            action,
+            severities: vec![],
+            connectors: vec![],
+            probes: probes.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_window_mutes_a_page_records_it_and_never_mutes_a_resolve() {
+        let windows = Arc::new(Windows::default());
+        let r = rig_with(
+            0,
+            vec![window_rule(crate::model::WindowAction::Mute, &["a", "d"])],
+            windows.clone(),
+        );
+        // Before the window: `a` pages.
+        assert_eq!(r.opened("a", 0).await, Paged::Queued(2));
+        // Inside it: `d` is muted (recorded, nobody paged), `b` is not matched and its
+        // page says it was sent during the change window.
+        windows
+            .open
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            matches!(r.opened("d", 10).await, Paged::Held(h) if h.starts_with("muted by change window `change-window` until"))
+        );
+        assert!(r.outbox.for_incident("inc-d-10").await.unwrap().is_empty());
+        assert_eq!(r.opened("b", 700).await, Paged::Queued(2));
+        let b: Notice = serde_json::from_str(
+            &r.outbox.for_incident("inc-b-700").await.unwrap()[0]
+                .entry
+                .notice,
+        )
+        .unwrap();
+        assert!(
+            b.notes[0].starts_with("Sent during change window `change-window`"),
+            "{:?}",
+            b.notes
+        );
+        // `a` recovers inside the window: its resolve goes out all the same.
+        assert_eq!(r.resolved("a", 0, 100).await, Paged::Queued(2));
+        // `d` recovers inside it: nobody was paged, nobody hears of it.
+        assert_eq!(r.resolved("d", 10, 200).await, Paged::Nothing);
+        // A muted incident still failing after the window pages then, saying so.
+        assert!(
+            matches!(r.opened("c", 1500).await, Paged::Queued(2)),
+            "c is not muted"
+        );
+        let r2 = rig_with(
+            0,
+            vec![window_rule(crate::model::WindowAction::Mute, &[])],
+            windows.clone(),
+        );
+        assert!(matches!(r2.opened("a", 0).await, Paged::Held(_)));
+        assert_eq!(r2.pager.escalate(t(60)).await.unwrap(), 0, "still muted");
+        windows
+            .open
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(r2.pager.escalate(t(3600)).await.unwrap(), 2);
+        let page: Notice = serde_json::from_str(
+            &r2.outbox.for_incident("inc-a-0").await.unwrap()[0]
+                .entry
+                .notice,
+        )
+        .unwrap();
+        assert_eq!(
+            page.notes[0],
+            "Muted during change window `change-window`; still failing after it ended."
+        );
+    }
+
+    #[tokio::test]
+    async fn a_blackout_promotes_and_a_delay_holds_until_the_window_ends() {
+        let windows = Arc::new(Windows::default());
+        windows
+            .open
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut promote = window_rule(crate::model::WindowAction::Promote(Severity::P1), &["a"]);
+        promote.window = "month-end".into();
+        let r = rig_with(
+            0,
+            vec![
+                promote,
+                window_rule(crate::model::WindowAction::Delay, &["d"]),
+            ],
+            windows.clone(),
+        );
+        assert_eq!(
+            r.opened("a", 0).await,
+            Paged::Queued(1),
+            "P1 has no route here: the webhook only"
+        );
+        let a: Notice = serde_json::from_str(
+            &r.outbox.for_incident("inc-a-0").await.unwrap()[0]
+                .entry
+                .notice,
+        )
+        .unwrap();
+        assert_eq!(a.severity, "P1");
+        assert_eq!(
+            a.notes,
+            ["Promoted from P2 to P1: window `month-end` is active."]
+        );
+        assert!(
+            matches!(r.opened("d", 5).await, Paged::Held(h) if h.starts_with("delayed by window"))
+        );
+        windows
+            .open
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(r.pager.escalate(t(3600)).await.unwrap(), 2);
     }
 
     #[tokio::test]

@@ -12,8 +12,7 @@ use crate::config::raw::{AlertRulesConfig, AlertingConfig, FireAfterConfig, KOfM
 use crate::config::yaml::FieldPath;
 use crate::model::{
     AlertRules, AlertingSettings, Contact, EmailDestination, EmailSettings, FireRule,
-    PagerDutyTarget, RatioRule, SmsAccount, SmtpSecurity, SyncRule, WebhookTarget,
-    is_e164,
+    PagerDutyTarget, RatioRule, SmsAccount, SmtpSecurity, SyncRule, WebhookTarget, is_e164,
 };
 use crate::template;
 
@@ -464,7 +463,10 @@ mod tests {
         let to = |s: Severity| al.routes[&s].steps[0].notify.clone();
         assert_eq!(
             to(Severity::P1),
-            [Target::Contact("Sam".into()), Target::Contact("Maria Lopez".into())]
+            [
+                Target::Contact("Sam".into()),
+                Target::Contact("Maria Lopez".into())
+            ]
         );
         assert_eq!(to(Severity::P3), [Target::Contact("Maria Lopez".into())]);
         assert_eq!(al.prefer, ["sms", "email"], "the default preference");

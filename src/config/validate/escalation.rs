@@ -53,7 +53,10 @@ impl Checker<'_> {
                 );
                 continue;
             };
-            let policy = out.severities.entry(sev).or_insert_with(|| SeverityPolicy::default_for(sev));
+            let policy = out
+                .severities
+                .entry(sev)
+                .or_insert_with(|| SeverityPolicy::default_for(sev));
             if let Some(t) = &s.ack_within {
                 policy.ack_within = self.duration_or_none(&sp.key("ack_within"), t);
             }
@@ -78,7 +81,10 @@ impl Checker<'_> {
                             &sp.key("channels").index(i),
                             format!("`{other}` is not a personal channel"),
                             did_you_mean(other, ["sms", "email"]).or_else(|| {
-                                Some("`sms` or `email` (webhook and PagerDuty get every page)".into())
+                                Some(
+                                    "`sms` or `email` (webhook and PagerDuty get every page)"
+                                        .into(),
+                                )
                             }),
                         ),
                     }
@@ -99,7 +105,10 @@ impl Checker<'_> {
                 self.err(
                     &ep.key("steps"),
                     format!("escalation `{name}` has no steps"),
-                    Some("e.g. `steps: [{notify: [{rotation: service-desk}]}, {notify: [IT Lead]}]`".into()),
+                    Some(
+                        "e.g. `steps: [{notify: [{rotation: service-desk}]}, {notify: [IT Lead]}]`"
+                            .into(),
+                    ),
                 );
             }
             let mut steps = Vec::new();
@@ -319,11 +328,23 @@ mod tests {
         assert_eq!(p1.name, "routes.P1");
         assert_eq!(
             p1.steps[0].notify,
-            [Target::Contact("IT Lead".into()), Target::Contact("Maria Lopez".into())]
+            [
+                Target::Contact("IT Lead".into()),
+                Target::Contact("Maria Lopez".into())
+            ]
         );
-        assert_eq!(al.severities[&Severity::P1].ack_within, Some(Duration::from_secs(900)));
-        assert_eq!(al.severities[&Severity::P1].renotify, Some(Duration::from_secs(300)));
-        assert_eq!(al.severities[&Severity::P2].ack_within, Some(Duration::from_secs(1800)));
+        assert_eq!(
+            al.severities[&Severity::P1].ack_within,
+            Some(Duration::from_secs(900))
+        );
+        assert_eq!(
+            al.severities[&Severity::P1].renotify,
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            al.severities[&Severity::P2].ack_within,
+            Some(Duration::from_secs(1800))
+        );
         assert_eq!(al.severities[&Severity::P3].ack_within, None);
         assert_eq!(al.severities[&Severity::P3].channels, ["email"]);
     }
@@ -348,21 +369,50 @@ mod tests {
         )));
         let expect = [
             ("alerting.severities.P5", "unknown severity `P5`"),
-            ("alerting.severities.P1.renotify", "re-notifying every `10s` floods the on-call phone"),
-            ("alerting.severities.P1.channels[0]", "`pager` is not a personal channel"),
-            ("alerting.escalation.it.steps", "escalation `it` has no steps"),
-            ("alerting.escalation.b.steps[0].notify[0]", "no contact named `Marie Lopez`"),
-            ("alerting.escalation.b.repeat", "repeat 20 pages the same people 21 times"),
-            ("alerting.routes.P1.escalation", "no escalation policy named `iit`"),
-            ("alerting.windows[0]", "window rule for `change` needs exactly one of `mute: true`, `delay: true`, `promote: P1`"),
+            (
+                "alerting.severities.P1.renotify",
+                "re-notifying every `10s` floods the on-call phone",
+            ),
+            (
+                "alerting.severities.P1.channels[0]",
+                "`pager` is not a personal channel",
+            ),
+            (
+                "alerting.escalation.it.steps",
+                "escalation `it` has no steps",
+            ),
+            (
+                "alerting.escalation.b.steps[0].notify[0]",
+                "no contact named `Marie Lopez`",
+            ),
+            (
+                "alerting.escalation.b.repeat",
+                "repeat 20 pages the same people 21 times",
+            ),
+            (
+                "alerting.routes.P1.escalation",
+                "no escalation policy named `iit`",
+            ),
+            (
+                "alerting.windows[0]",
+                "window rule for `change` needs exactly one of `mute: true`, `delay: true`, `promote: P1`",
+            ),
             ("alerting.windows[1].promote", "unknown severity `P9`"),
             ("alerting.routes.P2[0].rotation", "no rotation named `desk`"),
-            ("alerting.windows[0].window", "no time window named `change`"),
-            ("alerting.windows[1].window", "no time window named `month-end`"),
+            (
+                "alerting.windows[0].window",
+                "no time window named `change`",
+            ),
+            (
+                "alerting.windows[1].window",
+                "no time window named `month-end`",
+            ),
         ];
         for (path, message) in expect {
             assert!(
-                errors.iter().any(|(p, m)| p == path && m.starts_with(message)),
+                errors
+                    .iter()
+                    .any(|(p, m)| p == path && m.starts_with(message)),
                 "missing {path}: {message} in {errors:#?}"
             );
         }

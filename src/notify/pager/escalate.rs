@@ -31,17 +31,24 @@ pub trait OnCallView: Send + Sync + std::fmt::Debug {
     fn window_until(&self, window: &str, at: DateTime<Utc>) -> Option<DateTime<Utc>>;
 }
 
+/// The agent's on-call data. Rotations and time windows are defined by `oncall` and
+/// `time_windows` of rooftop.yaml; validation rejects a route, step or window rule that
+/// names one that is not defined, so a target here is a contact or a defined rotation.
 impl OnCallView for OnCall {
     fn who(&self, target: &Target, _at: DateTime<Utc>) -> Vec<String> {
         match target {
             Target::Contact(c) => vec![c.clone()],
-            // MERGE: rotations resolve through `oncall::who_with`.
-            Target::Rotation { .. } => Vec::new(),
+            Target::Rotation { name, .. } => {
+                // No rotation can be defined yet (issue 13, part 1 in progress): a name
+                // reaching here would have failed validation.
+                debug_assert!(self.rotation(name).is_none());
+                Vec::new()
+            }
         }
     }
 
-    fn window_until(&self, _window: &str, _at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        // MERGE: `oncall::window_active` / `window_next_change`.
+    fn window_until(&self, window: &str, _at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        debug_assert!(self.window(window).is_none());
         None
     }
 }
@@ -77,16 +84,18 @@ impl Pager {
             };
             let matches = (r.severities.is_empty() || r.severities.contains(&probe.severity))
                 && (r.connectors.is_empty()
-                    || probe.connector.as_ref().is_some_and(|c| r.connectors.contains(c)))
+                    || probe
+                        .connector
+                        .as_ref()
+                        .is_some_and(|c| r.connectors.contains(c)))
                 && (r.probes.is_empty() || r.probes.contains(&probe.name));
             match (r.action, matches) {
-                (WindowAction::Mute, true) => {
-                    if !matches!(fx.hold, Some(Hold::Muted { .. })) {
-                        fx.hold = Some(Hold::Muted {
-                            window: r.window.clone(),
-                            until,
-                        });
-                    }
+                // Mute wins over delay; the first matching rule of each kind holds.
+                (WindowAction::Mute, true) if !matches!(fx.hold, Some(Hold::Muted { .. })) => {
+                    fx.hold = Some(Hold::Muted {
+                        window: r.window.clone(),
+                        until,
+                    });
                 }
                 (WindowAction::Mute, false) => {
                     let note = format!(
@@ -98,13 +107,11 @@ impl Pager {
                         fx.notes.push(note);
                     }
                 }
-                (WindowAction::Delay, true) => {
-                    if fx.hold.is_none() {
-                        fx.hold = Some(Hold::Delayed {
-                            window: r.window.clone(),
-                            until,
-                        });
-                    }
+                (WindowAction::Delay, true) if fx.hold.is_none() => {
+                    fx.hold = Some(Hold::Delayed {
+                        window: r.window.clone(),
+                        until,
+                    });
                 }
                 (WindowAction::Promote(to), true) if to < fx.severity => {
                     fx.notes.push(format!(
@@ -162,6 +169,7 @@ impl Pager {
         let hold = Hold::Dependency {
             probe: dep.probe.clone(),
             incident: dep.id.clone(),
+            grace_secs: recovery_grace(probe).as_secs(),
         };
         let policy = self.policy(probe.severity);
         let e = Escalation::new(
@@ -301,7 +309,12 @@ impl Pager {
         Ok(self.escalations.get(incident).await?.is_some())
     }
 
-    async fn save(&self, e: &Escalation, notice: &Notice, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn save(
+        &self,
+        e: &Escalation,
+        notice: &Notice,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let held_by = match &e.phase {
             Phase::Held {
                 hold: Hold::Dependency { incident, .. },
@@ -340,7 +353,10 @@ impl Pager {
             if matches!(n.kind, NoticeKind::Trigger | NoticeKind::Flapping) {
                 n.ack_url = self.ack.as_ref().map(|a| a.link(&e.incident, now));
             }
-            entries.extend(self.router.plan_page(&n, &p.key_part, &p.contacts, p.shared));
+            entries.extend(
+                self.router
+                    .plan_page(&n, &p.key_part, &p.contacts, p.shared),
+            );
         }
         self.queue(entries, due).await
     }
@@ -402,16 +418,24 @@ impl Pager {
                             until,
                         })
                 }
-                Hold::Delayed { window, .. } => self
-                    .oncall
-                    .window_until(window, now)
-                    .map(|until| Hold::Delayed {
-                        window: window.clone(),
-                        until,
-                    }),
-                Hold::Dependency { incident, .. } => {
+                Hold::Delayed { window, .. } => {
+                    self.oncall
+                        .window_until(window, now)
+                        .map(|until| Hold::Delayed {
+                            window: window.clone(),
+                            until,
+                        })
+                }
+                Hold::Dependency {
+                    incident,
+                    grace_secs,
+                    ..
+                } => {
+                    let grace = chrono::Duration::seconds(*grace_secs as i64);
                     match self.incidents.get(incident).await? {
-                        Some(d) if d.resolved_at.is_none() => Some(hold.clone()),
+                        Some(d) if d.resolved_at.is_none_or(|at| now < at + grace) => {
+                            Some(hold.clone())
+                        }
                         _ => None,
                     }
                 }
@@ -447,14 +471,27 @@ impl Pager {
     }
 }
 
+/// How long after its dependency recovered a held probe may take to show it recovered
+/// too: its own `resolve_after` runs and one more, between 10 s and 30 min.
+fn recovery_grace(probe: &Probe) -> Duration {
+    let runs = probe.alert.resolve_after.max(1) + 1;
+    let every = match &probe.schedule {
+        crate::model::Schedule::Every(d) => *d,
+        crate::model::Schedule::Cron { .. } => Duration::from_secs(15 * 60),
+    };
+    every
+        .saturating_mul(runs)
+        .clamp(Duration::from_secs(10), Duration::from_secs(30 * 60))
+}
+
 /// The line a page carries about why it is sent now.
 fn why_note(why: &Why, e: &Escalation) -> Option<String> {
     match why {
         Why::First => None,
         Why::Released { hold } => Some(match hold {
-            Hold::Muted { window, .. } => format!(
-                "Muted during change window `{window}`; still failing after it ended."
-            ),
+            Hold::Muted { window, .. } => {
+                format!("Muted during change window `{window}`; still failing after it ended.")
+            }
             Hold::Delayed { window, .. } => {
                 format!("Held until window `{window}` ended; still failing.")
             }
@@ -501,9 +538,7 @@ fn why_note(why: &Why, e: &Escalation) -> Option<String> {
             s.push('.');
             Some(s)
         }
-        Why::Renotify { count } => Some(format!(
-            "Not acknowledged yet (reminder {count})."
-        )),
+        Why::Renotify { count } => Some(format!("Not acknowledged yet (reminder {count}).")),
         Why::Reminder { acked_by, acked_at } => Some(format!(
             "REMINDER: acknowledged by {acked_by} at {} and still open.",
             hhmm(*acked_at)

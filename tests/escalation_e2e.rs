@@ -1,0 +1,255 @@
+//! Escalation end to end, against the sandbox and a real SMTP server (aiosmtpd): a P1
+//! page to the primary, no acknowledgement within a short `ack_within` → the secondary
+//! is paged → acknowledged through the signed link → nobody else is paged → the resolve
+//! notice reaches both. The same across a SIGKILL between the two pages (the secondary
+//! is paged exactly once), and a probe whose dependency is failing pages nobody of its
+//! own: the dependency's page lists it.
+
+#[path = "common/agent.rs"]
+mod agent;
+#[path = "common/paging.rs"]
+mod paging;
+#[path = "common/tools.rs"]
+mod tools;
+
+use std::time::Duration;
+
+use paging::{crm_down, lead_probe, spawn_agent, subject_and_text};
+use tools::{SmtpOptions, SmtpServer};
+
+/// The lead probe as a P1.
+fn p1_probe() -> String {
+    let p = lead_probe("lead-to-bdc-call-list", false).replace("severity: P2", "severity: P1");
+    assert!(p.contains("severity: P1"));
+    p
+}
+
+/// Contacts Maria (primary), Dev (secondary) and the IT lead; P1 escalates through
+/// `steps` with `ack_within`.
+fn rooftop_yaml(smtp_port: u16, ack_port: u16, ack_within: &str, steps: &str) -> String {
+    format!(
+        "alerting:\n\
+         \x20 contacts:\n\
+         \x20   - {{name: Maria Lopez, email: maria@dealer.example}}\n\
+         \x20   - {{name: Dev Patel, email: dev@dealer.example}}\n\
+         \x20   - {{name: IT Lead, email: it@dealer.example}}\n\
+         \x20 severities: {{P1: {{ack_within: {ack_within}}}}}\n\
+         \x20 escalation:\n\
+         \x20   service: {{steps: [{steps}]}}\n\
+         \x20 routes: {{P1: {{escalation: service}}, P2: [Maria Lopez]}}\n\
+         \x20 ack_base_url: http://127.0.0.1:{ack_port}\n\
+         \x20 email: {{from: 'rooftop <rooftop@dealer.example>', smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 5s}}}}\n"
+    )
+}
+
+/// Each message's `To:` address and its subject and text.
+fn mails(smtp: &SmtpServer) -> Vec<(String, String)> {
+    smtp.messages()
+        .iter()
+        .map(|m| {
+            let to = m
+                .lines()
+                .find_map(|l| l.strip_prefix("To: "))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            (to, subject_and_text(m))
+        })
+        .collect()
+}
+
+fn to_count(smtp: &SmtpServer, who: &str) -> usize {
+    mails(smtp)
+        .iter()
+        .filter(|(to, _)| to.contains(who))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_p1_escalates_to_the_secondary_and_the_ack_link_stops_it() {
+    let sb = paging::sandbox().await;
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let port = tools::free_port();
+    paging::write_config(
+        dir.path(),
+        &[("lead", p1_probe())],
+        &rooftop_yaml(
+            smtp.port,
+            port,
+            "4s",
+            "{notify: [Maria Lopez]}, {notify: [Dev Patel]}, {notify: [IT Lead]}",
+        ),
+    );
+    let agent = spawn_agent(
+        &sb,
+        dir.path(),
+        state.path(),
+        &format!("127.0.0.1:{port}"),
+        &[],
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    sb.set_faults(crm_down());
+    let first = smtp.wait_for_count(1, Duration::from_secs(20)).await;
+    assert!(
+        first[0].contains("To: maria@dealer.example"),
+        "{}",
+        first[0]
+    );
+    // Nobody acknowledges: four seconds later the secondary is paged.
+    let two = smtp.wait_for_count(2, Duration::from_secs(20)).await;
+    let (to, text) = &mails(&smtp)[1];
+    assert!(to.contains("dev@dealer.example"), "{to}\n{}", two[1]);
+    assert!(
+        text.contains("ESCALATED to step 2 of 3: not acknowledged within 4s by Maria Lopez."),
+        "{text}"
+    );
+    // Dev acknowledges through the page's signed link.
+    let link = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Acknowledge: "))
+        .expect("an ack link in the escalated page")
+        .to_string();
+    let acked = reqwest::Client::new()
+        .post(&link)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("by=Dev+Patel")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acked.status(), 200);
+    // Well past the next deadline: the IT lead is never paged.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(smtp.messages().len(), 2, "{:#?}", mails(&smtp));
+    sb.set_faults(vec![]);
+    smtp.wait_for_count(4, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = mails(&smtp);
+    assert_eq!(all.len(), 4, "{all:#?}");
+    let resolves: Vec<&String> = all[2..]
+        .iter()
+        .filter(|(_, t)| t.contains("RESOLVED"))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(resolves.len(), 2, "{all:#?}");
+    assert!(resolves.iter().any(|t| t.contains("maria@")), "{all:#?}");
+    assert!(resolves.iter().any(|t| t.contains("dev@")), "{all:#?}");
+    assert_eq!(to_count(&smtp, "it@dealer.example"), 0);
+
+    let (out, _) = agent::sigterm(agent, Duration::from_secs(60)).await;
+    assert_eq!(out.matches(" opened: ").count(), 1, "{out}");
+    // `rooftop incidents` tells the escalation's story.
+    let listing = paging::incidents(dir.path(), state.path(), &[]);
+    assert!(listing.contains("step 1 paged: Maria Lopez"), "{listing}");
+    assert!(listing.contains("step 2 paged: Dev Patel"), "{listing}");
+    assert!(listing.contains("acknowledged by Dev Patel"), "{listing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_between_the_two_pages_pages_the_secondary_exactly_once() {
+    let sb = paging::sandbox().await;
+    sb.set_faults(crm_down());
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let port = tools::free_port();
+    paging::write_config(
+        dir.path(),
+        &[("lead", p1_probe())],
+        &rooftop_yaml(
+            smtp.port,
+            port,
+            "6s",
+            "{notify: [Maria Lopez]}, {notify: [Dev Patel]}",
+        ),
+    );
+    let listen = format!("127.0.0.1:{port}");
+    let mut agent = spawn_agent(&sb, dir.path(), state.path(), &listen, &[]);
+    smtp.wait_for_count(1, Duration::from_secs(20)).await;
+    // SIGKILL: no drain, no last pass. The deadline passes while it is down.
+    agent.start_kill().unwrap();
+    agent.wait().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(smtp.messages().len(), 1);
+    let agent = spawn_agent(&sb, dir.path(), state.path(), &listen, &[]);
+    smtp.wait_for_count(2, Duration::from_secs(20)).await;
+    let all = mails(&smtp);
+    assert!(all[1].0.contains("dev@dealer.example"), "{all:#?}");
+    assert!(all[1].1.contains("ESCALATED to step 2 of 2"), "{all:#?}");
+    // Longer than another deadline: no one is paged twice, nobody else is left.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(to_count(&smtp, "maria@"), 1, "{:#?}", mails(&smtp));
+    assert_eq!(to_count(&smtp, "dev@"), 1, "{:#?}", mails(&smtp));
+    agent::sigterm(agent, Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_whose_dependency_fails_pages_nobody_and_is_listed_on_its_page() {
+    let sb = paging::sandbox().await;
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    // `wan-uplink` opens after one failure; the lead probe, which depends on it, after
+    // three. Both fail when the CRM is unreachable.
+    let wan = lead_probe("wan-uplink", false)
+        .replace("connector: crm-to-bdc", "connector: wan")
+        .replace("severity: P2", "severity: P2\nalert: {fire_after: 1}");
+    let lead = lead_probe("lead-to-bdc-call-list", false).replace(
+        "severity: P2",
+        "severity: P2\nalert: {fire_after: 3}\ndepend_on: wan-uplink",
+    );
+    paging::write_config(
+        dir.path(),
+        &[("wan", wan), ("lead", lead)],
+        &format!(
+            "alerting:\n\
+             \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example}}]\n\
+             \x20 routes: {{P2: [Maria Lopez]}}\n\
+             \x20 group: {{wait: 6s}}\n\
+             \x20 email: {{from: 'rooftop <rooftop@dealer.example>', smtp: {{host: 127.0.0.1, port: {}, security: none, timeout: 5s}}}}\n",
+            smtp.port
+        ),
+    );
+    let port = tools::free_port();
+    let agent = spawn_agent(
+        &sb,
+        dir.path(),
+        state.path(),
+        &format!("127.0.0.1:{port}"),
+        &[],
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    sb.set_faults(crm_down());
+    let page = smtp.wait_for_count(1, Duration::from_secs(30)).await;
+    let text = subject_and_text(&page[0]);
+    assert!(text.contains("wan-uplink failing"), "{text}");
+    assert!(
+        text.contains(
+            "Also failing because of this (they depend on wan-uplink): lead-to-bdc-call-list"
+        ),
+        "{text}"
+    );
+    // The dependent keeps running and recording: its incident is open, held.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let open = paging::incidents_json(dir.path(), state.path());
+    let lead = open
+        .iter()
+        .find(|i| i["probe"] == "lead-to-bdc-call-list")
+        .unwrap_or_else(|| panic!("the dependent's incident: {open:#?}"));
+    assert!(lead["resolved_at"].is_null(), "{lead:#}");
+    sb.set_faults(vec![]);
+    smtp.wait_for_count(2, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = mails(&smtp);
+    assert_eq!(all.len(), 2, "one page, one resolve: {all:#?}");
+    assert!(
+        all[1].1.contains("RESOLVED") && all[1].1.contains("wan-uplink"),
+        "{all:#?}"
+    );
+    let (out, _) = agent::sigterm(agent, Duration::from_secs(60)).await;
+    assert!(
+        out.contains("not paged: its dependency `wan-uplink` is failing"),
+        "{out}"
+    );
+}
