@@ -221,9 +221,19 @@ fn check_dependencies(probes: &[Probe], sources: &BTreeMap<PathBuf, String>) -> 
         }
     };
     let known: BTreeMap<&str, &Probe> = probes.iter().map(|p| (p.name.as_str(), p)).collect();
+    // Probes whose files have errors of their own are not loaded; their names (read off
+    // the `name:` line) still count, so a dependency on one is not reported as unknown.
+    let broken: Vec<&str> = sources
+        .values()
+        .filter_map(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("name:"))
+                .map(|n| n.trim().trim_matches(|c| c == '"' || c == '\''))
+        })
+        .collect();
     for p in probes {
         for d in &p.depend_on {
-            if !known.contains_key(d.as_str()) {
+            if !known.contains_key(d.as_str()) && !broken.contains(&d.as_str()) {
                 out.push(Diagnostic {
                     file: p.source.clone(),
                     loc: at(p),
