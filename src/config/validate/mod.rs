@@ -6,6 +6,7 @@
 mod agent;
 mod alerting;
 mod expect;
+mod oncall;
 mod primitives;
 mod probe;
 mod runbook;
