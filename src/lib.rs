@@ -13,7 +13,7 @@
 //! runner     steps, requests, polls, sync, assertions, cleanup
 //! store      SQLite: ledger, runs, incidents, outbox               scheduler  fire times, the loop
 //! config     raw serde types, YAML spans, diagnostics, validation
-//! template   minijinja rendering
+//! template   minijinja rendering                                   oncall     who is on call, time windows (pure)
 //! clock      synthetic  secrets
 //! model      validated settings, ProbeRun, rule and incident data, channels, units
 //! ```
@@ -29,6 +29,7 @@ pub mod sandbox;
 pub mod secrets;
 pub mod synthetic;
 
+pub mod oncall;
 pub mod template;
 
 pub mod config;

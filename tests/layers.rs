@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("synthetic", 1),
     ("secrets", 1),
     ("template", 2),
+    ("oncall", 2),
     ("config", 3),
     ("store", 4),
     ("scheduler", 4),

@@ -605,6 +605,149 @@ pub struct AgentConfig {
     /// How someone outside hears that the agent itself has died.
     #[serde(default)]
     pub self_monitoring: Option<SelfMonitoringConfig>,
+    /// Named time windows (change windows, blackouts, business hours), each in its own
+    /// IANA zone: `change-window: {timezone: America/Toronto, when: [{weekdays:
+    /// [tuesday:thursday], times: [{start: "20:00", end: "24:00"}]}]}` (docs/oncall.md).
+    #[serde(default)]
+    pub time_windows: IndexMap<String, TimeWindowConfig>,
+    /// Who is on call: rotations of `alerting.contacts` (docs/oncall.md).
+    #[serde(default)]
+    pub oncall: Option<OnCallConfig>,
+}
+
+/// `time_windows.NAME`: active while any of its rules matches.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeWindowConfig {
+    /// IANA zone the rules are read in, e.g. `America/Toronto`.
+    pub timezone: String,
+    /// The rules; at least one. The window is active while any matches.
+    pub when: Vec<WindowRuleConfig>,
+}
+
+/// One rule of a window or a rotation's restrictions: every field that is set must match
+/// (an empty or missing list matches anything).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowRuleConfig {
+    /// Weekday names (full or 3 letters, any case) or ranges `tuesday:thursday`
+    /// (`friday:monday` wraps over the weekend).
+    #[serde(default)]
+    pub weekdays: Vec<String>,
+    /// Times of day, local: `{start: "20:00", end: "24:00"}`, start inclusive, end
+    /// exclusive (`24:00` is the end of the day). A span over midnight is two spans.
+    #[serde(default)]
+    pub times: Vec<TimeRangeConfig>,
+    /// Days of the month: `1`, `-1` (the last day), ranges `"-3:-1"`, `"1:5"`.
+    #[serde(default)]
+    pub days_of_month: Vec<NumberOrText>,
+    /// Months: `12`, `dec`, ranges `"nov:feb"` (wraps over the year end).
+    #[serde(default)]
+    pub months: Vec<NumberOrText>,
+    /// Local dates or inclusive date ranges: `"2026-12-26"`, `"2026-12-26:2026-12-31"`.
+    #[serde(default)]
+    pub dates: Vec<String>,
+}
+
+/// `{start: "HH:MM", end: "HH:MM"}`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeRangeConfig {
+    /// Inclusive, `00:00`–`23:59`.
+    pub start: String,
+    /// Exclusive, after `start`; `24:00` ends the day.
+    pub end: String,
+}
+
+/// A number or a text: `-1` or `"-3:-1"`, `12` or `"nov:feb"`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum NumberOrText {
+    Number(i64),
+    Text(String),
+}
+
+/// `oncall`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnCallConfig {
+    /// Rotations by name (lowercase letters, digits and dashes, e.g. `service-desk`).
+    #[serde(default)]
+    pub rotations: IndexMap<String, RotationConfig>,
+}
+
+/// `oncall.rotations.NAME`: members take turns, handing over at a local wall-clock time.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// IANA zone of the handoff time, the start date, restrictions and overrides.
+    pub timezone: String,
+    /// Names of `alerting.contacts`, in turn order.
+    pub members: Vec<String>,
+    /// When shifts change: `{every: week, on: monday, at: "09:00"}`; `every: day` or
+    /// `"3d"` (every N days from `start`).
+    pub handoff: HandoffConfig,
+    /// Local date (`YYYY-MM-DD`) of the first member's first shift; a weekly rotation
+    /// starts on the first `on` weekday on or after it.
+    pub start: String,
+    /// When the rotation covers at all (same rules as `time_windows`); outside them the
+    /// fallback is on call. Default: always.
+    #[serde(default)]
+    pub restrictions: Vec<WindowRuleConfig>,
+    /// Who is on call when the rotation has nobody: a contact name, or `{rotation: NAME}`.
+    #[serde(default)]
+    pub fallback: Option<FallbackConfig>,
+    /// Someone else on call for a span: `{who, from: "YYYY-MM-DD HH:MM", until, note,
+    /// replaces}` (local times in the rotation's zone).
+    #[serde(default)]
+    pub overrides: Vec<OverrideConfig>,
+}
+
+/// `handoff`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffConfig {
+    /// `day`, `week`, or `Nd` (every N days, 1–365).
+    pub every: String,
+    /// For `every: week`: the weekday of the handoff (default: the start date's).
+    #[serde(default)]
+    pub on: Option<String>,
+    /// Local time of the handoff, `HH:MM`.
+    pub at: String,
+}
+
+/// A contact name, or `{rotation: NAME}`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum FallbackConfig {
+    Contact(String),
+    Rotation(FallbackRotationConfig),
+}
+
+/// `{rotation: NAME}`: whoever is on call there.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackRotationConfig {
+    /// Another rotation of `oncall.rotations`.
+    pub rotation: String,
+}
+
+/// One override.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideConfig {
+    /// The contact who takes the pager.
+    pub who: String,
+    /// Local start, `YYYY-MM-DD HH:MM`.
+    pub from: String,
+    /// Local end (exclusive), after `from`.
+    pub until: String,
+    /// Why, shown with the shift (e.g. `Maria away`).
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Only while this member would be on call (default: whoever is).
+    #[serde(default)]
+    pub replaces: Option<String>,
 }
 
 /// `self_monitoring`: the agent watched from outside.

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, resolve_local};
 use crate::model::Schedule;
 
 /// Largest spread added to cron fire times (interval schedules spread over their period).
@@ -72,28 +72,6 @@ pub fn next_fire(
                 let fire = resolve_local(timezone, candidate.naive_utc())?;
                 if fire > base {
                     return Some(fire + offset);
-                }
-            }
-            None
-        }
-    }
-}
-
-/// A local wall time → the instant it happens, by the DST rule above.
-fn resolve_local(tz: &chrono_tz::Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
-    match tz.from_local_datetime(&naive) {
-        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
-        LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
-        LocalResult::None => {
-            // In a gap: the first minute that exists after it (gaps are whole minutes).
-            let mut t = naive;
-            for _ in 0..(24 * 60) {
-                t += chrono::Duration::minutes(1);
-                let start = t.with_second(0)?;
-                if let LocalResult::Single(x) | LocalResult::Ambiguous(x, _) =
-                    tz.from_local_datetime(&start)
-                {
-                    return Some(x.with_timezone(&Utc));
                 }
             }
             None

@@ -1,5 +1,5 @@
 //! `rooftop.yaml`: the agent's identity, probe defaults, secrets, scheduler, history and
-//! telemetry settings (alerting is `alerting.rs`). Produces `model::Agent` and the
+//! telemetry settings (alerting is `alerting.rs`, rotations and time windows `oncall.rs`). Produces `model::Agent` and the
 //! `Defaults` every probe starts from.
 
 use std::collections::BTreeMap;
@@ -387,6 +387,7 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &AgentConfig) -> (Agent, Def
             .as_ref()
             .and_then(|h| c.heartbeat(&sp.key("heartbeat"), h));
     }
+    let oncall = super::oncall::check_oncall(c, raw);
     let (rooftop_id, rooftop_name, dealer_group) = match &raw.rooftop {
         Some(r) => {
             if !is_name(&r.id) {

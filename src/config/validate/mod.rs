@@ -7,6 +7,7 @@ mod agent;
 mod alerting;
 mod escalation;
 mod expect;
+mod oncall;
 mod primitives;
 mod probe;
 mod runbook;
