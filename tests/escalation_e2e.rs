@@ -24,11 +24,17 @@ fn p1_probe() -> String {
     p
 }
 
-/// Contacts Maria (primary), Dev (secondary) and the IT lead; P1 escalates through
-/// `steps` with `ack_within`.
+/// Contacts Maria, Dev and the IT lead; the rotation `desk` of Maria and Dev hands over
+/// daily at midnight UTC from today (Maria today, Dev the secondary); P1 escalates
+/// through `steps` with `ack_within`.
 fn rooftop_yaml(smtp_port: u16, ack_port: u16, ack_within: &str, steps: &str) -> String {
+    // The agent reads the same wall clock: the rotation starts today in UTC.
+    let today = rooftop::clock::Clock::now(&rooftop::clock::SystemClock).date_naive();
     format!(
-        "alerting:\n\
+        "oncall:\n\
+         \x20 rotations:\n\
+         \x20   desk: {{timezone: UTC, members: [Maria Lopez, Dev Patel], handoff: {{every: day, at: \"00:00\"}}, start: {today}}}\n\
+         alerting:\n\
          \x20 contacts:\n\
          \x20   - {{name: Maria Lopez, email: maria@dealer.example}}\n\
          \x20   - {{name: Dev Patel, email: dev@dealer.example}}\n\
@@ -79,7 +85,7 @@ async fn an_unacknowledged_p1_escalates_to_the_secondary_and_the_ack_link_stops_
             smtp.port,
             port,
             "4s",
-            "{notify: [Maria Lopez]}, {notify: [Dev Patel]}, {notify: [IT Lead]}",
+            "{notify: [{rotation: desk}]}, {notify: [{rotation: desk, offset: 1}]}, {notify: [IT Lead]}",
         ),
     );
     let agent = spawn_agent(
@@ -250,6 +256,81 @@ async fn a_probe_whose_dependency_fails_pages_nobody_and_is_listed_on_its_page()
     let (out, _) = agent::sigterm(agent, Duration::from_secs(60)).await;
     assert!(
         out.contains("not paged: its dependency `wan-uplink` is failing"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_window_mutes_one_probe_records_it_and_the_other_page_says_so() {
+    let sb = paging::sandbox().await;
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    // Both probes fail when the CRM is down; the change window (all day, every day)
+    // mutes the P3 one only.
+    let muted = lead_probe("price-file", false)
+        .replace("connector: crm-to-bdc", "connector: parts")
+        .replace("severity: P2", "severity: P3");
+    paging::write_config(
+        dir.path(),
+        &[
+            ("lead", lead_probe("lead-to-bdc-call-list", false)),
+            ("muted", muted),
+        ],
+        &format!(
+            "time_windows:\n\
+             \x20 change-window: {{timezone: America/Toronto, when: [{{times: [{{start: \"00:00\", end: \"24:00\"}}]}}]}}\n\
+             alerting:\n\
+             \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example}}]\n\
+             \x20 routes: {{P2: [Maria Lopez], P3: [Maria Lopez]}}\n\
+             \x20 windows: [{{window: change-window, mute: true, severities: [P3]}}]\n\
+             \x20 email: {{from: 'rooftop <rooftop@dealer.example>', smtp: {{host: 127.0.0.1, port: {}, security: none, timeout: 5s}}}}\n",
+            smtp.port
+        ),
+    );
+    let port = tools::free_port();
+    let agent = spawn_agent(
+        &sb,
+        dir.path(),
+        state.path(),
+        &format!("127.0.0.1:{port}"),
+        &[],
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    sb.set_faults(crm_down());
+    let page = smtp.wait_for_count(1, Duration::from_secs(20)).await;
+    let text = subject_and_text(&page[0]);
+    assert!(text.contains("lead-to-bdc-call-list failing"), "{text}");
+    assert!(
+        text.contains("Sent during change window `change-window`"),
+        "{text}"
+    );
+    // The P3 incident is open and shown as muted.
+    let listing = tools::eventually(
+        Duration::from_secs(20),
+        || "the muted incident listed".into(),
+        || {
+            let l = paging::incidents(dir.path(), state.path(), &[]);
+            l.contains("muted by change window `change-window`")
+                .then_some(l)
+        },
+    )
+    .await;
+    assert!(listing.contains("price-file"), "{listing}");
+    sb.set_faults(vec![]);
+    // The unmuted page's resolve is delivered inside the window; the muted one never
+    // paged anyone, so nobody hears of its recovery either.
+    smtp.wait_for_count(2, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = mails(&smtp);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(
+        all[1].1.contains("RESOLVED") && all[1].1.contains("lead-to-bdc-call-list"),
+        "{all:#?}"
+    );
+    let (out, _) = agent::sigterm(agent, Duration::from_secs(60)).await;
+    assert!(
+        out.contains("muted by change window `change-window`"),
         "{out}"
     );
 }

@@ -352,8 +352,6 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &AgentConfig) -> (Agent, Def
         .as_ref()
         .map(|a| c.alerting(&root.key("alerting"), a))
         .unwrap_or_default();
-    let oncall = crate::model::OnCall::default();
-    c.check_references(&oncall);
     let telemetry = raw
         .telemetry
         .as_ref()
@@ -388,6 +386,7 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &AgentConfig) -> (Agent, Def
             .and_then(|h| c.heartbeat(&sp.key("heartbeat"), h));
     }
     let oncall = super::oncall::check_oncall(c, raw);
+    c.check_references(&oncall);
     let (rooftop_id, rooftop_name, dealer_group) = match &raw.rooftop {
         Some(r) => {
             if !is_name(&r.id) {

@@ -31,25 +31,27 @@ pub trait OnCallView: Send + Sync + std::fmt::Debug {
     fn window_until(&self, window: &str, at: DateTime<Utc>) -> Option<DateTime<Utc>>;
 }
 
-/// The agent's on-call data. Rotations and time windows are defined by `oncall` and
-/// `time_windows` of rooftop.yaml; validation rejects a route, step or window rule that
-/// names one that is not defined, so a target here is a contact or a defined rotation.
+/// The agent's on-call data (`oncall`, `time_windows`): rotations resolved DST-correct,
+/// windows in their own zones.
 impl OnCallView for OnCall {
-    fn who(&self, target: &Target, _at: DateTime<Utc>) -> Vec<String> {
-        match target {
-            Target::Contact(c) => vec![c.clone()],
-            Target::Rotation { name, .. } => {
-                // No rotation can be defined yet (issue 13, part 1 in progress): a name
-                // reaching here would have failed validation.
-                debug_assert!(self.rotation(name).is_none());
-                Vec::new()
+    fn who(&self, target: &Target, at: DateTime<Utc>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for n in crate::oncall::who_with(self, target, at) {
+            if !out.contains(&n.contact) {
+                out.push(n.contact);
             }
         }
+        out
     }
 
-    fn window_until(&self, window: &str, _at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        debug_assert!(self.window(window).is_none());
-        None
+    fn window_until(&self, window: &str, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let w = self.window(window)?;
+        if !crate::oncall::window_active(w, at) {
+            return None;
+        }
+        // Active with no end in sight (every day, all day): hold for a year; it is
+        // re-checked every tick anyway.
+        Some(crate::oncall::window_next_change(w, at).unwrap_or(at + chrono::Duration::days(366)))
     }
 }
 
