@@ -113,6 +113,10 @@ fn the_repository_root_is_a_valid_config_directory() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.starts_with("ok: 5 probes in ."), "{stdout}");
+    // The reference rooftop.yaml (rotation, escalation, change window, blackout) is clean:
+    // no on-call warning (gaps, unreachable contacts or steps, overlapping overrides).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("rooftop.yaml:"), "{stderr}");
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! `rooftop check`: validate everything; then, as a separate explicit step, report
-//! `env.*` and `secret.*` references that cannot be resolved in this environment.
+//! `env.*` and `secret.*` references that cannot be resolved in this environment, and
+//! on-call set-ups that would page nobody (`config::lint`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
 use super::{ConfigArgs, load_config, process_env};
+use crate::clock::{Clock as _, SystemClock};
 use crate::secrets::SecretStore;
 
 pub fn run(cfg: &ConfigArgs) -> ExitCode {
@@ -45,6 +47,14 @@ pub fn run(cfg: &ConfigArgs) -> ExitCode {
     for (w, probes) in &warnings {
         let list: Vec<&str> = probes.iter().copied().collect();
         eprintln!("warning: {w}\n  = used by: {}", list.join(", "));
+    }
+    // On-call: valid, but a page would reach nobody (gaps over the next 30 days, ...).
+    let yaml = config.dir.join("rooftop.yaml");
+    for f in crate::config::lint::findings(&config.agent, SystemClock.now()) {
+        eprintln!("warning: {}: {}: {}", yaml.display(), f.path, f.message);
+        if let Some(h) = &f.help {
+            eprintln!("  = help: {h}");
+        }
     }
     println!(
         "ok: {} probe{} in {}",

@@ -9,6 +9,7 @@ mod check;
 mod cleanup;
 mod demo;
 mod incidents;
+mod oncall;
 mod once;
 mod run;
 mod sandbox;
@@ -125,6 +126,22 @@ pub enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Who is on call and the rotations' shifts (read from rooftop.yaml, as the pager does).
+    Oncall {
+        #[command(subcommand)]
+        command: OncallCommand,
+    },
+    /// The time windows (change windows, blackouts): active now or not, when that changes,
+    /// and what the alerting routes do while they are active.
+    Windows {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Another instant than now (see `rooftop oncall who --help`).
+        #[arg(long, value_name = "TIME", value_parser = oncall::parse_when)]
+        at: Option<oncall::When>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Past runs of one probe.
     History {
         probe: String,
@@ -177,6 +194,42 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum OncallCommand {
+    /// Who a page to each rotation reaches now (fallbacks followed), until when, and who
+    /// is next.
+    Who {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Another instant: `now`, `+DURATION` (`+12h`), RFC 3339
+        /// (`2026-12-05T21:00:00-05:00`) or a local `2026-12-05 21:00`, read in each
+        /// rotation's own zone.
+        #[arg(long, value_name = "TIME", value_parser = oncall::parse_when)]
+        at: Option<oncall::When>,
+        /// Only this rotation.
+        #[arg(long, value_name = "NAME")]
+        rotation: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The shifts of a span in each rotation's local time, overrides, fallbacks and gaps
+    /// marked.
+    Schedule {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Start (default now); the same forms as `who --at`.
+        #[arg(long, value_name = "TIME", value_parser = oncall::parse_when)]
+        from: Option<oncall::When>,
+        /// End (default 7 days after the start).
+        #[arg(long, value_name = "TIME", value_parser = oncall::parse_when)]
+        to: Option<oncall::When>,
+        #[arg(long, value_name = "NAME")]
+        rotation: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -207,6 +260,22 @@ pub async fn main() -> ExitCode {
             since,
             json,
         } => status::history(&cfg, &probe, since, json).await,
+        Command::Oncall { command } => match command {
+            OncallCommand::Who {
+                cfg,
+                at,
+                rotation,
+                json,
+            } => oncall::who(&cfg, at, rotation.as_deref(), json),
+            OncallCommand::Schedule {
+                cfg,
+                from,
+                to,
+                rotation,
+                json,
+            } => oncall::schedule(&cfg, from, to, rotation.as_deref(), json),
+        },
+        Command::Windows { cfg, at, json } => oncall::windows(&cfg, at, json),
         Command::Cleanup { cfg, probe } => cleanup::run(&cfg, probe.as_deref()).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Sandbox {

@@ -4,6 +4,7 @@
 //! and hands it to the pure `validate` (phase 2). Every error of every file is collected.
 
 pub mod diagnostic;
+pub mod lint;
 pub mod raw;
 pub mod validate;
 pub mod yaml;
