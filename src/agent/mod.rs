@@ -11,6 +11,7 @@ pub mod listener;
 mod paging;
 mod probes;
 mod reload;
+pub mod replies;
 pub mod report;
 pub mod selfcheck;
 pub mod signals;
@@ -172,6 +173,8 @@ pub struct Agent {
     tracker: Arc<Tracker>,
     pager: Arc<Pager>,
     ack_routes: Option<listener::AckRoutes>,
+    /// Reads SMS replies (`ACK 4821`), when `alerting.sms.replies` is on.
+    replies: Option<replies::ReplyPoller>,
     listen: Option<SocketAddr>,
     max_concurrent: usize,
     history_limits: crate::model::HistorySettings,
@@ -266,6 +269,25 @@ impl Agent {
             }
             None => None,
         };
+        // `ROOFTOP_LOG=debug` also logs the texts that are not acknowledgements.
+        let debug = parts
+            .env
+            .get("ROOFTOP_LOG")
+            .is_some_and(|v| v.eq_ignore_ascii_case("debug"));
+        let replies = replies::ReplyPoller::from_config(
+            &config,
+            &runner,
+            &dir,
+            parts.clock.clone(),
+            parts.reporter.clone(),
+            debug,
+        )?;
+        if let Some(p) = &replies {
+            eprintln!(
+                "sms replies: read from Twilio every {} (a contact's `ACK <code>` acknowledges)",
+                humantime::format_duration(p.every())
+            );
+        }
         let plans = plan_probes(&config, &history, now, parts.pace).await?;
         Ok(Agent {
             // Moved, not cloned: with thousands of probes a copy would double their memory.
@@ -285,6 +307,7 @@ impl Agent {
             tracker: Arc::new(tracker),
             pager: Arc::new(pager),
             ack_routes,
+            replies,
             listen,
             max_concurrent,
             history_limits,
@@ -373,6 +396,9 @@ impl Agent {
                 "heartbeat",
                 p.spawn(ready.clone(), self.reporter.clone(), stop_rx.clone()),
             ));
+        }
+        if let Some(p) = self.replies {
+            tasks.push(("sms replies", p.spawn(stop_rx.clone())));
         }
         let (updates_tx, updates) = tokio::sync::mpsc::unbounded_channel();
         let scheduler = tokio::spawn(scheduler::run_schedules(

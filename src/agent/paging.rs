@@ -50,6 +50,8 @@ pub fn build_pager(
         if let Some(u) = &s.base_url {
             settings.base_url = u.clone();
         }
+        // `Reply ACK 4821.` only while someone reads the replies.
+        settings.reply_code = s.replies.is_some();
         personal.push((
             "sms".into(),
             Arc::new(SmsChannel::new(settings, client.clone())),

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::replies::{Level, ReplyEvent};
 use crate::model::{Fire, Probe, ProbeRun};
 use crate::notify::pager::Paged;
 
@@ -39,6 +40,9 @@ pub enum Report<'a> {
     },
     /// Something went wrong that the agent survives (a store write, a page not queued).
     Warning(&'a str),
+    /// What an SMS reply did (an acknowledgement, a code that matched nothing), or a
+    /// reply poll that failed.
+    SmsReply(&'a ReplyEvent),
 }
 
 /// Where reports go.
@@ -79,6 +83,11 @@ impl Reporter for Lines {
                 scheduled.to_rfc3339()
             ),
             Report::Warning(w) => eprintln!("warning: {w}"),
+            Report::SmsReply(e) => match e.level() {
+                Level::Info => println!("{}", e.describe()),
+                Level::Warn => eprintln!("warning: {}", e.describe()),
+                Level::Debug => eprintln!("debug: {}", e.describe()),
+            },
         }
     }
 }

@@ -310,6 +310,24 @@ pub struct SmsConfig {
     /// Default `https://api.twilio.com`.
     #[serde(default)]
     pub base_url: Option<String>,
+    /// Acknowledging a page by replying `ACK 4821` to it: the agent asks Twilio for
+    /// replies every `poll` (it has no public URL for Twilio to call). On by default
+    /// (`{poll: 30s}`); `{enabled: false}` turns it off, and pages then carry no reply
+    /// code.
+    #[serde(default)]
+    pub replies: Option<SmsRepliesConfig>,
+}
+
+/// `alerting.sms.replies`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmsRepliesConfig {
+    /// Read replies at all (default true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// How often Twilio is asked for replies (default `30s`, at least `5s`).
+    #[serde(default)]
+    pub poll: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]

@@ -177,6 +177,8 @@ impl Reporter for DemoView {
             }
             Report::SkippedOverlap { .. } => {}
             Report::Warning(w) => self.event(format!("warning: {w}")),
+            // The demo pages into a folder: nobody replies.
+            Report::SmsReply(_) => {}
         }
     }
 }

@@ -42,7 +42,20 @@ pub struct SmsAccount {
     pub from: String,
     /// Without a trailing slash; `None`: Twilio's own API.
     pub base_url: Option<String>,
+    /// Reading replies (`ACK 4821`) to acknowledge; `None`: off.
+    pub replies: Option<SmsReplies>,
 }
+
+/// `alerting.sms.replies` as validated: replies are read every `poll`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmsReplies {
+    pub poll: std::time::Duration,
+}
+
+/// Default `alerting.sms.replies.poll`.
+pub const DEFAULT_REPLY_POLL: std::time::Duration = std::time::Duration::from_secs(30);
+/// Shortest `alerting.sms.replies.poll`: Twilio rate-limits its list resource.
+pub const MIN_REPLY_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A generic webhook (`alerting.webhook`).
 #[derive(Debug, Clone, PartialEq)]

@@ -1,11 +1,13 @@
 //! Durable state under the state directory, one SQLite file (`rooftop.db`): the cleanup
-//! ledger and the run history. WAL so readers (`rooftop status`) never block the agent;
-//! `synchronous=FULL` so a committed entry survives a crash or power loss.
+//! ledger, the run history, incidents, the outbox, escalations and the SMS replies read.
+//! WAL so readers (`rooftop status`) never block the agent; `synchronous=FULL` so a
+//! committed entry survives a crash or power loss.
 
 pub mod escalations;
 pub mod incidents;
 pub mod ledger;
 pub mod outbox;
+pub mod replies;
 pub mod runs;
 pub mod stats;
 
@@ -94,7 +96,7 @@ impl Db {
 }
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 9] = [
+const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 10] = [
     ledger::create_tables,
     runs::create_tables,
     runs::add_steps_and_triggers,
@@ -104,6 +106,7 @@ const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 9] = [
     outbox::add_confirmation,
     runs::add_agent_meta,
     escalations::create_tables,
+    replies::create_tables,
 ];
 
 /// Opens `path` (creating the state directory), configured and migrated.

@@ -8,12 +8,16 @@ use std::time::Duration;
 use super::Checker;
 use super::primitives::{is_email, is_http_url};
 use crate::config::diagnostic::did_you_mean;
-use crate::config::raw::{AlertRulesConfig, AlertingConfig, FireAfterConfig, KOfMConfig};
+use crate::config::raw::{
+    AlertRulesConfig, AlertingConfig, FireAfterConfig, KOfMConfig, SmsRepliesConfig,
+};
 use crate::config::yaml::FieldPath;
 use crate::model::{
     AlertRules, AlertingSettings, Contact, EmailDestination, EmailSettings, FireRule,
-    PagerDutyTarget, RatioRule, SmsAccount, SmtpSecurity, SyncRule, WebhookTarget, is_e164,
+    PagerDutyTarget, RatioRule, SmsAccount, SmsReplies, SmtpSecurity, SyncRule, WebhookTarget,
+    is_e164,
 };
+use crate::model::{DEFAULT_REPLY_POLL, MIN_REPLY_POLL};
 use crate::template;
 
 impl Checker<'_> {
@@ -119,6 +123,35 @@ impl Checker<'_> {
         r
     }
 
+    /// `alerting.sms.replies`: on with a 30 s poll unless `enabled: false`.
+    fn sms_replies(
+        &mut self,
+        path: &FieldPath,
+        raw: Option<&SmsRepliesConfig>,
+    ) -> Option<SmsReplies> {
+        let Some(raw) = raw else {
+            return Some(SmsReplies {
+                poll: DEFAULT_REPLY_POLL,
+            });
+        };
+        let poll = match &raw.poll {
+            Some(text) => {
+                let poll = self.duration(&path.key("poll"), text)?;
+                if poll < MIN_REPLY_POLL {
+                    self.err(
+                        &path.key("poll"),
+                        format!("poll `{text}` is shorter than 5s"),
+                        Some("Twilio rate-limits its message list: e.g. `30s`".into()),
+                    );
+                    return None;
+                }
+                poll
+            }
+            None => DEFAULT_REPLY_POLL,
+        };
+        (raw.enabled != Some(false)).then_some(SmsReplies { poll })
+    }
+
     pub(super) fn alerting(&mut self, path: &FieldPath, raw: &AlertingConfig) -> AlertingSettings {
         let mut out = AlertingSettings::default();
         for (i, c) in raw.contacts.iter().enumerate() {
@@ -208,6 +241,7 @@ impl Checker<'_> {
                     None,
                 );
             }
+            let replies = self.sms_replies(&sp.key("replies"), sms.replies.as_ref());
             out.sms = Some(SmsAccount {
                 account_sid: sms.account_sid.clone(),
                 auth_token: sms.auth_token.clone(),
@@ -216,6 +250,7 @@ impl Checker<'_> {
                     .base_url
                     .as_ref()
                     .map(|u| u.trim_end_matches('/').to_string()),
+                replies,
             });
         }
         if let Some(w) = &raw.webhook {
@@ -381,7 +416,10 @@ mod tests {
     use super::super::testing::{
         ONE_STEP, agent, agent_errors, paths_and_messages, probe, probe_errors,
     };
-    use crate::model::{EmailDestination, FireRule, Severity, SmtpSecurity, Target};
+    use crate::model::{
+        DEFAULT_REPLY_POLL, EmailDestination, FireRule, MIN_REPLY_POLL, Severity, SmsReplies,
+        SmtpSecurity, Target,
+    };
 
     fn errors(yaml: &str) -> Vec<(String, String)> {
         paths_and_messages(&agent_errors(yaml))
@@ -523,6 +561,13 @@ mod tests {
             ("MG123", Some("http://127.0.0.1:1"))
         );
         assert_eq!(
+            sms.replies,
+            Some(SmsReplies {
+                poll: Duration::from_secs(30)
+            }),
+            "replies are read by default"
+        );
+        assert_eq!(
             al.webhook.as_ref().map(|w| w.url.as_str()),
             Some("https://hooks.dealer.example")
         );
@@ -561,6 +606,53 @@ mod tests {
                 "alerting.group.wait: `10m` holds every first page too long",
                 "alerting.prefer[0]: `pager` is not a personal channel",
             ]
+        );
+    }
+
+    #[test]
+    fn sms_replies_are_on_by_default_polled_no_faster_than_every_5s_and_can_be_off() {
+        let sms = |replies: &str| {
+            format!(
+                "alerting:\n  sms: {{account_sid: AC1, auth_token: t, from: \"+14165550100\"{replies}}}\n"
+            )
+        };
+        let replies = |yaml: &str| {
+            let (a, _) = agent(yaml);
+            a.alerting.sms.expect("sms").replies
+        };
+        assert_eq!(
+            replies(&sms(", replies: {poll: 1m}")),
+            Some(SmsReplies {
+                poll: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(
+            replies(&sms(", replies: {poll: 5s}")).map(|r| r.poll),
+            Some(MIN_REPLY_POLL)
+        );
+        assert_eq!(
+            replies(&sms(", replies: {}")).map(|r| r.poll),
+            Some(DEFAULT_REPLY_POLL)
+        );
+        assert_eq!(replies(&sms(", replies: {enabled: false}")), None);
+        assert_eq!(
+            errors(&sms(", replies: {poll: 2s}"))
+                .into_iter()
+                .map(|(p, m)| format!("{p}: {m}"))
+                .collect::<Vec<_>>(),
+            ["alerting.sms.replies.poll: poll `2s` is shorter than 5s"]
+        );
+        let e = agent_errors(&sms(", replies: {poll: 2s}"));
+        assert_eq!(
+            e[0].hint.as_deref(),
+            Some("Twilio rate-limits its message list: e.g. `30s`")
+        );
+        assert_eq!(
+            errors(&sms(", replies: {poll: often}"))
+                .into_iter()
+                .map(|(p, m)| format!("{p}: {m}"))
+                .collect::<Vec<_>>(),
+            ["alerting.sms.replies.poll: `often` is not a duration"]
         );
     }
 

@@ -55,6 +55,45 @@ impl OnCallView for OnCall {
     }
 }
 
+/// The on-call data a running agent pages by, replaced whole by a reload (`oncall:` and
+/// `time_windows:` apply without a restart: an override for someone off sick is the
+/// edit made at 2 a.m.). Escalations in progress page whoever is on call at their next
+/// step.
+#[derive(Debug, Default)]
+pub struct LiveOnCall(std::sync::RwLock<OnCall>);
+
+impl LiveOnCall {
+    pub fn new(oncall: OnCall) -> Self {
+        LiveOnCall(std::sync::RwLock::new(oncall))
+    }
+
+    /// Swaps in `oncall`; true if it differs from what was there.
+    pub fn replace(&self, oncall: OnCall) -> bool {
+        let mut g = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if *g == oncall {
+            return false;
+        }
+        *g = oncall;
+        true
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, OnCall> {
+        // A panic while holding the lock cannot leave a half-written OnCall (it is
+        // replaced whole), so a poisoned lock is still good data.
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl OnCallView for LiveOnCall {
+    fn who(&self, target: &Target, at: DateTime<Utc>) -> Vec<String> {
+        self.read().who(target, at)
+    }
+
+    fn window_until(&self, window: &str, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.read().window_until(window, at)
+    }
+}
+
 /// What the time windows do to a page of `probe` now.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Effects {

@@ -1,11 +1,13 @@
 //! The page as a text message: plain GSM-7 (typographic characters transliterated,
 //! links percent-encoded), at most three segments, always ending with the runbook link
-//! whole. Pure text: no I/O, nothing of Twilio.
+//! whole; a page that can be acknowledged says how to by reply (`Reply ACK 4821.`).
+//! Pure text: no I/O, nothing of Twilio.
 
 use std::fmt::Write as _;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
+use crate::alerting::ack::ack_code;
 use crate::notify::{Notice, NoticeKind};
 
 /// Longest text sent, in GSM-7 septets (an extension-table character counts 2). Twilio
@@ -123,27 +125,43 @@ fn gsm7_url(url: &str) -> String {
     utf8_percent_encode(url.trim(), NOT_GSM7_IN_URL).to_string()
 }
 
+/// The text message for `notice` as the agent sends it while it reads replies
+/// (`alerting.sms.replies`, on by default): see [`sms_text_with`].
+pub fn sms_text(notice: &Notice) -> String {
+    sms_text_with(notice, true)
+}
+
 /// The text message for `notice`: at most [`SMS_MAX_SEPTETS`] GSM-7 septets, ending with
 /// the runbook link, whole. The description (severity, kind, rooftop, probe, connector,
-/// since when, why, error class and step) is cut with `...` to make room; the ack link
-/// comes before the runbook link only while the description keeps at least 120 septets.
-/// A runbook link longer than the whole budget is still sent whole (Twilio takes up to
-/// 1600 characters): an unusable link would be worse than a fourth segment.
-pub fn sms_text(notice: &Notice) -> String {
+/// since when, why, error class and step) is cut with `...` to make room. A trigger or
+/// flapping page with `reply_code` says `Reply ACK <code>.` right after the description,
+/// always (16 septets: the quickest way to acknowledge); its ack link comes before the
+/// runbook link only while the description keeps at least 120 septets. A runbook link
+/// longer than the whole budget is still sent whole (Twilio takes up to 1600
+/// characters): an unusable link would be worse than a fourth segment.
+pub fn sms_text_with(notice: &Notice, reply_code: bool) -> String {
     let runbook = notice
         .runbook_url
         .as_deref()
         .filter(|u| !u.trim().is_empty())
         .map(|u| format!("Runbook: {}", gsm7_url(u)));
-    let ack = match notice.kind {
-        NoticeKind::Trigger | NoticeKind::Flapping => notice
-            .ack_url
-            .as_deref()
-            .filter(|u| !u.trim().is_empty())
-            .map(|u| format!("Ack: {}", gsm7_url(u))),
-        NoticeKind::Acknowledge | NoticeKind::Resolve => None,
+    let (reply, ack) = match notice.kind {
+        NoticeKind::Trigger | NoticeKind::Flapping => (
+            reply_code.then(|| format!("Reply ACK {}.", ack_code(&notice.incident_id))),
+            notice
+                .ack_url
+                .as_deref()
+                .filter(|u| !u.trim().is_empty())
+                .map(|u| format!("Ack: {}", gsm7_url(u))),
+        ),
+        NoticeKind::Acknowledge | NoticeKind::Resolve => (None, None),
     };
-    compose(&describe(notice), ack.as_deref(), runbook.as_deref())
+    compose(
+        &describe(notice),
+        reply.as_deref(),
+        ack.as_deref(),
+        runbook.as_deref(),
+    )
 }
 
 /// What happened, in GSM-7, untruncated.
@@ -195,15 +213,25 @@ fn describe(notice: &Notice) -> String {
     to_gsm7(&s)
 }
 
-/// `description [ack] [runbook]` within the budget (see [`sms_text`]).
-fn compose(description: &str, ack: Option<&str>, runbook: Option<&str>) -> String {
+/// `description [reply] [ack] [runbook]` within the budget (see [`sms_text_with`]).
+fn compose(
+    description: &str,
+    reply: Option<&str>,
+    ack: Option<&str>,
+    runbook: Option<&str>,
+) -> String {
     let len = |s: &str| gsm7_septets(s).unwrap_or(s.chars().count());
-    let mut budget = SMS_MAX_SEPTETS.saturating_sub(runbook.map_or(0, |r| len(r) + 1));
+    let kept = [runbook, reply]
+        .into_iter()
+        .flatten()
+        .map(|p| len(p) + 1)
+        .sum();
+    let mut budget = SMS_MAX_SEPTETS.saturating_sub(kept);
     let wanted = len(description).min(MIN_DESCRIPTION_SEPTETS);
     let ack = ack.filter(|a| budget.saturating_sub(len(a) + 1) >= wanted);
     budget = budget.saturating_sub(ack.map_or(0, |a| len(a) + 1));
     let description = truncate_septets(description, budget);
-    [Some(description.as_str()), ack, runbook]
+    [Some(description.as_str()), reply, ack, runbook]
         .into_iter()
         .flatten()
         .filter(|p| !p.is_empty())
@@ -251,7 +279,22 @@ mod tests {
 
     #[test]
     fn sample_trigger_reads_well_and_ends_with_the_runbook() {
-        let text = sms_text(&sample_notice(NoticeKind::Trigger));
+        let n = sample_notice(NoticeKind::Trigger);
+        assert_eq!(ack_code(&n.incident_id), "4612");
+        let text = sms_text(&n);
+        assert_eq!(
+            text,
+            "[P2] TRIGGER Toronto North Honda: appointment-to-ro-to-survey on crm-to-dms since \
+             14:13 UTC - 2 failed runs in a row. sync_timeout at ro-in-dms. Reply ACK 4612. \
+             Ack: http://127.0.0.1:9464/ack/inc-1?sig=abc \
+             Runbook: https://runbooks.example/runbooks/ro-not-created.md"
+        );
+        assert!(septets(&text) <= SMS_MAX_SEPTETS);
+    }
+
+    #[test]
+    fn without_replies_there_is_no_reply_code() {
+        let text = sms_text_with(&sample_notice(NoticeKind::Trigger), false);
         assert_eq!(
             text,
             "[P2] TRIGGER Toronto North Honda: appointment-to-ro-to-survey on crm-to-dms since \
@@ -259,7 +302,6 @@ mod tests {
              Ack: http://127.0.0.1:9464/ack/inc-1?sig=abc \
              Runbook: https://runbooks.example/runbooks/ro-not-created.md"
         );
-        assert!(septets(&text) <= SMS_MAX_SEPTETS);
     }
 
     #[test]
@@ -276,13 +318,17 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("Ack:"), "{text}");
+        assert!(!text.contains("Reply ACK"), "{text}");
         assert!(text.ends_with("Runbook: https://runbooks.example/runbooks/ro-not-created.md"));
+        let acked = sms_text(&sample_notice(NoticeKind::Acknowledge));
+        assert!(!acked.contains("Reply ACK"), "{acked}");
     }
 
     #[test]
     fn flapping_is_named() {
         let text = sms_text(&sample_notice(NoticeKind::Flapping));
         assert!(text.starts_with("[P2] FLAPPING "), "{text}");
+        assert!(text.contains(" Reply ACK 4612. Ack: "), "{text}");
     }
 
     #[test]
@@ -315,8 +361,9 @@ mod tests {
             ),
             "{text}"
         );
+        // Cut with `...`; the reply code stays whole after it.
         assert!(
-            text.contains("... Runbook:") || text.contains("... Ack:"),
+            text.contains(&format!("... Reply ACK {}. ", ack_code(&n.incident_id))),
             "{text}"
         );
         assert!(
@@ -353,7 +400,7 @@ mod tests {
         n.ack_url = Some("https://agent.example/ack/1?sig=ab".into());
         let text = sms_text(&n);
         assert!(
-            text.contains("... Ack: https://agent.example/ack/1?sig=ab Runbook: "),
+            text.contains("... Reply ACK 4612. Ack: https://agent.example/ack/1?sig=ab Runbook: "),
             "{text}"
         );
         assert!(septets(&text) <= SMS_MAX_SEPTETS);
@@ -365,7 +412,8 @@ mod tests {
         let url = format!("https://runbooks.example/{}", "a".repeat(400));
         n.runbook_url = Some(url.clone());
         let text = sms_text(&n);
-        assert_eq!(text, format!("Runbook: {url}"));
+        assert_eq!(text, format!("Reply ACK 4612. Runbook: {url}"));
+        assert_eq!(sms_text_with(&n, false), format!("Runbook: {url}"));
     }
 
     #[test]
@@ -374,9 +422,17 @@ mod tests {
         n.runbook_url = None;
         n.ack_url = None;
         n.reason = "slow ".repeat(100);
-        let text = sms_text(&n);
+        let text = sms_text_with(&n, false);
         assert_eq!(septets(&text), SMS_MAX_SEPTETS);
         assert!(text.ends_with("..."));
+        // With the reply code after it, the cut may land on a space, which is dropped.
+        let text = sms_text(&n);
+        let len = septets(&text);
+        assert!(
+            (SMS_MAX_SEPTETS - 1..=SMS_MAX_SEPTETS).contains(&len),
+            "{len}: {text}"
+        );
+        assert!(text.ends_with("... Reply ACK 4612."), "{text}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
-use super::sms_text;
+use super::sms_text_with;
 use crate::model::{Contact, encode_uri_component, is_e164};
 use crate::notify::http::{
     self, DEFAULT_TIMEOUT, describe_transport, failure_outcome, quote, redact, redact_delivery,
@@ -36,6 +36,9 @@ pub struct SmsSettings {
     pub base_url: String,
     /// Limit for one request, connecting through reading the answer.
     pub timeout: Duration,
+    /// Whether trigger and flapping texts ask for a reply (`Reply ACK 4821.`): only while
+    /// the agent reads replies (`alerting.sms.replies`). Default true.
+    pub reply_code: bool,
 }
 
 impl SmsSettings {
@@ -51,10 +54,11 @@ impl SmsSettings {
             from: from.into(),
             base_url: DEFAULT_BASE_URL.to_string(),
             timeout: DEFAULT_TIMEOUT,
+            reply_code: true,
         }
     }
 
-    fn account_url(&self) -> String {
+    pub(super) fn account_url(&self) -> String {
         format!(
             "{}/2010-04-01/Accounts/{}",
             self.base_url.trim_end_matches('/'),
@@ -71,6 +75,7 @@ impl fmt::Debug for SmsSettings {
             .field("from", &self.from)
             .field("base_url", &self.base_url)
             .field("timeout", &self.timeout)
+            .field("reply_code", &self.reply_code)
             .finish()
     }
 }
@@ -226,7 +231,8 @@ impl Channel for SmsChannel {
                     reason: "no E.164 phone number for this contact".into(),
                 };
             };
-            self.send_text(phone, &sms_text(notice)).await
+            let text = sms_text_with(notice, self.settings.reply_code);
+            self.send_text(phone, &text).await
         })
     }
 
@@ -321,7 +327,7 @@ fn known_code(code: u32) -> Option<&'static str> {
 }
 
 /// `error 21211 (invalid 'To' phone number): <Twilio's message>`, or a quote of the body.
-fn twilio_error_text(body: &[u8]) -> String {
+pub(super) fn twilio_error_text(body: &[u8]) -> String {
     let (error, message) = match serde_json::from_slice::<TwilioError>(body) {
         Ok(error) => {
             let message = error
