@@ -334,3 +334,82 @@ async fn a_change_window_mutes_one_probe_records_it_and_the_other_page_says_so()
         "{out}"
     );
 }
+
+/// An override added while the agent runs (Maria is off sick: the IT lead covers) applies
+/// at the SIGHUP, without a restart: the next page goes to the IT lead, not to Maria.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_override_pages_the_stand_in_without_a_restart() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let sb = paging::sandbox().await;
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let port = tools::free_port();
+    let yaml = rooftop_yaml(smtp.port, port, "10m", "{notify: [{rotation: desk}]}");
+    paging::write_config(dir.path(), &[("lead", p1_probe())], &yaml);
+    let mut agent = spawn_agent(
+        &sb,
+        dir.path(),
+        state.path(),
+        &format!("127.0.0.1:{port}"),
+        &[],
+    );
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (e, pipe) = (stderr.clone(), agent.stderr.take().unwrap());
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            let mut t = e.lock().unwrap();
+            t.push_str(&l);
+            t.push('\n');
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The override spans today and tomorrow in UTC, whatever the hour of the test.
+    let today = rooftop::clock::Clock::now(&rooftop::clock::SystemClock).date_naive();
+    let tomorrow = today.succ_opt().unwrap().succ_opt().unwrap();
+    let with_override = yaml.replacen(
+        &format!("start: {today}}}"),
+        &format!(
+            "start: {today}, overrides: [{{who: IT Lead, replaces: Maria Lopez, from: \"{today} 00:00\", until: \"{tomorrow} 00:00\", note: Maria off sick}}]}}"
+        ),
+        1,
+    );
+    assert_ne!(with_override, yaml);
+    std::fs::write(dir.path().join("rooftop.yaml"), &with_override).unwrap();
+    let pid = agent.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = stderr.lock().unwrap().clone();
+        if t.contains("oncall / time_windows applied (1 rotation, 0 windows)") {
+            assert!(!t.contains("restart the agent"), "{t}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no reload note within 20 s:\n{t}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    sb.set_faults(crm_down());
+    let first = smtp.wait_for_count(1, Duration::from_secs(20)).await;
+    assert!(first[0].contains("To: it@dealer.example"), "{}", first[0]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        to_count(&smtp, "maria@dealer.example"),
+        0,
+        "{:#?}",
+        mails(&smtp)
+    );
+    agent::sigterm(agent, Duration::from_secs(60)).await;
+}

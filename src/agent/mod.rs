@@ -172,6 +172,8 @@ pub struct Agent {
     history: RunStore,
     tracker: Arc<Tracker>,
     pager: Arc<Pager>,
+    /// Rotations and time windows the pager reads; a reload replaces them.
+    oncall: Arc<crate::notify::pager::LiveOnCall>,
     ack_routes: Option<listener::AckRoutes>,
     /// Reads SMS replies (`ACK 4821`), when `alerting.sms.replies` is on.
     replies: Option<replies::ReplyPoller>,
@@ -223,8 +225,17 @@ impl Agent {
             incidents: incidents.clone(),
             escalations: crate::store::escalations::EscalationStore::open_in(&dir)?,
         };
-        let pager =
-            paging::build_pager(&config, &runner, &parts.extra_channels, stores, ack.clone())?;
+        let oncall = Arc::new(crate::notify::pager::LiveOnCall::new(
+            config.agent.oncall.clone(),
+        ));
+        let pager = paging::build_pager(
+            &config,
+            &runner,
+            &parts.extra_channels,
+            stores,
+            ack.clone(),
+            oncall.clone(),
+        )?;
         match pager.resume(&config.probes, now).await {
             Ok(0) => {}
             Ok(n) => {
@@ -306,6 +317,7 @@ impl Agent {
             history,
             tracker: Arc::new(tracker),
             pager: Arc::new(pager),
+            oncall,
             ack_routes,
             replies,
             listen,
@@ -432,6 +444,7 @@ impl Agent {
             pace: self.pace,
             ready,
             self_probe: self.self_probe,
+            oncall: self.oncall,
         })
     }
 
@@ -691,6 +704,7 @@ pub struct Running {
     pace: Option<Duration>,
     ready: Arc<Readiness>,
     self_probe: Arc<Probe>,
+    oncall: Arc<crate::notify::pager::LiveOnCall>,
 }
 
 /// How a drain ended.

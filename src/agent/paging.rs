@@ -12,7 +12,7 @@ use crate::model::EmailDestination;
 use crate::notify::Channel;
 use crate::notify::email::{EmailChannel, EmailTransport, SmtpSettings};
 use crate::notify::outbox::{Pass, Router};
-use crate::notify::pager::{Pager, PagerStores};
+use crate::notify::pager::{LiveOnCall, Pager, PagerStores};
 use crate::notify::pagerduty::{PagerDutyChannel, PagerDutySettings};
 use crate::notify::sms::{SmsChannel, SmsSettings};
 use crate::notify::webhook::{WebhookChannel, WebhookSettings};
@@ -28,6 +28,7 @@ pub fn build_pager(
     extra: &[Arc<dyn Channel>],
     stores: PagerStores,
     ack: Option<AckSigner>,
+    oncall: Arc<LiveOnCall>,
 ) -> Result<Pager, AgentError> {
     let a = &config.agent.alerting;
     let render = |what: &str, t: &str| {
@@ -129,7 +130,7 @@ pub fn build_pager(
         &config.agent,
         &config.dir,
         ack,
-        Arc::new(config.agent.oncall.clone()),
+        oncall,
     ))
 }
 

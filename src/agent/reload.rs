@@ -3,8 +3,10 @@
 //! probe starts, a removed one stops firing, a changed one is rescheduled under its new
 //! definition; unchanged probes keep their schedule, history, failure streak and open
 //! incident. A run in flight finishes under the definition it started with.
-//! `rooftop.yaml` settings other than those folded into probes (defaults) are read at
-//! start: a change to them is named, and takes effect at the next restart.
+//! `oncall:` and `time_windows:` (rotations, overrides, windows) apply at once: the pager
+//! reads them live, and an escalation in progress pages whoever is on call at its next
+//! step. Other `rooftop.yaml` settings than those folded into probes (defaults) are read
+//! at start: a change to them is named, on every reload until a restart applies it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -131,6 +133,7 @@ impl Running {
         let now = self.clock.now();
         let mut notes = Vec::new();
         let settings = changed_settings(&self.settings, &config.agent);
+        let oncall_changed = self.settings.oncall != config.agent.oncall;
         if !settings.is_empty() {
             notes.push(format!(
                 "rooftop.yaml: {} changed; {} read at start: restart the agent to apply (systemctl restart rooftop)",
@@ -191,7 +194,19 @@ impl Running {
             }
             out.removed.push(name);
         }
-        self.settings = config.agent;
+        // Only what was applied moves into the settings: a change that waits for a restart
+        // is named again by the next reload.
+        if oncall_changed {
+            self.oncall.replace(config.agent.oncall.clone());
+            out.notes.push(format!(
+                "oncall / time_windows applied ({} rotation{}, {} window{}): escalations in progress page whoever is on call at their next step",
+                config.agent.oncall.rotations.len(),
+                if config.agent.oncall.rotations.len() == 1 { "" } else { "s" },
+                config.agent.oncall.windows.len(),
+                if config.agent.oncall.windows.len() == 1 { "" } else { "s" },
+            ));
+            self.settings.oncall = config.agent.oncall;
+        }
         Ok(out)
     }
 }
