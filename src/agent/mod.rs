@@ -358,12 +358,16 @@ impl Agent {
         let on_event = self.on_event(skips_tx);
         // Ends when the scheduler (holding the sender) ends: drained, never detached.
         tasks.push(("skip recording", self.spawn_skip_recorder(skips)));
+        // The delivery loop stops last, on its own signal: its final pass must see the
+        // pages that the last runs, escalations and acknowledgements queue while stopping.
+        let (delivery_stop, delivery_stop_rx) = watch::channel(false);
         let delivery = tokio::spawn(self.pager.clone().run(
             self.clock.clone(),
-            stop_rx.clone(),
+            delivery_stop_rx,
             paging::observe_passes(self.telemetry.clone()),
         ));
-        tasks.push((
+        let mut page_sources: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
+        page_sources.push((
             "escalation",
             tokio::spawn(
                 self.pager
@@ -391,7 +395,7 @@ impl Agent {
         ) {
             tasks.push(("watchdog", task));
         }
-        tasks.push((
+        page_sources.push((
             "self-check",
             selfcheck::spawn(
                 self.settings.self_monitoring.clone(),
@@ -410,7 +414,7 @@ impl Agent {
             ));
         }
         if let Some(p) = self.replies {
-            tasks.push(("sms replies", p.spawn(stop_rx.clone())));
+            page_sources.push(("sms replies", p.spawn(stop_rx.clone())));
         }
         let (updates_tx, updates) = tokio::sync::mpsc::unbounded_channel();
         let scheduler = tokio::spawn(scheduler::run_schedules(
@@ -430,6 +434,8 @@ impl Agent {
             stop_tx,
             scheduler,
             delivery,
+            delivery_stop,
+            page_sources,
             tasks,
             in_flight,
             telemetry: self.telemetry,
@@ -689,6 +695,11 @@ pub struct Running {
     stop_tx: watch::Sender<bool>,
     scheduler: JoinHandle<()>,
     delivery: JoinHandle<()>,
+    /// Stops the delivery loop once nothing can queue a page any more.
+    delivery_stop: watch::Sender<bool>,
+    /// Tasks that queue pages (escalation, self-check, SMS replies): drained before the
+    /// delivery loop's last pass.
+    page_sources: Vec<(&'static str, JoinHandle<()>)>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
     in_flight: InFlight,
     telemetry: Arc<Telemetry>,
@@ -768,7 +779,15 @@ impl Running {
                 names.join(", ")
             ));
         }
-        // Pages queued by the last runs get their final delivery pass.
+        for (name, mut task) in self.page_sources {
+            if tokio::time::timeout_at(at, &mut task).await.is_err() {
+                task.abort();
+                unfinished.push(name.to_string());
+            }
+        }
+        // Pages queued by the last runs get their final delivery pass: only now is
+        // nothing left that could queue one.
+        let _ = self.delivery_stop.send(true);
         let mut delivery = self.delivery;
         if tokio::time::timeout_at(at, &mut delivery).await.is_err() {
             delivery.abort();
