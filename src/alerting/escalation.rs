@@ -580,6 +580,19 @@ mod tests {
             .collect()
     }
 
+    /// When each page went, and its key part.
+    fn times(pages: &[(i64, Page)]) -> Vec<(i64, &str)> {
+        pages
+            .iter()
+            .map(|(at, p)| (*at, p.key_part.as_str()))
+            .collect()
+    }
+
+    /// One page as `keys` lists it: at `at`, key part `key`, to `who`.
+    fn page(at: i64, key: &str, who: &str) -> (i64, String, Vec<String>) {
+        (at, key.to_string(), vec![who.to_string()])
+    }
+
     #[test]
     fn no_ack_escalates_at_the_deadline_and_an_ack_stops_it() {
         let pol = policy(&[&["Maria"], &["Dev"], &["IT Lead"]], 0);
@@ -601,10 +614,7 @@ mod tests {
         );
         assert_eq!(
             keys(&pages),
-            [
-                (0, "trigger".into(), vec!["Maria".to_string()]),
-                (15, "trigger@2.1".into(), vec!["Dev".to_string()]),
-            ]
+            [page(0, "trigger", "Maria"), page(15, "trigger@2.1", "Dev")]
         );
         assert!(pages[0].1.shared && !pages[1].1.shared);
         assert!(
@@ -640,9 +650,9 @@ mod tests {
         assert_eq!(
             keys(&pages),
             [
-                (0, "trigger".into(), vec!["Maria".to_string()]),
-                (65, "trigger@ack+1".into(), vec!["Maria".to_string()]),
-                (125, "trigger@ack+2".into(), vec!["Maria".to_string()]),
+                page(0, "trigger", "Maria"),
+                page(65, "trigger@ack+1", "Maria"),
+                page(125, "trigger@ack+2", "Maria")
             ]
         );
     }
@@ -651,10 +661,7 @@ mod tests {
     fn a_step_with_nobody_on_call_is_skipped_at_once() {
         let pol = policy(&[&["nobody"], &["Dev"]], 0);
         let (e, pages) = run(&pol, &p1(), &[(0, quiet())]);
-        assert_eq!(
-            keys(&pages),
-            [(0, "trigger@2.1".into(), vec!["Dev".to_string()])]
-        );
+        assert_eq!(keys(&pages), [page(0, "trigger@2.1", "Dev")]);
         assert_eq!(e.deadline, Some(t(15)));
         // And mid-escalation.
         let pol = policy(&[&["Maria"], &["nobody"], &["IT Lead"]], 0);
@@ -678,15 +685,12 @@ mod tests {
         let minutes: Vec<(i64, Facts)> = (0..=90).step_by(15).map(|m| (m, quiet())).collect();
         let (e, pages) = run(&pol, &p1(), &minutes);
         assert_eq!(
-            keys(&pages)
-                .iter()
-                .map(|(at, k, _)| (*at, k.clone()))
-                .collect::<Vec<_>>(),
+            times(&pages),
             [
-                (0, "trigger".to_string()),
-                (15, "trigger@2.1".into()),
-                (30, "trigger@1.2".into()),
-                (45, "trigger@2.2".into()),
+                (0, "trigger"),
+                (15, "trigger@2.1"),
+                (30, "trigger@1.2"),
+                (45, "trigger@2.2"),
             ]
         );
         assert_eq!(e.phase, Phase::Exhausted);
@@ -703,16 +707,13 @@ mod tests {
         let minutes: Vec<(i64, Facts)> = (0..=20).step_by(5).map(|m| (m, quiet())).collect();
         let (_, pages) = run(&pol, &sev, &minutes);
         assert_eq!(
-            keys(&pages)
-                .iter()
-                .map(|(at, k, _)| (*at, k.clone()))
-                .collect::<Vec<_>>(),
+            times(&pages),
             [
-                (0, "trigger".to_string()),
-                (5, "trigger@1.1+1".into()),
-                (10, "trigger@1.1+2".into()),
-                (15, "trigger@2.1".into()),
-                (20, "trigger@2.1+1".into()),
+                (0, "trigger"),
+                (5, "trigger@1.1+1"),
+                (10, "trigger@1.1+2"),
+                (15, "trigger@2.1"),
+                (20, "trigger@2.1+1"),
             ]
         );
     }

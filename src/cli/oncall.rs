@@ -85,6 +85,14 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// The rotations asked for: all, or the one named (an unknown name is an error listing
 /// the known ones).
+/// The configuration's on-call settings and the rotations asked for (all of them when
+/// `only` is `None`), or the exit code after the error is printed.
+fn load_rotations(cfg: &ConfigArgs, only: Option<&str>) -> Result<(OnCall, Vec<Rotation>), ExitCode> {
+    let oncall = load_config(&cfg.config)?.agent.oncall;
+    let rotations = selected(&oncall, only)?.into_iter().cloned().collect();
+    Ok((oncall, rotations))
+}
+
 fn selected<'a>(oncall: &'a OnCall, only: Option<&str>) -> Result<Vec<&'a Rotation>, ExitCode> {
     if oncall.rotations.is_empty() {
         eprintln!("error: no rotations are configured (oncall.rotations in rooftop.yaml)");
@@ -124,15 +132,11 @@ fn via_json(via: &Via) -> Value {
 
 /// `rooftop oncall who`.
 pub fn who(cfg: &ConfigArgs, at: Option<When>, rotation: Option<&str>, as_json: bool) -> ExitCode {
-    let config = match load_config(&cfg.config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let oncall = &config.agent.oncall;
-    let rotations = match selected(oncall, rotation) {
+    let (oncall, rotations) = match load_rotations(cfg, rotation) {
         Ok(r) => r,
         Err(code) => return code,
     };
+    let oncall = &oncall;
     let at = at.unwrap_or(When::At(SystemClock.now()));
     let mut rows = Vec::new();
     let mut out = Vec::new();
@@ -260,15 +264,11 @@ pub fn schedule(
     rotation: Option<&str>,
     as_json: bool,
 ) -> ExitCode {
-    let config = match load_config(&cfg.config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let oncall = &config.agent.oncall;
-    let rotations = match selected(oncall, rotation) {
+    let (oncall, rotations) = match load_rotations(cfg, rotation) {
         Ok(r) => r,
         Err(code) => return code,
     };
+    let oncall = &oncall;
     let mut out = Vec::new();
     for (n, r) in rotations.iter().enumerate() {
         let start = from

@@ -9,9 +9,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::twilio::{SmsSettings, twilio_error_text};
+use super::twilio::{GetError, SmsSettings, twilio_get};
 use crate::model::{encode_uri_component, is_e164};
-use crate::notify::http::{describe_transport, redact};
+use crate::notify::http::redact;
 
 /// Messages asked for per page (Twilio's default page size).
 const PAGE_SIZE: u32 = 50;
@@ -105,27 +105,13 @@ impl SmsInbox {
 
     async fn fetch(&self, url: String) -> Result<(Vec<InboundSms>, Option<String>), ListError> {
         let s = &self.settings;
-        let redact = |t: String| redact(t, &s.auth_token);
-        let response = self
-            .client
-            .get(url)
-            .basic_auth(&s.account_sid, Some(&s.auth_token))
-            .timeout(s.timeout)
-            .send()
+        let body = twilio_get(&self.client, s, url)
             .await
-            .map_err(|e| ListError::Transport(redact(describe_transport(e, s.timeout))))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| ListError::Transport(redact(describe_transport(e, s.timeout))))?;
-        if !status.is_success() {
-            return Err(ListError::Status {
-                status: status.as_u16(),
-                reason: redact(twilio_error_text(&body)),
-            });
-        }
-        parse_page(&body).map_err(|e| ListError::Body(redact(e)))
+            .map_err(|e| match e {
+                GetError::Transport(t) => ListError::Transport(t),
+                GetError::Status { status, reason } => ListError::Status { status, reason },
+            })?;
+        parse_page(&body).map_err(|e| ListError::Body(redact(e, &s.auth_token)))
     }
 }
 

@@ -173,26 +173,12 @@ impl SmsChannel {
             s.account_url(),
             encode_uri_component(provider_id)
         );
-        let redact = |t: String| redact(t, &s.auth_token);
-        let response = self
-            .client
-            .get(url)
-            .basic_auth(&s.account_sid, Some(&s.auth_token))
-            .timeout(s.timeout)
-            .send()
+        let body = twilio_get(&self.client, s, url)
             .await
-            .map_err(|e| PollError::Transport(redact(describe_transport(e, s.timeout))))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| PollError::Transport(redact(describe_transport(e, s.timeout))))?;
-        if !status.is_success() {
-            return Err(PollError::Status {
-                status: status.as_u16(),
-                reason: redact(twilio_error_text(&body)),
-            });
-        }
+            .map_err(|e| match e {
+                GetError::Transport(t) => PollError::Transport(t),
+                GetError::Status { status, reason } => PollError::Status { status, reason },
+            })?;
         #[derive(Deserialize)]
         struct Message {
             status: String,
@@ -324,6 +310,41 @@ fn known_code(code: u32) -> Option<&'static str> {
         20003 => "authentication failed: check the account SID and auth token",
         _ => return None,
     })
+}
+
+/// Why an authenticated GET to the Twilio API gave no body, in words with the auth
+/// token redacted.
+pub(super) enum GetError {
+    Transport(String),
+    Status { status: u16, reason: String },
+}
+
+/// GETs `url` with the account's credentials and returns the body of a 2xx answer.
+pub(super) async fn twilio_get(
+    client: &reqwest::Client,
+    s: &SmsSettings,
+    url: String,
+) -> Result<Vec<u8>, GetError> {
+    let redact = |t: String| redact(t, &s.auth_token);
+    let response = client
+        .get(url)
+        .basic_auth(&s.account_sid, Some(&s.auth_token))
+        .timeout(s.timeout)
+        .send()
+        .await
+        .map_err(|e| GetError::Transport(redact(describe_transport(e, s.timeout))))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| GetError::Transport(redact(describe_transport(e, s.timeout))))?;
+    if !status.is_success() {
+        return Err(GetError::Status {
+            status: status.as_u16(),
+            reason: redact(twilio_error_text(&body)),
+        });
+    }
+    Ok(body.to_vec())
 }
 
 /// `error 21211 (invalid 'To' phone number): <Twilio's message>`, or a quote of the body.
