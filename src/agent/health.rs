@@ -4,6 +4,7 @@
 //! heartbeat is fresh, so a wedged scheduler stops the pings and systemd restarts the
 //! service; the same task keeps `STATUS=` current.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ pub struct Readiness {
     store: Mutex<Result<(), String>>,
     /// A note for the status line that is not a readiness problem (a rejected reload).
     note: Mutex<Option<String>>,
+    /// The latest start of a fire behind its schedule since the self-check last looked,
+    /// in milliseconds.
+    worst_lag_ms: AtomicU64,
 }
 
 impl Readiness {
@@ -41,7 +45,19 @@ impl Readiness {
             heartbeat,
             store: Mutex::new(Ok(())),
             note: Mutex::new(None),
+            worst_lag_ms: AtomicU64::new(0),
         }
+    }
+
+    /// A fire started `lag` behind its schedule.
+    pub fn note_lag(&self, lag: Duration) {
+        let ms = u64::try_from(lag.as_millis()).unwrap_or(u64::MAX);
+        self.worst_lag_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// The worst start lag since the last call, and starts counting afresh.
+    pub fn take_worst_lag(&self) -> Duration {
+        Duration::from_millis(self.worst_lag_ms.swap(0, Ordering::Relaxed))
     }
 
     pub fn set_note(&self, note: Option<String>) {

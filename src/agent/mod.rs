@@ -353,7 +353,7 @@ impl Agent {
             tasks.push(("listener", task));
         }
         let in_flight: InFlight = Arc::new(Mutex::new(BTreeMap::new()));
-        let execute = self.executor(stop_rx.clone(), in_flight.clone());
+        let execute = self.executor(stop_rx.clone(), in_flight.clone(), ready.clone());
         let (skips_tx, skips) = tokio::sync::mpsc::unbounded_channel();
         let on_event = self.on_event(skips_tx);
         // Ends when the scheduler (holding the sender) ends: drained, never detached.
@@ -459,6 +459,7 @@ impl Agent {
         &self,
         stop: watch::Receiver<bool>,
         in_flight: InFlight,
+        ready: Arc<Readiness>,
     ) -> impl Fn(usize, Fire) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static
     {
         let (runner, probes, telemetry, reporter, judge) = (
@@ -476,12 +477,13 @@ impl Agent {
                 reporter.clone(),
                 judge.clone(),
             );
-            let (stop, in_flight) = (stop.clone(), in_flight.clone());
+            let (stop, in_flight, ready) = (stop.clone(), in_flight.clone(), ready.clone());
             Box::pin(async move {
                 // Removed by a reload after this fire was due.
                 let Some(probe) = probes.get(i) else { return };
                 let probe = probe.as_ref();
                 telemetry.observe_lag(fire.lag);
+                ready.note_lag(fire.lag);
                 let key = InFlightGuard::enter(&in_flight, &probe.name);
                 let run = runner.run_until(probe, None, Some(stop)).await;
                 drop(key);

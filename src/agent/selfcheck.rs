@@ -107,6 +107,42 @@ pub fn outbox_problem(
     })
 }
 
+/// Whole minutes (at least one second) for a message: `16m`, `2h 5m`, `40s`.
+fn rounded(d: Duration) -> String {
+    let secs = d.as_secs().max(1);
+    let secs = if secs >= 60 { secs / 60 * 60 } else { secs };
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+/// What is wrong with OTLP export, if anything: a signal failing for longer than
+/// `after` (the collector or the WAN down; past the bounded queues, spans and logs are
+/// dropped, cumulative metrics catch up when it returns).
+pub fn export_problem(outages: &[(&str, Duration)], after: Duration) -> Option<String> {
+    let long: Vec<String> = outages
+        .iter()
+        .filter(|(_, d)| *d > after)
+        .map(|(s, d)| format!("{s} for {}", rounded(*d)))
+        .collect();
+    (!long.is_empty()).then(|| {
+        format!(
+            "telemetry: OTLP export failing ({}): the collector or the WAN is down; probing and paging go on",
+            long.join(", ")
+        )
+    })
+}
+
+/// What is wrong with the scheduler's pace, if anything: a fire that started more than
+/// `after` behind its schedule since the last look.
+pub fn lag_problem(worst: Duration, after: Duration) -> Option<String> {
+    (worst > after).then(|| {
+        format!(
+            "scheduler: a fire started {:.1}s late (over {}): more probes than `scheduler.max_concurrent` runs, or a starved machine",
+            worst.as_secs_f64(),
+            rounded(after)
+        )
+    })
+}
+
 /// One look at the agent, as a run of `rooftop-agent`.
 fn as_run(problems: &[String], at: DateTime<Utc>, probe: &Probe) -> ProbeRun {
     let failed = !problems.is_empty();
@@ -144,6 +180,7 @@ pub(super) fn spawn(
     judge: Judge,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
+    let telemetry = judge.telemetry.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -163,6 +200,14 @@ pub(super) fn spawn(
                 }
                 Err(e) => problems.push(format!("outbox: cannot be read: {e}")),
             }
+            problems.extend(export_problem(
+                &telemetry.export_outages(),
+                settings.export_failing_after,
+            ));
+            problems.extend(lag_problem(
+                ready.take_worst_lag(),
+                settings.scheduler_lag_after,
+            ));
             let run = as_run(&problems, now, &probe);
             let fire = Fire {
                 scheduled: now,
@@ -177,6 +222,39 @@ pub(super) fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn export_failing_past_the_threshold_is_a_problem_named_per_signal() {
+        let after = SelfMonitoring::default().export_failing_after;
+        assert_eq!(after, Duration::from_secs(900));
+        let min = |m: u64| Duration::from_secs(m * 60 + 7);
+        assert_eq!(export_problem(&[], after), None);
+        assert_eq!(export_problem(&[("traces", min(14))], after), None);
+        assert_eq!(
+            export_problem(&[("metrics", min(16)), ("logs", min(3))], after).as_deref(),
+            Some(
+                "telemetry: OTLP export failing (metrics for 16m): the collector or the WAN is down; probing and paging go on"
+            )
+        );
+        let both = export_problem(&[("metrics", min(125)), ("traces", min(20))], after).unwrap();
+        assert!(
+            both.contains("(metrics for 2h 5m, traces for 20m)"),
+            "{both}"
+        );
+    }
+
+    #[test]
+    fn a_fire_later_than_the_threshold_is_a_lagging_scheduler() {
+        let after = SelfMonitoring::default().scheduler_lag_after;
+        assert_eq!(lag_problem(Duration::ZERO, after), None);
+        assert_eq!(lag_problem(Duration::from_secs(30), after), None);
+        assert_eq!(
+            lag_problem(Duration::from_millis(42_500), after).as_deref(),
+            Some(
+                "scheduler: a fire started 42.5s late (over 30s): more probes than `scheduler.max_concurrent` runs, or a starved machine"
+            )
+        );
+    }
 
     #[test]
     fn a_disk_is_nearly_full_under_512_mb_or_5_percent() {

@@ -87,7 +87,10 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 /// the known ones).
 /// The configuration's on-call settings and the rotations asked for (all of them when
 /// `only` is `None`), or the exit code after the error is printed.
-fn load_rotations(cfg: &ConfigArgs, only: Option<&str>) -> Result<(OnCall, Vec<Rotation>), ExitCode> {
+fn load_rotations(
+    cfg: &ConfigArgs,
+    only: Option<&str>,
+) -> Result<(OnCall, Vec<Rotation>), ExitCode> {
     let oncall = load_config(&cfg.config)?.agent.oncall;
     let rotations = selected(&oncall, only)?.into_iter().cloned().collect();
     Ok((oncall, rotations))

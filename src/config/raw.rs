@@ -782,6 +782,12 @@ pub struct SelfMonitoringConfig {
     /// A page pending longer than this is a stuck outbox (default `30m`).
     #[serde(default)]
     pub outbox_stuck_after: Option<String>,
+    /// An OTLP signal failing to export for longer than this pages (default `15m`).
+    #[serde(default)]
+    pub export_failing_after: Option<String>,
+    /// A fire starting later than this behind its schedule pages (default `30s`).
+    #[serde(default)]
+    pub scheduler_lag_after: Option<String>,
     /// A dead-man's switch (healthchecks.io style ping URL).
     #[serde(default)]
     pub heartbeat: Option<HeartbeatConfig>,

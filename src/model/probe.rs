@@ -377,6 +377,12 @@ pub struct SelfMonitoring {
     pub min_free_disk: u64,
     /// A page pending longer than this is a stuck outbox.
     pub outbox_stuck_after: Duration,
+    /// An OTLP signal failing to export for longer than this is a problem (the WAN or
+    /// the collector down for that long: data beyond the bounded queues is dropped).
+    pub export_failing_after: Duration,
+    /// A fire starting later than this behind its schedule is a scheduler that lags
+    /// (too many probes for `max_concurrent`, or a starved machine).
+    pub scheduler_lag_after: Duration,
     pub heartbeat: Option<HeartbeatTarget>,
 }
 
@@ -386,6 +392,8 @@ impl Default for SelfMonitoring {
             check_every: Duration::from_secs(30),
             min_free_disk: 512 * 1024 * 1024,
             outbox_stuck_after: Duration::from_secs(30 * 60),
+            export_failing_after: Duration::from_secs(15 * 60),
+            scheduler_lag_after: Duration::from_secs(30),
             heartbeat: None,
         }
     }

@@ -24,7 +24,7 @@ mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::{InstrumentationScope, KeyValue};
@@ -231,6 +231,12 @@ impl Telemetry {
             Ok(()) => prometheus::encode(&rm),
             Err(e) => format!("# collection failed: {e}\n"),
         }
+    }
+
+    /// OTLP signals failing to export now, and for how long (the self-check pages when
+    /// that is longer than `self_monitoring.export_failing_after`).
+    pub fn export_outages(&self) -> Vec<(&'static str, Duration)> {
+        self.health.outages()
     }
 
     /// Failed exports so far, per signal (for tests and the start-up summary).

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
@@ -24,8 +24,9 @@ pub struct Health {
     /// (exported or failed): the difference is what waits in the queue.
     submitted: [AtomicU64; 3],
     handled: [AtomicU64; 3],
-    /// Signal → consecutive failures of the outage in progress.
-    down: Mutex<BTreeMap<&'static str, u64>>,
+    /// Signal → consecutive failures of the outage in progress, and when its first
+    /// failure was.
+    down: Mutex<BTreeMap<&'static str, (u64, Instant)>>,
 }
 
 const SIGNALS: [&str; 3] = ["metrics", "traces", "logs"];
@@ -42,7 +43,7 @@ impl Health {
         };
         match result {
             Ok(()) => {
-                if let Some(n) = down.remove(signal) {
+                if let Some((n, _)) = down.remove(signal) {
                     eprintln!(
                         "telemetry: OTLP {signal} export to {endpoint} recovered after {n} failed attempt{}",
                         if n == 1 { "" } else { "s" }
@@ -51,7 +52,7 @@ impl Health {
             }
             Err(e) => {
                 self.failures[Self::index(signal)].fetch_add(1, Ordering::Relaxed);
-                let n = down.entry(signal).or_insert(0);
+                let (n, _) = down.entry(signal).or_insert((0, Instant::now()));
                 *n += 1;
                 if *n == 1 {
                     eprintln!(
@@ -84,6 +85,19 @@ impl Health {
                 (s, waiting.min(limit))
             })
             .collect()
+    }
+
+    /// Signals whose exports fail now, and for how long they have (since the first
+    /// failure of the outage in progress).
+    pub fn outages(&self) -> Vec<(&'static str, Duration)> {
+        self.down
+            .lock()
+            .map(|d| {
+                d.iter()
+                    .map(|(s, (_, since))| (*s, since.elapsed()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Failed exports per signal since start.
@@ -172,5 +186,32 @@ impl<E: LogExporter> LogExporter for Watched<E> {
     }
     fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
         self.inner.set_resource(resource)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_lasts_from_its_first_failure_until_a_success() {
+        let h = Health::default();
+        assert!(h.outages().is_empty());
+        let failed: OTelSdkResult = Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+            "connection refused".into(),
+        ));
+        h.note("metrics", "http://127.0.0.1:1", &failed);
+        std::thread::sleep(Duration::from_millis(20));
+        h.note("metrics", "http://127.0.0.1:1", &failed);
+        let out = h.outages();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, "metrics");
+        assert!(
+            out[0].1 >= Duration::from_millis(20),
+            "from the first failure"
+        );
+        assert_eq!(h.failures()["metrics"], 2);
+        h.note("metrics", "http://127.0.0.1:1", &Ok(()));
+        assert!(h.outages().is_empty(), "a success ends it");
     }
 }

@@ -365,10 +365,28 @@ pub(super) fn check_agent(c: &mut Checker<'_>, raw: &AgentConfig) -> (Agent, Def
         {
             self_monitoring.check_every = d;
         }
-        if let Some(t) = &s.outbox_stuck_after
-            && let Some(d) = c.duration(&sp.key("outbox_stuck_after"), t)
-        {
-            self_monitoring.outbox_stuck_after = d;
+        for (key, raw, slot) in [
+            (
+                "outbox_stuck_after",
+                &s.outbox_stuck_after,
+                &mut self_monitoring.outbox_stuck_after,
+            ),
+            (
+                "export_failing_after",
+                &s.export_failing_after,
+                &mut self_monitoring.export_failing_after,
+            ),
+            (
+                "scheduler_lag_after",
+                &s.scheduler_lag_after,
+                &mut self_monitoring.scheduler_lag_after,
+            ),
+        ] {
+            if let Some(t) = raw
+                && let Some(d) = c.duration(&sp.key(key), t)
+            {
+                *slot = d;
+            }
         }
         if let Some(m) = &s.min_free_disk {
             match parse_size(m) {
