@@ -343,3 +343,57 @@ async fn an_outage_opens_an_incident_that_is_acknowledged_and_resolves() {
         "{table}"
     );
 }
+
+/// With `ROOFTOP_LOG_FORMAT=json` (what the journal gets under systemd) every log line
+/// is one JSON object on stdout: a run carries its fields, the agent's notes and the
+/// stop are events too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_each_runs_fields_one_object_per_line() {
+    let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), SandboxConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_lead_probe(dir.path(), "lead-to-bdc-call-list", "1s", "100ms");
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rooftop"));
+    cmd.args(["run", "--listen", "off", "--config"])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .envs(sb.env())
+        .env("ROOFTOP_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
+    let child = cmd.spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(8000)).await;
+    let (out, err) = agent::sigterm(child, Duration::from_secs(30)).await;
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let run = events
+        .iter()
+        .find(|e| e["run_id"].is_string() && e["outcome"] == "success")
+        .unwrap_or_else(|| panic!("no successful run event:\n{out}\n{err}"));
+    assert_eq!(run["probe"], "lead-to-bdc-call-list");
+    assert_eq!(run["outcome"], "success");
+    assert_eq!(run["level"], "INFO");
+    assert!(run["duration_ms"].as_f64().is_some(), "{run}");
+    assert!(
+        run["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("lead-to-bdc-call-list") && m.contains("success")),
+        "the terminal's line is the message: {run}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"].as_str().is_some_and(|m| m.starts_with("stopped in "))),
+        "the stop is an event too:\n{out}"
+    );
+    assert!(
+        !err.lines().any(|l| l.contains("stopped in")),
+        "notes are not on stderr in JSON mode:\n{err}"
+    );
+}

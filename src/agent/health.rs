@@ -102,8 +102,10 @@ pub(super) fn spawn_store_check(
         loop {
             let r = history.touch(clock.now()).await.map_err(|e| e.to_string());
             match (&r, was_ok) {
-                (Err(e), true) => eprintln!("warning: the store does not take writes: {e}"),
-                (Ok(()), false) => eprintln!("the store takes writes again"),
+                (Err(e), true) => tracing::warn!("the store does not take writes: {e}"),
+                (Ok(()), false) => {
+                    tracing::info!(target: crate::model::NOTE, "the store takes writes again")
+                }
                 _ => {}
             }
             was_ok = r.is_ok();

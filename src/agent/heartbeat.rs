@@ -83,7 +83,7 @@ impl Pinger {
                 }
                 (Ok(()), true) => {
                     failing = false;
-                    eprintln!("heartbeat to {} works again", self.shown());
+                    tracing::info!(target: crate::model::NOTE, "heartbeat to {} works again", self.shown());
                 }
                 _ => {}
             };

@@ -35,14 +35,14 @@ pub async fn retain(history: &RunStore, now: DateTime<Utc>, limits: &HistorySett
     match history.retain(now, limits).await {
         Ok(p) => {
             if p.by_age > 0 {
-                eprintln!(
+                tracing::info!(target: crate::model::NOTE,
                     "history: removed {} runs older than {}",
                     p.by_age,
                     humantime::format_duration(limits.keep)
                 );
             }
             if p.by_size > 0 {
-                eprintln!(
+                tracing::info!(target: crate::model::NOTE,
                     "history: removed the {} oldest runs to stay under {} MB (now {} MB)",
                     p.by_size,
                     limits.max_bytes / 1_000_000,
@@ -50,6 +50,6 @@ pub async fn retain(history: &RunStore, now: DateTime<Utc>, limits: &HistorySett
                 );
             }
         }
-        Err(e) => eprintln!("warning: history retention: {e}"),
+        Err(e) => tracing::warn!("history retention: {e}"),
     }
 }

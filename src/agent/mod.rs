@@ -239,9 +239,11 @@ impl Agent {
         match pager.resume(&config.probes, now).await {
             Ok(0) => {}
             Ok(n) => {
-                println!("queued {n} notification(s) the previous run decided on but did not queue")
+                tracing::info!(
+                    "queued {n} notification(s) the previous run decided on but did not queue"
+                )
             }
-            Err(e) => eprintln!("warning: checking for unqueued pages: {e}"),
+            Err(e) => tracing::warn!("checking for unqueued pages: {e}"),
         }
         config.probes.pop();
         let listen = parts.listen.unwrap_or(config.agent.telemetry.listen);
@@ -251,14 +253,14 @@ impl Agent {
             clock: parts.clock.clone(),
         });
         if ack_routes.is_some() && listen.is_none() {
-            eprintln!(
-                "warning: alerting.ack_base_url is set but the listener is off: ack links in pages will not work"
+            tracing::warn!(
+                "alerting.ack_base_url is set but the listener is off: ack links in pages will not work"
             );
         }
         let max_concurrent = parts
             .max_concurrent
             .unwrap_or(config.agent.scheduler.max_concurrent);
-        eprintln!(
+        tracing::info!(target: crate::model::NOTE,
             "rooftop {}: {} probes from {}, at most {max_concurrent} runs at once",
             env!("CARGO_PKG_VERSION"),
             config.probes.len(),
@@ -271,7 +273,7 @@ impl Agent {
                 })?;
                 let p =
                     heartbeat::Pinger::new(url, h.every, h.timeout).map_err(AgentError::Config)?;
-                eprintln!(
+                tracing::info!(target: crate::model::NOTE,
                     "heartbeat: {} every {}",
                     p.shown(),
                     humantime::format_duration(h.every)
@@ -294,7 +296,7 @@ impl Agent {
             debug,
         )?;
         if let Some(p) = &replies {
-            eprintln!(
+            tracing::info!(target: crate::model::NOTE,
                 "sms replies: read from Twilio every {} (a contact's `ACK <code>` acknowledges)",
                 humantime::format_duration(p.every())
             );
@@ -821,20 +823,21 @@ impl Running {
 async fn replay_leftovers(runner: &Runner, probes: &[Probe]) -> Result<(), StoreError> {
     for r in runner.replay_ledger(probes, None).await? {
         match r.result {
-            Ok(c) if c.success => eprintln!(
+            Ok(c) if c.success => tracing::info!(target: crate::model::NOTE,
                 "cleaned up a leftover of {} ({}): {}",
                 r.entry.record.probe, r.entry.record.run_id, c.name
             ),
-            Ok(c) => eprintln!(
-                "warning: leftover of {} ({}) still not cleaned up: {} ({})",
+            Ok(c) => tracing::warn!(
+                "leftover of {} ({}) still not cleaned up: {} ({})",
                 r.entry.record.probe,
                 r.entry.record.run_id,
                 c.name,
                 c.error.unwrap_or_default()
             ),
-            Err(m) => eprintln!(
-                "warning: leftover of {} ({}): {m}",
-                r.entry.record.probe, r.entry.record.run_id
+            Err(m) => tracing::warn!(
+                "leftover of {} ({}): {m}",
+                r.entry.record.probe,
+                r.entry.record.run_id
             ),
         }
     }
@@ -862,7 +865,7 @@ fn start_telemetry(
     let resolved =
         settings::resolve(t, &headers, env).map_err(|e| AgentError::Config(e.to_string()))?;
     for note in &resolved.notes {
-        eprintln!("telemetry: {note}");
+        tracing::info!(target: crate::model::NOTE, "telemetry: {note}");
     }
     for (signal, e) in [
         ("metrics", &resolved.metrics),
@@ -870,7 +873,7 @@ fn start_telemetry(
         ("logs", &resolved.logs),
     ] {
         if let Some(e) = e {
-            eprintln!("telemetry: {signal} → {} ({:?})", e.endpoint, e.protocol);
+            tracing::info!(target: crate::model::NOTE, "telemetry: {signal} → {} ({:?})", e.endpoint, e.protocol);
         }
     }
     Telemetry::start(&config.agent, &config.probes, &resolved)
@@ -915,7 +918,7 @@ async fn plan_probes(
             (n, false) => format!("  ({} missed while down; not replayed)", count(n)),
             (n, true) => format!("  ({} missed while down; one catch-up run now)", count(n)),
         };
-        eprintln!(
+        tracing::info!(target: crate::model::NOTE,
             "  {:<32} {:<36} next {next}{note}",
             p.name,
             p.schedule.to_string()

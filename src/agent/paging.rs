@@ -111,8 +111,8 @@ pub fn build_pager(
     channels.extend(personal.into_iter().map(|(_, c)| c));
     channels.extend(shared);
     if channels.is_empty() && !a.routes.is_empty() {
-        eprintln!(
-            "warning: alerting.routes are set but no channel is configured: incidents are recorded, nobody is paged"
+        tracing::warn!(
+            "alerting.routes are set but no channel is configured: incidents are recorded, nobody is paged"
         );
     }
     let router = Router {

@@ -50,7 +50,9 @@ pub trait Reporter: Send + Sync {
     fn report(&self, report: Report<'_>);
 }
 
-/// `rooftop run`'s log: one line per run and per incident on stdout, warnings on stderr.
+/// `rooftop run`'s log: one `tracing` event per run and per incident, with the run's
+/// fields (`probe`, `run_id`, `outcome`, `error_class`, …) for the journal's JSON and its
+/// line for a terminal (stdout; warnings on stderr). See `cli::logging`.
 #[derive(Debug, Default)]
 pub struct Lines;
 
@@ -63,30 +65,52 @@ impl Reporter for Lines {
                 } else {
                     ""
                 };
-                println!("{}{catch_up}  {}", run.summary_line(), run.run_id);
+                tracing::info!(
+                    probe = %run.probe,
+                    run_id = %run.run_id,
+                    trace_id = %run.trace_id,
+                    outcome = run.outcome.as_str(),
+                    error_class = run.error_class.map(|c| c.as_str()),
+                    failed_step = run.failed_step.as_deref(),
+                    duration_ms = run.duration_ms,
+                    lag_ms = fire.lag.as_secs_f64() * 1000.0,
+                    "{}{catch_up}  {}",
+                    run.summary_line(),
+                    run.run_id
+                );
             }
-            Report::Interrupted { run, .. } => println!(
+            Report::Interrupted { run, .. } => tracing::info!(
+                probe = %run.probe,
+                run_id = %run.run_id,
+                outcome = "interrupted",
                 "{}  {}  (interrupted by the stop; not judged)",
                 run.summary_line(),
                 run.run_id
             ),
-            Report::Incident { line, .. } => println!("{line}"),
-            Report::Paged { paged, .. } => {
+            Report::Incident { probe, line, .. } => tracing::info!(
+                probe = %probe.name,
+                severity = %probe.severity,
+                connector = probe.connector.as_deref(),
+                "{line}"
+            ),
+            Report::Paged { probe, paged, .. } => {
                 if let Some(line) = paged.describe() {
-                    println!("{line}");
+                    tracing::info!(probe = %probe.name, "{line}");
                 }
             }
-            Report::SkippedOverlap { probe, scheduled } => println!(
+            Report::SkippedOverlap { probe, scheduled } => tracing::info!(
+                probe = %probe.name,
+                skipped = "overlap",
                 "{} {:<28} skipped: overlap (the run before {} is still going)",
                 scheduled.format("%H:%M:%S"),
                 probe.name,
                 scheduled.to_rfc3339()
             ),
-            Report::Warning(w) => eprintln!("warning: {w}"),
+            Report::Warning(w) => tracing::warn!("{w}"),
             Report::SmsReply(e) => match e.level() {
-                Level::Info => println!("{}", e.describe()),
-                Level::Warn => eprintln!("warning: {}", e.describe()),
-                Level::Debug => eprintln!("debug: {}", e.describe()),
+                Level::Info => tracing::info!("{}", e.describe()),
+                Level::Warn => tracing::warn!("{}", e.describe()),
+                Level::Debug => tracing::debug!("{}", e.describe()),
             },
         }
     }

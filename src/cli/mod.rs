@@ -9,6 +9,7 @@ mod check;
 mod cleanup;
 mod demo;
 mod incidents;
+mod logging;
 mod oncall;
 mod once;
 mod run;
@@ -232,6 +233,7 @@ pub enum OncallCommand {
 
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init();
     match cli.command {
         Command::Check { cfg } => check::run(&cfg),
         Command::Once { probe, cfg, json } => once::run(&cfg, &probe, json).await,

@@ -84,7 +84,7 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
         Err(e) => return cannot_start(&e),
     };
     if let Some(addr) = running.listen_addr() {
-        eprintln!("metrics: http://{addr}/metrics  (readiness: http://{addr}/readyz)");
+        tracing::info!(target: crate::model::NOTE, "metrics: http://{addr}/metrics  (readiness: http://{addr}/readyz)");
     }
     // Config, store, listener and signal handlers are all in place.
     notifier.ready(&running.status_line());
@@ -105,7 +105,7 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
         humantime::format_duration(deadline)
     );
     notifier.stopping(&line);
-    eprintln!("{line}");
+    tracing::info!(target: crate::model::NOTE, "{line}");
     let drained = running.drain().await;
     report_drain(&drained, deadline)
 }
@@ -115,11 +115,11 @@ pub async fn run(cfg: &ConfigArgs, overrides: Overrides) -> ExitCode {
 /// agent moves to it (`Running::reload`).
 async fn reload(dir: &std::path::Path, running: &mut agent::Running, notifier: &Notifier) {
     notifier.reloading();
-    eprintln!("reload (SIGHUP): reading {}", dir.display());
+    tracing::info!(target: crate::model::NOTE, "reload (SIGHUP): reading {}", dir.display());
     let note = match crate::config::load(dir) {
         Err(errors) => {
             eprint!("{}", errors.render());
-            eprintln!(
+            tracing::info!(target: crate::model::NOTE,
                 "reload rejected: the configuration above has {} problem(s); still running the previous one",
                 errors.diagnostics.len()
             );
@@ -130,14 +130,14 @@ async fn reload(dir: &std::path::Path, running: &mut agent::Running, notifier: &
         }
         Ok(config) => match running.reload(config).await {
             Ok(r) => {
-                eprintln!("reloaded: {}", r.summary());
+                tracing::info!(target: crate::model::NOTE, "reloaded: {}", r.summary());
                 for note in &r.notes {
-                    eprintln!("  note: {note}");
+                    tracing::info!(target: crate::model::NOTE, "  note: {note}");
                 }
                 None
             }
             Err(e) => {
-                eprintln!("reload not applied: {e}; still running the previous configuration");
+                tracing::info!(target: crate::model::NOTE, "reload not applied: {e}; still running the previous configuration");
                 Some(format!("last reload failed: {e}"))
             }
         },
@@ -162,13 +162,13 @@ fn stall_hook() -> Option<Duration> {
 /// The last line of a stop: done, or what the deadline cut off.
 pub fn report_drain(drained: &agent::Drained, deadline: Duration) -> ExitCode {
     if drained.unfinished.is_empty() {
-        eprintln!(
+        tracing::info!(target: crate::model::NOTE,
             "stopped in {:.1}s: every run cleaned up, outbox flushed",
             drained.took.as_secs_f64()
         );
         ExitCode::SUCCESS
     } else {
-        eprintln!(
+        tracing::info!(target: crate::model::NOTE,
             "stopped at the {} deadline; not finished: {}",
             humantime::format_duration(deadline),
             drained.unfinished.join("; ")

@@ -23,3 +23,7 @@ pub use run::*;
 pub use text::UnknownValue;
 pub(crate) use text::stored_as_text;
 pub use units::fmt_ms;
+
+/// The `tracing` target of the agent's own notes (start-up, retention, recoveries): on a
+/// terminal they go to stderr, the run and incident lines to stdout.
+pub const NOTE: &str = "rooftop::note";

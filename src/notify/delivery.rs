@@ -37,7 +37,7 @@ pub(super) async fn deliver_until_stopped(
                 observe(&pass);
                 log_pass(&pass);
             }
-            Err(e) => eprintln!("warning: outbox: {e}"),
+            Err(e) => tracing::warn!("outbox: {e}"),
         }
         let wait = match d.outbox.next_due().await {
             Ok(Some(t)) => (t - clock.now())
@@ -60,18 +60,18 @@ pub(super) async fn deliver_until_stopped(
 
 fn log_pass(pass: &Pass) {
     for k in &pass.delivered {
-        println!("page delivered: {k}");
+        tracing::info!("page delivered: {k}");
     }
     for (from, to) in &pass.fell_back {
-        println!("page fell back: {from} → {to}");
+        tracing::info!("page fell back: {from} → {to}");
     }
     for k in &pass.failed {
-        eprintln!("warning: page failed: {k}");
+        tracing::warn!("page failed: {k}");
     }
     for k in &pass.confirmed {
-        println!("page on the handset: {k}");
+        tracing::info!("page on the handset: {k}");
     }
     for (k, _) in &pass.undelivered {
-        eprintln!("warning: page not delivered by the carrier: {k}");
+        tracing::warn!("page not delivered by the carrier: {k}");
     }
 }

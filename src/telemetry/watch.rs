@@ -44,7 +44,7 @@ impl Health {
         match result {
             Ok(()) => {
                 if let Some((n, _)) = down.remove(signal) {
-                    eprintln!(
+                    tracing::info!(target: crate::model::NOTE,
                         "telemetry: OTLP {signal} export to {endpoint} recovered after {n} failed attempt{}",
                         if n == 1 { "" } else { "s" }
                     );
@@ -55,8 +55,8 @@ impl Health {
                 let (n, _) = down.entry(signal).or_insert((0, Instant::now()));
                 *n += 1;
                 if *n == 1 {
-                    eprintln!(
-                        "warning: telemetry: OTLP {signal} export to {endpoint} failing ({e}); probing goes on, data is kept within bounded queues, next message when it recovers"
+                    tracing::warn!(
+                        "telemetry: OTLP {signal} export to {endpoint} failing ({e}); probing goes on, data is kept within bounded queues, next message when it recovers"
                     );
                 }
             }

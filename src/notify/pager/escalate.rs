@@ -501,7 +501,7 @@ impl Pager {
                 return;
             }
             if let Err(e) = self.escalate(clock.now()).await {
-                eprintln!("escalation: {e}");
+                tracing::warn!("escalation: {e}");
             }
             tokio::select! {
                 _ = stop.changed() => {}
