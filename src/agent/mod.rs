@@ -520,11 +520,14 @@ impl Agent {
             Event::SkippedOverlap { probe, scheduled } => {
                 let Some(p) = probes.get(*probe) else { return };
                 let p = p.as_ref();
-                telemetry.observe_skip(&p.name);
-                reporter.report(Report::SkippedOverlap {
-                    probe: p,
-                    scheduled: *scheduled,
-                });
+                report::tell(
+                    &telemetry,
+                    reporter.as_ref(),
+                    Report::SkippedOverlap {
+                        probe: p,
+                        scheduled: *scheduled,
+                    },
+                );
                 // The receiver lives until the scheduler has ended.
                 let _ = skips.send((*probe, *scheduled));
             }
@@ -619,8 +622,8 @@ impl Judge {
             let w = format!("run {} not stored in the history: {e}", run.run_id);
             reporter.report(Report::Warning(&w));
         }
-        self.telemetry.observe_run(run);
-        reporter.report(Report::Run {
+        let tell = |r: Report<'_>| report::tell(&self.telemetry, reporter.as_ref(), r);
+        tell(Report::Run {
             probe,
             run,
             fire: &fire,
@@ -635,15 +638,13 @@ impl Judge {
         };
         for a in &actions {
             let at = self.clock.now();
-            if let Some(line) = describe(probe, a) {
-                reporter.report(Report::Incident {
-                    probe,
-                    line: &line,
-                    at,
-                });
-            }
-            self.telemetry
-                .observe_incident(&probe.name, &probe.severity.to_string(), a);
+            let line = describe(probe, a);
+            tell(Report::Incident {
+                probe,
+                action: a,
+                line: line.as_deref(),
+                at,
+            });
             match self.pager.on_action(probe, run, a, at).await {
                 Ok(paged) => reporter.report(Report::Paged {
                     probe,

@@ -164,7 +164,11 @@ impl Reporter for DemoView {
                     println!("{}  (interrupted by the stop)", run.summary_line());
                 }
             }
-            Report::Incident { line, at, .. } => {
+            Report::Incident {
+                line: Some(line),
+                at,
+                ..
+            } => {
                 self.event(format!("{} {line}", at.format("%H:%M:%S")));
             }
             // Grouping decisions are news; "queued" is what every page does.
@@ -175,7 +179,7 @@ impl Reporter for DemoView {
                     self.event(format!("{} {}", at.format("%H:%M:%S"), l.trim()));
                 }
             }
-            Report::SkippedOverlap { .. } => {}
+            Report::SkippedOverlap { .. } | Report::Incident { line: None, .. } => {}
             Report::Warning(w) => self.event(format!("warning: {w}")),
             // The demo pages into a folder: nobody replies.
             Report::SmsReply(_) => {}
