@@ -469,11 +469,10 @@ async fn with_the_wan_down_email_pages_at_once_and_pagerduty_gets_its_event_once
     let _ = agent.wait().await;
 }
 
-/// The agent's own probe pages like any other: with a free-disk floor no disk meets,
-/// `rooftop-agent` fails its self-check, opens an incident and e-mails the P2 route;
-/// `rooftop incidents` lists it with the reason.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_pages_about_itself_when_its_disk_is_nearly_full() {
+/// Runs the agent with the lead probe, `head` (self-monitoring and telemetry settings)
+/// and e-mail to Maria for P2, until `rooftop-agent` has paged: the page's subject and
+/// text, the open incidents, and the lead probe's stored runs.
+async fn until_the_agent_pages_about_itself(head: &str) -> (String, Vec<serde_json::Value>, i64) {
     let sb = paging::sandbox().await;
     let smtp = SmtpServer::start(SmtpOptions::default());
     let dir = tempfile::tempdir().unwrap();
@@ -482,43 +481,7 @@ async fn the_agent_pages_about_itself_when_its_disk_is_nearly_full() {
         dir.path(),
         &[("lead", lead_probe("lead-to-bdc-call-list", false))],
         &format!(
-            "self_monitoring: {{check_every: 1s, min_free_disk: 1000000GB}}\n\
-             alerting:\n\
-             \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example}}]\n\
-             \x20 routes: {{P2: [Maria Lopez]}}\n\
-             \x20 email: {{from: rooftop@dealer.example, smtp: {{host: 127.0.0.1, port: {}, security: none, timeout: 5s}}}}\n",
-            smtp.port
-        ),
-    );
-    let mut agent = spawn_agent(&sb, dir.path(), state.path(), "off", &[]);
-    let mail = smtp.wait_for_count(1, Duration::from_secs(30)).await;
-    let text = subject_of(&mail[0]);
-    assert!(text.contains("rooftop-agent failing"), "{text}");
-    assert!(text.contains("disk:"), "the reason is in the page: {text}");
-    let open = paging::incidents_json(dir.path(), state.path());
-    assert_eq!(open.len(), 1, "{open:?}");
-    assert_eq!(open[0]["probe"], "rooftop-agent");
-    assert_eq!(open[0]["error_class"], "agent");
-    agent.start_kill().unwrap();
-    let _ = agent.wait().await;
-}
-
-/// The WAN (or the collector) down for longer than `export_failing_after`:
-/// `rooftop-agent` opens an incident naming the failing OTLP signals and e-mails it
-/// through the local relay, while the dealer's probes go on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_pages_about_itself_when_otlp_export_fails_for_too_long() {
-    let sb = paging::sandbox().await;
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let nobody = format!("http://127.0.0.1:{}", tools::free_port());
-    paging::write_config(
-        dir.path(),
-        &[("lead", lead_probe("lead-to-bdc-call-list", false))],
-        &format!(
-            "self_monitoring: {{check_every: 1s, export_failing_after: 3s}}\n\
-             telemetry:\n  interval: 1s\n  otlp: {{endpoint: \"{nobody}\", protocol: http/protobuf, timeout: 1s}}\n\
+            "{head}\
              alerting:\n\
              \x20 contacts: [{{name: Maria Lopez, email: maria@dealer.example}}]\n\
              \x20 routes: {{P2: [Maria Lopez]}}\n\
@@ -528,13 +491,7 @@ async fn the_agent_pages_about_itself_when_otlp_export_fails_for_too_long() {
     );
     let mut agent = spawn_agent(&sb, dir.path(), state.path(), "off", &[]);
     let mail = smtp.wait_for_count(1, Duration::from_secs(60)).await;
-    let text = subject_of(&mail[0]);
-    assert!(text.contains("rooftop-agent failing"), "{text}");
-    assert!(text.contains("OTLP export failing"), "the reason: {text}");
-    assert!(text.contains("metrics for"), "the signal is named: {text}");
     let open = paging::incidents_json(dir.path(), state.path());
-    assert_eq!(open.len(), 1, "{open:?}");
-    assert_eq!(open[0]["probe"], "rooftop-agent");
     let db = rusqlite::Connection::open(state.path().join("rooftop.db")).unwrap();
     let runs: i64 = db
         .query_row(
@@ -543,7 +500,42 @@ async fn the_agent_pages_about_itself_when_otlp_export_fails_for_too_long() {
             |r| r.get(0),
         )
         .unwrap();
-    assert!(runs >= 1, "the dealer's probe kept running: {runs} runs");
     agent.start_kill().unwrap();
     let _ = agent.wait().await;
+    (subject_of(&mail[0]), open, runs)
+}
+
+/// The agent's own probe pages like any other: with a free-disk floor no disk meets,
+/// `rooftop-agent` fails its self-check, opens an incident and e-mails the P2 route;
+/// `rooftop incidents` lists it with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_pages_about_itself_when_its_disk_is_nearly_full() {
+    let (text, open, _) = until_the_agent_pages_about_itself(
+        "self_monitoring: {check_every: 1s, min_free_disk: 1000000GB}\n",
+    )
+    .await;
+    assert!(text.contains("rooftop-agent failing"), "{text}");
+    assert!(text.contains("disk:"), "the reason is in the page: {text}");
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["probe"], "rooftop-agent");
+    assert_eq!(open[0]["error_class"], "agent");
+}
+
+/// The WAN (or the collector) down for longer than `export_failing_after`:
+/// `rooftop-agent` opens an incident naming the failing OTLP signals and e-mails it
+/// through the local relay, while the dealer's probes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_pages_about_itself_when_otlp_export_fails_for_too_long() {
+    let nobody = format!("http://127.0.0.1:{}", tools::free_port());
+    let (text, open, runs) = until_the_agent_pages_about_itself(&format!(
+        "self_monitoring: {{check_every: 1s, export_failing_after: 3s}}\n\
+         telemetry:\n  interval: 1s\n  otlp: {{endpoint: \"{nobody}\", protocol: http/protobuf, timeout: 1s}}\n"
+    ))
+    .await;
+    assert!(text.contains("rooftop-agent failing"), "{text}");
+    assert!(text.contains("OTLP export failing"), "the reason: {text}");
+    assert!(text.contains("metrics for"), "the signal is named: {text}");
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["probe"], "rooftop-agent");
+    assert!(runs >= 1, "the dealer's probe kept running: {runs} runs");
 }
