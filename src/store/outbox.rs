@@ -154,14 +154,25 @@ impl OutboxStore {
             .await
     }
 
-    /// Pending entries due by `now`, oldest first.
+    /// Pending entries due by `now`, oldest first, each after the earlier pending ones of
+    /// its incident, channel and recipient.
     pub async fn due(
         &self,
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let due =
-            "state = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, created_ms";
+        // A notice waits for the earlier ones of its incident to the same channel and
+        // recipient: PagerDuty drops a resolve for a trigger it has not seen, and then
+        // the late trigger opens an incident nobody resolves.
+        let due = "state = 'pending' AND next_attempt_ms <= ?1 \
+             AND NOT EXISTS (SELECT 1 FROM outbox AS earlier \
+                 WHERE earlier.state = 'pending' \
+                 AND earlier.incident_id = outbox.incident_id \
+                 AND earlier.channel = outbox.channel \
+                 AND earlier.contact = outbox.contact \
+                 AND (earlier.created_ms < outbox.created_ms \
+                      OR (earlier.created_ms = outbox.created_ms AND earlier.rowid < outbox.rowid))) \
+             ORDER BY next_attempt_ms, created_ms";
         self.select_until(due, now, limit).await
     }
 
@@ -373,4 +384,75 @@ pub(super) fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
          CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms);
          CREATE INDEX IF NOT EXISTS outbox_incident ON outbox (incident_id);",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_790_000_000 + s, 0).unwrap()
+    }
+
+    fn entry(kind: NoticeKind, channel: &str, contact: &str) -> OutboxEntry {
+        OutboxEntry {
+            key: format!("inc-1/{}/{channel}/{contact}", kind.as_str()),
+            incident_id: "inc-1".into(),
+            kind,
+            channel: channel.into(),
+            contact: contact.into(),
+            notice: "{}".into(),
+            fallback_from: None,
+        }
+    }
+
+    fn keys(rows: &[OutboxRow]) -> Vec<&str> {
+        rows.iter().map(|r| r.entry.key.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_resolve_waits_for_its_pending_trigger_on_the_same_channel_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = OutboxStore::open_in(dir.path()).unwrap();
+        let trigger = entry(NoticeKind::Trigger, "pagerduty", "-");
+        let mail = entry(NoticeKind::Trigger, "email", "Maria");
+        outbox.enqueue(vec![trigger.clone(), mail], t(0)).await.unwrap();
+        // PagerDuty unreachable: its trigger waits for a retry at t+30.
+        outbox
+            .mark_retry(&trigger.key, "connection refused", t(30))
+            .await
+            .unwrap();
+        outbox
+            .mark_delivered("inc-1/trigger/email/Maria", None, t(0), None)
+            .await
+            .unwrap();
+        let resolves = vec![
+            entry(NoticeKind::Resolve, "pagerduty", "-"),
+            entry(NoticeKind::Resolve, "email", "Maria"),
+        ];
+        outbox.enqueue(resolves, t(10)).await.unwrap();
+        assert_eq!(
+            keys(&outbox.due(t(10), 10).await.unwrap()),
+            ["inc-1/resolve/email/Maria"],
+            "the e-mail resolve goes; PagerDuty's waits behind its trigger"
+        );
+        outbox
+            .mark_delivered("inc-1/resolve/email/Maria", None, t(10), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            keys(&outbox.due(t(30), 10).await.unwrap()),
+            ["inc-1/trigger/pagerduty/-"],
+            "the trigger first"
+        );
+        outbox
+            .mark_delivered(&trigger.key, None, t(30), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            keys(&outbox.due(t(30), 10).await.unwrap()),
+            ["inc-1/resolve/pagerduty/-"],
+            "then the resolve"
+        );
+    }
 }

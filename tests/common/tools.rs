@@ -911,3 +911,29 @@ pub fn url_encode(s: &str) -> String {
     }
     out
 }
+
+// ---- a collector that comes back -----------------------------------------------------------
+
+impl OtlpReceiver {
+    /// [`OtlpReceiver::start`] on the given ports (0: any free one): a collector that comes
+    /// back where the agent has been trying to export all along.
+    pub fn start_on(grpc_port: u16, http_port: u16, fail_first: u32) -> OtlpReceiver {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("requests.jsonl");
+        let mut cmd = tool_command(python());
+        cmd.arg(script("otlp_receiver.py"))
+            .args(["--grpc-port", &grpc_port.to_string()])
+            .args(["--http-port", &http_port.to_string(), "--out"])
+            .arg(&out)
+            .args(["--fail-first", &fail_first.to_string()]);
+        let (process, line) =
+            ToolProcess::spawn("otlp_receiver", cmd, dir.path().join("receiver.log"), true);
+        OtlpReceiver {
+            grpc_port: ready_port(&line, "grpc"),
+            http_port: ready_port(&line, "http"),
+            out,
+            process,
+            dir,
+        }
+    }
+}
