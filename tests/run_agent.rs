@@ -387,9 +387,9 @@ async fn json_logs_carry_each_runs_fields_one_object_per_line() {
         "the terminal's line is the message: {run}"
     );
     assert!(
-        events
-            .iter()
-            .any(|e| e["message"].as_str().is_some_and(|m| m.starts_with("stopped in "))),
+        events.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("stopped in "))),
         "the stop is an event too:\n{out}"
     );
     assert!(

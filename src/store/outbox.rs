@@ -416,7 +416,10 @@ mod tests {
         let outbox = OutboxStore::open_in(dir.path()).unwrap();
         let trigger = entry(NoticeKind::Trigger, "pagerduty", "-");
         let mail = entry(NoticeKind::Trigger, "email", "Maria");
-        outbox.enqueue(vec![trigger.clone(), mail], t(0)).await.unwrap();
+        outbox
+            .enqueue(vec![trigger.clone(), mail], t(0))
+            .await
+            .unwrap();
         // PagerDuty unreachable: its trigger waits for a retry at t+30.
         outbox
             .mark_retry(&trigger.key, "connection refused", t(30))
