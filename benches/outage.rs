@@ -10,14 +10,10 @@ mod common;
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use axum::Router;
-use axum::body::Bytes;
-use axum::routing::post;
 use rooftop::sandbox::Sandbox;
 
 use common::agent::{proc_usage, sigterm, spawn_agent, start_sandbox, wait_first_run};
@@ -116,33 +112,6 @@ fn otlp_yaml(endpoint: &str) -> String {
     format!(
         "telemetry:\n  interval: 10s\n  otlp: {{endpoint: \"{endpoint}\", protocol: http/protobuf}}\n"
     )
-}
-
-/// An OTLP/HTTP endpoint that accepts everything (an empty body is a valid protobuf
-/// Export*ServiceResponse); the requests it took.
-async fn start_live_collector() -> anyhow::Result<(String, Arc<AtomicU64>)> {
-    let requests = Arc::new(AtomicU64::new(0));
-    let counted = requests.clone();
-    let handler = move |_: Bytes| {
-        let counted = counted.clone();
-        async move {
-            counted.fetch_add(1, Ordering::Relaxed);
-            (
-                [("content-type", "application/x-protobuf")],
-                Vec::<u8>::new(),
-            )
-        }
-    };
-    let app = Router::new()
-        .route("/v1/metrics", post(handler.clone()))
-        .route("/v1/traces", post(handler.clone()))
-        .route("/v1/logs", post(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((format!("http://{addr}"), requests))
 }
 
 /// A collector behind a blackholed route: accepts connections and never reads or
@@ -291,7 +260,7 @@ pub async fn run(opts: &OutageOptions) -> anyhow::Result<OutageReport> {
     let queue_limit = queue_limit()?;
     let sb = start_sandbox().await?;
     let work = tempfile_dir("rooftop-bench-outage")?;
-    let (live, live_requests) = start_live_collector().await?;
+    let (live, live_counts) = common::agent::start_otlp_sink().await?;
     let silent = start_silent_collector(Duration::from_secs(60)).await?;
     let refused = format!("http://127.0.0.1:{}", closed_port()?);
     let endpoint = |c: Collector| match c {
@@ -315,7 +284,7 @@ pub async fn run(opts: &OutageOptions) -> anyhow::Result<OutageReport> {
         opts: opts.clone(),
         queue_limit,
         sides,
-        live_requests: live_requests.load(Ordering::Relaxed),
+        live_requests: live_counts.1.load(Ordering::Relaxed),
     })
 }
 

@@ -11,10 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::routing::post;
-
 use common::agent::{
     AgentSetup, AgentWindow, measure_agent, start_sandbox, validate_written_config,
 };
@@ -69,38 +65,10 @@ pub struct TelemetryReport {
     pub scrapes: u64,
 }
 
-/// An OTLP/HTTP endpoint that accepts everything and counts it (an empty body is a valid
-/// protobuf Export*ServiceResponse).
-async fn start_sink() -> anyhow::Result<(String, Arc<(AtomicU64, AtomicU64)>)> {
-    let counts = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
-    let c = counts.clone();
-    let handler = move |body: Bytes| {
-        let c = c.clone();
-        async move {
-            c.0.fetch_add(body.len() as u64, Ordering::Relaxed);
-            c.1.fetch_add(1, Ordering::Relaxed);
-            (
-                [("content-type", "application/x-protobuf")],
-                Vec::<u8>::new(),
-            )
-        }
-    };
-    let app = Router::new()
-        .route("/v1/metrics", post(handler.clone()))
-        .route("/v1/traces", post(handler.clone()))
-        .route("/v1/logs", post(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((format!("http://{addr}"), counts))
-}
-
 pub async fn run(opts: &TelemetryOptions) -> anyhow::Result<TelemetryReport> {
     let sb = start_sandbox().await?;
     let work = tempfile_dir("rooftop-bench-telemetry")?;
-    let (endpoint, counts) = start_sink().await?;
+    let (endpoint, counts) = common::agent::start_otlp_sink().await?;
     let setup = |extra: &'static str, listen: &'static str| AgentSetup {
         probes: opts.probes,
         period: opts.period,

@@ -382,7 +382,6 @@ async fn an_sms_the_carrier_could_not_deliver_falls_back_to_email() {
 /// the outbox and arrives exactly once when the link returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_wan_down_email_pages_at_once_and_pagerduty_gets_its_event_once_it_is_back() {
-    use axum::routing::post;
     let sb = paging::sandbox().await;
     sb.set_faults(crm_down());
     let smtp = SmtpServer::start(SmtpOptions::default());
@@ -432,27 +431,7 @@ async fn with_the_wan_down_email_pages_at_once_and_pagerduty_gets_its_event_once
     assert!(waiting["last_error"].as_str().is_some(), "{waiting}");
 
     // The link returns.
-    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let recorded = events.clone();
-    let app = axum::Router::new().route(
-        "/v2/enqueue",
-        post(move |body: String| {
-            let recorded = recorded.clone();
-            async move {
-                recorded.lock().unwrap().push(body);
-                (
-                    axum::http::StatusCode::ACCEPTED,
-                    r#"{"status":"success","message":"Event processed","dedup_key":"k"}"#,
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let events = paging::serve_pagerduty(port).await;
     tools::eventually(
         Duration::from_secs(60),
         || format!("the PagerDuty event arrived: {:?}", pd_row()),
@@ -462,8 +441,7 @@ async fn with_the_wan_down_email_pages_at_once_and_pagerduty_gets_its_event_once
     tokio::time::sleep(Duration::from_secs(3)).await;
     let got = events.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "exactly once: {got:?}");
-    let body: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
-    assert_eq!(body["event_action"], "trigger");
+    assert_eq!(got[0]["event_action"], "trigger");
     assert_eq!(smtp.messages().len(), 1, "one e-mail page, not repeated");
     agent.start_kill().unwrap();
     let _ = agent.wait().await;

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use paging::{crm_down, incidents_json, lead_probe, spawn_agent, subject_and_text};
+use paging::{
+    crm_down, incidents_json, lead_probe, serve_pagerduty, spawn_agent, subject_and_text,
+};
 use rooftop::clock::{Clock, SystemClock};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -95,34 +97,6 @@ impl Stdout {
         let lines = self.0.lock().unwrap();
         lines.iter().map(|(_, l)| format!("{l}\n")).collect()
     }
-}
-
-/// A PagerDuty Events API v2 stand-in on 127.0.0.1:`port`: every event it accepted.
-async fn serve_pagerduty(port: u16) -> Arc<Mutex<Vec<Value>>> {
-    use axum::routing::post;
-    let events = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let recorded = events.clone();
-    let app = axum::Router::new().route(
-        "/v2/enqueue",
-        post(move |body: String| {
-            let recorded = recorded.clone();
-            async move {
-                let event = serde_json::from_str(&body).expect("an event is JSON");
-                recorded.lock().unwrap().push(event);
-                (
-                    axum::http::StatusCode::ACCEPTED,
-                    r#"{"status":"success","message":"Event processed"}"#,
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    events
 }
 
 /// The notifications of `probe`'s incident over `channel`.
@@ -436,7 +410,6 @@ async fn with_the_wan_down_email_pages_at_once_and_pagerduty_and_the_collector_c
 /// trigger before the resolve (a resolve first is dropped, and the late trigger then
 /// opens a PagerDuty incident nobody will ever resolve).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-
 async fn a_resolve_held_with_its_trigger_reaches_pagerduty_after_the_trigger() {
     let sb = paging::sandbox().await;
     sb.set_faults(crm_down());

@@ -358,3 +358,31 @@ pub fn validate_written_config(extra_yaml: &str) {
     assert_eq!(config.probes.len(), 20);
     assert_eq!(config.agent.rooftop_id, "bench");
 }
+
+/// An OTLP/HTTP endpoint on 127.0.0.1 that accepts everything (an empty body is a valid
+/// protobuf Export*ServiceResponse) and counts it: (bytes, requests).
+pub async fn start_otlp_sink() -> anyhow::Result<(String, Arc<(AtomicU64, AtomicU64)>)> {
+    let counts = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let c = counts.clone();
+    let handler = move |body: axum::body::Bytes| {
+        let c = c.clone();
+        async move {
+            c.0.fetch_add(body.len() as u64, Ordering::Relaxed);
+            c.1.fetch_add(1, Ordering::Relaxed);
+            (
+                [("content-type", "application/x-protobuf")],
+                Vec::<u8>::new(),
+            )
+        }
+    };
+    let app = axum::Router::new()
+        .route("/v1/metrics", axum::routing::post(handler.clone()))
+        .route("/v1/traces", axum::routing::post(handler.clone()))
+        .route("/v1/logs", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((format!("http://{addr}"), counts))
+}

@@ -139,3 +139,33 @@ pub fn incidents_json(dir: &Path, state: &Path) -> Vec<serde_json::Value> {
         .cloned()
         .unwrap_or_default()
 }
+
+/// A PagerDuty Events API v2 stand-in on 127.0.0.1:`port`: every event it accepted.
+pub async fn serve_pagerduty(
+    port: u16,
+) -> std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
+    use axum::routing::post;
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let recorded = events.clone();
+    let app = axum::Router::new().route(
+        "/v2/enqueue",
+        post(move |body: String| {
+            let recorded = recorded.clone();
+            async move {
+                let event = serde_json::from_str(&body).expect("an event is JSON");
+                recorded.lock().unwrap().push(event);
+                (
+                    axum::http::StatusCode::ACCEPTED,
+                    r#"{"status":"success","message":"Event processed"}"#,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    events
+}

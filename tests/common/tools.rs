@@ -314,22 +314,7 @@ impl OtlpReceiver {
     /// Starts the receiver; the first `fail_first` requests of each transport are refused
     /// (gRPC UNAVAILABLE, HTTP 503).
     pub fn start(fail_first: u32) -> OtlpReceiver {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("requests.jsonl");
-        let mut cmd = tool_command(python());
-        cmd.arg(script("otlp_receiver.py"))
-            .args(["--grpc-port", "0", "--http-port", "0", "--out"])
-            .arg(&out)
-            .args(["--fail-first", &fail_first.to_string()]);
-        let (process, line) =
-            ToolProcess::spawn("otlp_receiver", cmd, dir.path().join("receiver.log"), true);
-        OtlpReceiver {
-            grpc_port: ready_port(&line, "grpc"),
-            http_port: ready_port(&line, "http"),
-            out,
-            process,
-            dir,
-        }
+        OtlpReceiver::start_on(0, 0, fail_first)
     }
 
     /// `http://127.0.0.1:<grpc port>`, the form OTLP/gRPC exporters take.
