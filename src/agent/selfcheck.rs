@@ -102,7 +102,7 @@ pub fn outbox_problem(
     (age > stuck_after).then(|| {
         format!(
             "outbox: {pending} page(s) pending, the oldest for {} (see `rooftop incidents` for each channel's last error)",
-            humantime::format_duration(Duration::from_secs(age.as_secs() / 60 * 60))
+            rounded(age)
         )
     })
 }
