@@ -153,9 +153,12 @@ pub struct ExportState {
     pub queued_logs: u64,
     /// Failed exports, every signal.
     pub failures: u64,
+    /// Spans and log records dropped because the queue was full.
+    pub dropped: u64,
 }
 
-/// `rooftop_exporter_queue` and `rooftop_exporter_failures_total` in Prometheus text.
+/// `rooftop_exporter_queue`, `rooftop_exporter_failures_total` and
+/// `rooftop_exporter_dropped_total` in Prometheus text.
 fn export_state(metrics: &str) -> ExportState {
     let value = |l: &str| {
         l.rsplit_once(' ')
@@ -172,6 +175,8 @@ fn export_state(metrics: &str) -> ExportState {
             }
         } else if l.starts_with("rooftop_exporter_failures_total{") {
             s.failures += value(l);
+        } else if l.starts_with("rooftop_exporter_dropped_total{") {
+            s.dropped += value(l);
         }
     }
     s
@@ -188,6 +193,7 @@ pub struct Side {
     pub max_queued_traces: u64,
     pub max_queued_logs: u64,
     pub failures: u64,
+    pub dropped: u64,
     pub runs: u64,
 }
 
@@ -328,6 +334,7 @@ async fn run_side(
         max_queued_traces: 0,
         max_queued_logs: 0,
         failures: 0,
+        dropped: 0,
         runs: 0,
     };
     loop {
@@ -350,6 +357,7 @@ async fn run_side(
             side.max_queued_traces = side.max_queued_traces.max(s.queued_traces);
             side.max_queued_logs = side.max_queued_logs.max(s.queued_logs);
             side.failures = s.failures;
+            side.dropped = s.dropped;
         }
         if started.elapsed() >= length {
             break;
@@ -412,6 +420,9 @@ pub fn render(r: &OutageReport) -> String {
     row(&mut s, "4 h at that rate", &|x| mb(x.at_outage_mb()));
     row(&mut s, "runs", &|x| x.runs.to_string());
     row(&mut s, "failed exports", &|x| x.failures.to_string());
+    row(&mut s, "spans and log records dropped", &|x| {
+        x.dropped.to_string()
+    });
     row(&mut s, "most spans queued", &|x| {
         x.max_queued_traces.to_string()
     });
@@ -482,13 +493,15 @@ mod checks {
              rooftop_exporter_queue{rooftop=\"bench\",signal=\"logs\"} 17\n\
              rooftop_exporter_failures_total{rooftop=\"bench\",signal=\"metrics\"} 3\n\
              rooftop_exporter_failures_total{rooftop=\"bench\",signal=\"traces\"} 40\n\
+             rooftop_exporter_dropped_total{rooftop=\"bench\",signal=\"traces\"} 500\n\
              rooftop_probe_runs_total{rooftop=\"bench\"} 9\n";
         assert_eq!(
             export_state(text),
             ExportState {
                 queued_traces: 2048,
                 queued_logs: 17,
-                failures: 43
+                failures: 43,
+                dropped: 500,
             }
         );
     }
@@ -501,6 +514,7 @@ mod checks {
             max_queued_traces: 2048,
             max_queued_logs: 9,
             failures: 12,
+            dropped: 300,
             runs: 2400,
         };
         let text = render(&OutageReport {
@@ -519,6 +533,7 @@ mod checks {
             "collector up",
             "+0.0 MB/h",
             "queue bound: 2048",
+            "spans and log records dropped",
         ] {
             assert!(text.contains(needle), "{needle} in\n{text}");
         }

@@ -366,7 +366,22 @@ async fn json_logs_carry_each_runs_fields_one_object_per_line() {
         .stderr(Stdio::piped())
         .stdin(Stdio::null());
     let child = cmd.spawn().unwrap();
-    tokio::time::sleep(Duration::from_millis(8000)).await;
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    // A broken edit and a reload: each problem is an event with its place.
+    std::fs::write(
+        dir.path().join("probes/broken.yaml"),
+        "name: broken\nschedule: {every: 1s}\nsteps:\n  - name: x\n    request: {method: GET, url: 'http://127.0.0.1:1/'}\n    expec: {status: 200}\n",
+    )
+    .unwrap();
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(4000)).await;
     let (out, err) = agent::sigterm(child, Duration::from_secs(30)).await;
     let events: Vec<serde_json::Value> = out
         .lines()
@@ -395,5 +410,32 @@ async fn json_logs_carry_each_runs_fields_one_object_per_line() {
     assert!(
         !err.lines().any(|l| l.contains("stopped in")),
         "notes are not on stderr in JSON mode:\n{err}"
+    );
+    let problem = events
+        .iter()
+        .find(|e| {
+            e["level"] == "ERROR"
+                && e["line"] == 6
+                && e["file"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with("broken.yaml"))
+        })
+        .unwrap_or_else(|| panic!("no event for the broken file's line 6:\n{out}\n{err}"));
+    assert!(problem["col"].as_u64().is_some(), "{problem}");
+    assert!(
+        problem["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("broken.yaml:6:")),
+        "{problem}"
+    );
+    assert!(
+        events.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("reload rejected"))),
+        "the agent says it keeps the old configuration:\n{out}"
+    );
+    assert!(
+        !err.contains("error:"),
+        "no rustc-style text on stderr in JSON mode:\n{err}"
     );
 }

@@ -101,6 +101,7 @@ async fn run_and_check(protocol: &str) {
         "rooftop_probe_failing{connector=\"crm-to-bdc\",flow=\"lead-ingestion\",probe=\"lead-to-bdc-call-list\",rooftop=\"test-rooftop\"} 0",
         "target_info{",
         "rooftop_exporter_queue{rooftop=\"test-rooftop\",signal=\"traces\"}",
+        "rooftop_exporter_dropped_total{rooftop=\"test-rooftop\",signal=\"traces\"} 0",
         // Counters start at 0 so rate() sees the first failure.
         "rooftop_cleanup_runs_total{connector=\"crm-to-bdc\",flow=\"lead-ingestion\",outcome=\"failed\",probe=\"lead-to-bdc-call-list\",rooftop=\"test-rooftop\"} 0",
         "rooftop_scheduler_skipped_runs_total{probe=\"lead-to-bdc-call-list\",reason=\"overlap\",rooftop=\"test-rooftop\"} 0",

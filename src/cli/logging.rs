@@ -79,6 +79,38 @@ fn stream_id(fd: i32) -> Option<(u64, u64)> {
     Some((st.st_dev as u64, st.st_ino as u64))
 }
 
+/// The format `init` chose; text until then.
+static CHOSEN: std::sync::OnceLock<Format> = std::sync::OnceLock::new();
+
+/// Whether events are JSON objects (under systemd, or asked for).
+pub fn structured() -> bool {
+    matches!(CHOSEN.get(), Some(Format::Json { .. }))
+}
+
+/// Configuration errors where the log goes: on a terminal rustc-style with the source
+/// line and a caret; as JSON one `error` event per problem with `file`, `line`, `col`,
+/// `field` and `hint` fields, so the journal keeps each with its place.
+pub fn config_errors(errors: &crate::config::ConfigErrors) {
+    if !structured() {
+        eprint!("{}", errors.render());
+        return;
+    }
+    for d in &errors.diagnostics {
+        let file = d.file.display().to_string();
+        tracing::error!(
+            file = %file,
+            line = d.loc.line,
+            col = d.loc.col,
+            field = %d.path,
+            hint = d.hint.as_deref().unwrap_or(""),
+            "{file}:{}:{}: {}",
+            d.loc.line,
+            d.loc.col,
+            d.message
+        );
+    }
+}
+
 /// Installs the subscriber for this process from the environment. A bad value is
 /// reported and the default used: logging never stops the agent.
 pub fn init() {
@@ -97,6 +129,7 @@ pub fn init() {
         LevelFilter::INFO
     });
     let builder = tracing_subscriber::fmt().with_max_level(level);
+    let _ = CHOSEN.set(format);
     let _ = match format {
         Format::Text => builder
             .event_format(Plain)

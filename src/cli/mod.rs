@@ -305,12 +305,12 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
 
 pub fn load_config(dir: &Path) -> Result<Config, ExitCode> {
     let config = config::load(dir).map_err(|errors| {
-        eprint!("{}", errors.render());
+        logging::config_errors(&errors);
         ExitCode::from(EXIT_CONFIG)
     })?;
     if !config.agent.verify_tls {
-        eprintln!(
-            "warning: TLS certificate verification is OFF (defaults.verify_tls: false in rooftop.yaml); probes send real credentials to whoever answers"
+        tracing::warn!(
+            "TLS certificate verification is OFF (defaults.verify_tls: false in rooftop.yaml); probes send real credentials to whoever answers"
         );
     }
     Ok(config)

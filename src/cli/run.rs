@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::logging;
 use super::{ConfigArgs, EXIT_CANNOT_RUN, EXIT_CONFIG, EXIT_STOPPED_SHORT, load_config};
 use crate::agent::systemd::Notifier;
 use crate::agent::{self, Agent, AgentError, Parts};
@@ -118,7 +119,7 @@ async fn reload(dir: &std::path::Path, running: &mut agent::Running, notifier: &
     tracing::info!(target: crate::model::NOTE, "reload (SIGHUP): reading {}", dir.display());
     let note = match crate::config::load(dir) {
         Err(errors) => {
-            eprint!("{}", errors.render());
+            logging::config_errors(&errors);
             tracing::info!(target: crate::model::NOTE,
                 "reload rejected: the configuration above has {} problem(s); still running the previous one",
                 errors.diagnostics.len()

@@ -164,6 +164,26 @@ pub(super) fn register_gauges(
             .build();
     }
     {
+        let (r, health) = (rooftop.to_string(), health.clone());
+        m.u64_observable_counter("rooftop.exporter.dropped")
+            .with_unit("{item}")
+            .with_description(
+                "Spans and log records dropped because the OTLP export queue was full, by signal",
+            )
+            .with_callback(move |o| {
+                for (signal, n) in health.dropped() {
+                    o.observe(
+                        n,
+                        &[
+                            KeyValue::new("rooftop", r.clone()),
+                            KeyValue::new("signal", signal),
+                        ],
+                    );
+                }
+            })
+            .build();
+    }
+    {
         let r = rooftop.to_string();
         m.u64_observable_counter("rooftop.exporter.failures")
             .with_unit("{export}")

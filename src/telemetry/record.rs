@@ -9,6 +9,7 @@ use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, Severity};
 use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 use opentelemetry_sdk::trace::SpanProcessor;
 
+use super::otlp::QUEUE_LIMIT;
 use super::{Telemetry, spans};
 use crate::model::{CleanupOutcome, Outcome, Probe, ProbeRun};
 
@@ -98,7 +99,8 @@ impl Telemetry {
         self.track_outage(run, &base);
         if let Some(p) = &self.spans {
             let spans = spans::build(run, &self.scope);
-            self.health.submitted("traces", spans.len() as u64);
+            self.health
+                .submitted("traces", spans.len() as u64, QUEUE_LIMIT as u64);
             for span in spans {
                 p.on_end(span);
             }
@@ -150,7 +152,7 @@ impl Telemetry {
                 r.add_attribute(k, v);
             }
             r.set_trace_context(trace, SpanId::INVALID, Some(TraceFlags::SAMPLED));
-            self.health.submitted("logs", 1);
+            self.health.submitted("logs", 1, QUEUE_LIMIT as u64);
             logger.emit(r);
         };
         let mut attrs = vec![("outcome", run.outcome.as_str().to_string())];

@@ -24,6 +24,9 @@ pub struct Health {
     /// (exported or failed): the difference is what waits in the queue.
     submitted: [AtomicU64; 3],
     handled: [AtomicU64; 3],
+    /// Spans / log records that arrived while the queue was full: the SDK's batch
+    /// processor drops them (it counts them only in a log line at shutdown).
+    dropped: [AtomicU64; 3],
     /// Signal → consecutive failures of the outage in progress, and when its first
     /// failure was.
     down: Mutex<BTreeMap<&'static str, (u64, Instant)>>,
@@ -63,9 +66,19 @@ impl Health {
         }
     }
 
-    /// `n` spans or log records were handed to the SDK's batch processor.
-    pub fn submitted(&self, signal: &str, n: u64) {
-        self.submitted[Self::index(signal)].fetch_add(n, Ordering::Relaxed);
+    /// `n` spans or log records are handed to the SDK's batch processor, whose queue
+    /// holds at most `limit`: those beyond it are counted as dropped, as the processor
+    /// drops them, the rest as submitted.
+    pub fn submitted(&self, signal: &str, n: u64, limit: u64) {
+        let i = Self::index(signal);
+        let waiting = self.submitted[i]
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.handled[i].load(Ordering::Relaxed));
+        let room = limit.saturating_sub(waiting).min(n);
+        self.submitted[i].fetch_add(room, Ordering::Relaxed);
+        if n > room {
+            self.dropped[i].fetch_add(n - room, Ordering::Relaxed);
+        }
     }
 
     fn handled(&self, signal: &str, n: u64) {
@@ -98,6 +111,15 @@ impl Health {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Spans and log records dropped because the queue was full, per queued signal
+    /// (traces, logs), since start.
+    pub fn dropped(&self) -> BTreeMap<&'static str, u64> {
+        ["traces", "logs"]
+            .into_iter()
+            .map(|s| (s, self.dropped[Self::index(s)].load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Failed exports per signal since start.
@@ -213,5 +235,22 @@ mod tests {
         assert_eq!(h.failures()["metrics"], 2);
         h.note("metrics", "http://127.0.0.1:1", &Ok(()));
         assert!(h.outages().is_empty(), "a success ends it");
+    }
+
+    #[test]
+    fn what_does_not_fit_in_the_queue_is_counted_as_dropped() {
+        let h = Health::default();
+        h.submitted("traces", 3, 4);
+        assert_eq!(h.queued(4)["traces"], 3);
+        assert_eq!(h.dropped()["traces"], 0);
+        h.submitted("traces", 3, 4);
+        assert_eq!(h.queued(4)["traces"], 4, "full");
+        assert_eq!(h.dropped()["traces"], 2, "two did not fit");
+        h.handled("traces", 4);
+        assert_eq!(h.queued(4)["traces"], 0, "the exporter took the batch");
+        h.submitted("traces", 1, 4);
+        assert_eq!(h.queued(4)["traces"], 1, "room again");
+        assert_eq!(h.dropped()["traces"], 2, "a drop is never taken back");
+        assert_eq!(h.dropped()["logs"], 0, "per signal");
     }
 }

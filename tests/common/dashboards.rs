@@ -133,6 +133,7 @@ pub const METRICS: &[(&str, Kind, &[&str])] = &[
         &["signal"],
     ),
     ("rooftop_exporter_queue", Kind::Gauge, &["signal"]),
+    ("rooftop_exporter_dropped_total", Kind::Counter, &["signal"]),
     ("rooftop_incidents_open", Kind::Gauge, &["severity"]),
     (
         "rooftop_incidents_opened_total",
