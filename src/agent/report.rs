@@ -169,10 +169,15 @@ mod tests {
         }
     }
 
-    /// A sample in `/metrics` whose line starts with `name` and mentions `probe`.
-    fn sample(text: &str, name: &str, probe: &str) -> Option<f64> {
+    /// A sample in `/metrics` whose line starts with `name` and mentions `probe` and
+    /// `label` (series order varies from run to run).
+    fn sample(text: &str, name: &str, probe: &str, label: &str) -> Option<f64> {
         text.lines()
-            .find(|l| l.starts_with(name) && l.contains(&format!("probe=\"{probe}\"")))
+            .find(|l| {
+                l.starts_with(name)
+                    && l.contains(&format!("probe=\"{probe}\""))
+                    && l.contains(label)
+            })
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
@@ -224,7 +229,12 @@ mod tests {
         assert_eq!(*kept.0.lock().unwrap(), ["run", "incident"]);
         let text = telemetry.prometheus_text();
         assert_eq!(
-            sample(&text, "rooftop_probe_runs_total", &probe.name),
+            sample(
+                &text,
+                "rooftop_probe_runs_total",
+                &probe.name,
+                "outcome=\"failed\""
+            ),
             Some(1.0),
             "{text}"
         );
