@@ -3,6 +3,7 @@
 //! JSONPath queries follow RFC 9535 (serde_json_path). A query selecting one node compares
 //! that node; several nodes compare as an array; none means "absent".
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use serde_json::Value;
@@ -10,6 +11,7 @@ use serde_json::Value;
 use super::http::Response;
 use crate::model::{AssertionResult, ErrorClass};
 use crate::model::{Capture, CaptureSource, Expect, Op};
+use crate::secrets::Masker;
 use crate::template::{Context, RenderError};
 
 /// Why a condition or capture could not be evaluated.
@@ -34,18 +36,24 @@ impl Verdict {
             .is_none_or(|r| r.subject != "status" || r.passed)
     }
 
-    /// First failing assertion, described for a human.
+    /// First failing assertion, described for a human. A wrong status comes first (it is
+    /// what classes the failure): a 302 or a 503 is not explained by its body not being
+    /// JSON.
     pub fn first_failure(&self) -> Option<String> {
-        if let Some((_, m)) = &self.problem {
-            return Some(m.clone());
-        }
-        self.results.iter().find(|r| !r.passed).map(|r| {
+        let describe = |r: &AssertionResult| {
             let actual = match &r.actual {
                 Some(v) => truncate(&v.to_string(), 200),
                 None => "nothing".to_string(),
             };
             format!("{} {} {} failed: got {actual}", r.subject, r.op, r.expected)
-        })
+        };
+        if !self.status_passed() {
+            return self.results.first().map(describe);
+        }
+        if let Some((_, m)) = &self.problem {
+            return Some(m.clone());
+        }
+        self.results.iter().find(|r| !r.passed).map(describe)
     }
 }
 
@@ -72,13 +80,17 @@ pub fn check(expect: &Expect, resp: &Response, ctx: &Context) -> Verdict {
             Some(doc) => {
                 for a in &expect.json {
                     let nodes = a.path.query(&doc).all();
+                    // One node is compared where it lies: `$.items` of a large body is
+                    // not copied to be measured.
                     let actual = match nodes.len() {
                         0 => None,
-                        1 => Some(nodes[0].clone()),
-                        _ => Some(Value::Array(nodes.into_iter().cloned().collect())),
+                        1 => Some(Cow::Borrowed(nodes[0])),
+                        _ => Some(Cow::Owned(Value::Array(
+                            nodes.into_iter().cloned().collect(),
+                        ))),
                     };
                     for op in &a.ops {
-                        results.push(apply(&a.path_text, op, actual.as_ref(), ctx));
+                        results.push(apply(&a.path_text, op, actual.as_deref(), ctx));
                     }
                 }
             }
@@ -148,21 +160,70 @@ fn apply(subject: &str, op: &Op, actual: Option<&Value>, ctx: &Context) -> Asser
             }
         }
     };
+    let actual = actual.map(|v| reported_actual(v, ctx.masker()));
     match passed {
         Ok(p) => AssertionResult {
             subject: subject.to_string(),
             op: op.symbol().to_string(),
             expected,
-            actual: actual.cloned(),
+            actual,
             passed: p,
         },
         Err(e) => AssertionResult {
             subject: subject.to_string(),
             op: op.symbol().to_string(),
             expected: Value::String(format!("(cannot render: {e})")),
-            actual: actual.cloned(),
+            actual,
             passed: false,
         },
+    }
+}
+
+/// The most JSON of an `actual` value a run's report keeps. A JSONPath that selects a
+/// whole 100,000-element array must not copy it into every stored and exported run.
+const MAX_REPORTED_ACTUAL: usize = 1024;
+
+/// `actual` as a run's report keeps it: the value itself when its JSON is small, else a
+/// string with the start of its (masked) JSON and what was cut.
+fn reported_actual(v: &Value, masker: &Masker) -> Value {
+    let mut probe = CappedWriter {
+        left: MAX_REPORTED_ACTUAL,
+    };
+    if serde_json::to_writer(&mut probe, v).is_ok() {
+        return v.clone();
+    }
+    // Masked before it is cut, so no prefix of a secret survives the cut.
+    let text = masker.mask(&v.to_string());
+    let what = match v {
+        Value::Array(a) => format!("an array of {} items", a.len()),
+        Value::Object(m) => format!("an object of {} members", m.len()),
+        Value::String(s) => format!("a string of {} characters", s.chars().count()),
+        _ => "a value".to_string(),
+    };
+    Value::String(format!(
+        "{} ({what}, {} bytes of JSON: cut)",
+        truncate(&text, 200),
+        text.len()
+    ))
+}
+
+/// A writer that fails once more than `left` bytes were written: measures "is this
+/// value's JSON short?" without building the whole text.
+struct CappedWriter {
+    left: usize,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.left = self
+            .left
+            .checked_sub(buf.len())
+            .ok_or_else(|| std::io::Error::other("over the cap"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -233,7 +294,11 @@ fn contains(haystack: &Value, needle: &Value) -> bool {
 pub fn capture(captures: &[Capture], resp: &Response) -> (Vec<(String, Value)>, Option<Problem>) {
     let mut out = Vec::new();
     let mut first_problem = None;
-    let doc = resp.json();
+    // Parsed only for a JSON capture: a large body with none is never turned into a tree.
+    let wants_json = captures
+        .iter()
+        .any(|c| matches!(c.source, CaptureSource::Json(..)));
+    let doc = if wants_json { resp.json() } else { None };
     for c in captures {
         match capture_one(c, resp, doc.as_ref()) {
             Ok(v) => out.push((c.name.clone(), v)),
@@ -394,6 +459,21 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_status_is_the_first_failure_even_with_a_body_that_is_not_json() {
+        let e = Expect {
+            status: StatusMatch::Success,
+            json: vec![assertion("$.id", vec![Op::Exists(true)])],
+            ..Default::default()
+        };
+        let v = check(&e, &resp(302, ""), &ctx());
+        assert_eq!(v.problem.as_ref().unwrap().0, ErrorClass::InvalidJson);
+        assert_eq!(
+            v.first_failure().unwrap(),
+            "status == \"2xx\" failed: got 302"
+        );
+    }
+
+    #[test]
     fn malformed_json_is_a_problem_not_a_failure() {
         let e = Expect {
             json: vec![assertion("$.id", vec![Op::Exists(true)])],
@@ -432,6 +512,59 @@ mod tests {
                 ("n".into(), json!("1"))
             ]
         );
+    }
+
+    #[test]
+    fn a_huge_actual_is_judged_whole_but_cut_in_the_report() {
+        let items: Vec<_> = (0..100_000)
+            .map(|i| json!({"id": format!("R{i}")}))
+            .collect();
+        let body = json!({ "items": items }).to_string();
+        let e = Expect {
+            json: vec![
+                assertion("$.items", vec![Op::Length(100_000)]),
+                assertion("$.items[*].id", vec![Op::Contains(json!("R99999"))]),
+                assertion("$.items[0].id", vec![Op::Eq(json!("R0"))]),
+            ],
+            ..Default::default()
+        };
+        let v = check(&e, &resp(200, &body), &ctx());
+        assert!(v.passed(), "{:?}", v.first_failure());
+        let reported = serde_json::to_string(&v.results).unwrap();
+        assert!(reported.len() < 4096, "{} bytes of report", reported.len());
+        let cut = v.results[1]
+            .actual
+            .as_ref()
+            .and_then(Value::as_str)
+            .unwrap();
+        assert!(cut.starts_with("[{\"id\":\"R0\"}"), "{cut}");
+        assert!(
+            cut.ends_with("… (an array of 100000 items, 1588891 bytes of JSON: cut)"),
+            "{cut}"
+        );
+        assert_eq!(v.results[3].actual, Some(json!("R0")));
+    }
+
+    #[test]
+    fn a_cut_actual_is_masked_before_it_is_cut() {
+        let c = ctx();
+        c.masker().add("hunter2-long-secret");
+        // The secret straddles the 200th character of the JSON text.
+        let mut items = vec![json!("a".repeat(190)), json!("hunter2-long-secret")];
+        items.extend((0..100).map(|i| json!(format!("filler-{i}"))));
+        let body = json!({ "items": items }).to_string();
+        let e = Expect {
+            json: vec![assertion("$.items", vec![Op::Length(1)])],
+            ..Default::default()
+        };
+        let v = check(&e, &resp(200, &body), &c);
+        let cut = v.results[1]
+            .actual
+            .as_ref()
+            .and_then(Value::as_str)
+            .unwrap();
+        assert!(!cut.contains("hunte"), "{cut}");
+        assert!(cut.contains("***"), "{cut}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The HTTP side of the runner: one shared reqwest client (connection reuse, TLS
-//! verification on by default), a body-size cap, `traceparent` on every request, and the
-//! mapping of transport failures to a bounded `ErrorClass`.
+//! verification on by default, redirects only within the probe's origin and never with a
+//! `Referer`), a body-size cap, `traceparent` on every request, and the mapping of
+//! transport failures to a bounded `ErrorClass`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +51,10 @@ impl HttpClient {
     ) -> Result<Self, ClientError> {
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("rooftop/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(redirect_policy())
+            // Off: it would carry the previous URL, query and all (`?key={{ secret.x }}`),
+            // to the origin a redirect points at.
+            .referer(false)
             .pool_idle_timeout(Duration::from_secs(60))
             .tls_danger_accept_invalid_certs(!settings.verify_tls);
         if let Some(r) = resolver {
@@ -137,6 +141,37 @@ impl HttpClient {
             total: started.elapsed(),
         })
     }
+}
+
+/// Redirects followed in one request before it fails as `protocol` ("too many
+/// redirects"): a loop ends after this many hops.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Redirects are followed within the probe's origin (or from http to https on the same
+/// host), at most `MAX_REDIRECTS` of them. A redirect to another origin or another scheme
+/// (`file:`, `ftp:`, `javascript:`) is never followed: the 3xx is the step's answer. The
+/// probe's own headers (`X-Api-Key: {{ secret.k }}`: reqwest strips only `Authorization`
+/// and cookies on a hop) must not reach a host the probe did not name.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    let limited = reqwest::redirect::Policy::limited(MAX_REDIRECTS);
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let from = attempt.previous().last();
+        if from.is_some_and(|from| may_follow(from, attempt.url())) {
+            limited.redirect(attempt)
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// Whether a redirect from `from` to `to` stays where the probe's headers may go.
+fn may_follow(from: &reqwest::Url, to: &reqwest::Url) -> bool {
+    let same_origin = from.scheme() == to.scheme()
+        && from.host_str() == to.host_str()
+        && from.port_or_known_default() == to.port_or_known_default();
+    let upgrade =
+        from.scheme() == "http" && to.scheme() == "https" && from.host_str() == to.host_str();
+    same_origin || upgrade
 }
 
 /// A fully rendered request.
@@ -299,4 +334,101 @@ fn hex_id(bytes: usize) -> String {
 
 pub fn traceparent(trace_id: &str, span_id: &str) -> String {
     format!("00-{trace_id}-{span_id}-01")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Answers one connection with `response` and returns the request head it read.
+    async fn answer_once(listener: TcpListener, response: String) -> String {
+        let (mut s, _) = listener.accept().await.expect("a connection");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).await.unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        s.write_all(response.as_bytes()).await.expect("written");
+        String::from_utf8_lossy(&head).to_ascii_lowercase()
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_another_origin_is_the_answer_not_followed() {
+        let first = TcpListener::bind("127.0.0.1:0").await.expect("bound");
+        let start = format!(
+            "http://{}/start?key=hunter2",
+            first.local_addr().expect("addr")
+        );
+        let other = TcpListener::bind("127.0.0.1:0").await.expect("bound");
+        let landing = format!("http://{}/landing", other.local_addr().expect("addr"));
+        let to_other = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: {landing}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok".to_string();
+        let seen_first = tokio::spawn(answer_once(first, to_other));
+        let seen_other = tokio::spawn(answer_once(other, ok));
+
+        let client = HttpClient::new(&HttpSettings::default()).expect("a client");
+        let mut req = OutgoingRequest {
+            method: reqwest::Method::GET,
+            url: start,
+            headers: HeaderMap::new(),
+            body: None,
+            timeout: Duration::from_secs(10),
+        };
+        req.header("x-api-key", "hunter2").expect("valid");
+        let resp = client.send(&req, "00-1-2-01").await.expect("an answer");
+        assert_eq!(resp.status, 307, "not followed");
+        assert!(seen_first.await.expect("served").contains("hunter2"));
+        assert!(
+            !seen_other.is_finished(),
+            "nothing reached the other origin"
+        );
+    }
+
+    #[test]
+    fn redirects_stay_on_the_origin_or_upgrade_to_https() {
+        let url = |s: &str| reqwest::Url::parse(s).expect("a URL");
+        let follows = |from: &str, to: &str| may_follow(&url(from), &url(to));
+        assert!(follows("http://crm.test/a", "http://crm.test/b?x=1"));
+        assert!(follows("http://crm.test/a", "https://crm.test/a"));
+        assert!(follows("https://crm.test:443/a", "https://crm.test/b"));
+        assert!(
+            !follows("https://crm.test/a", "http://crm.test/a"),
+            "downgrade"
+        );
+        assert!(!follows("http://crm.test/a", "http://evil.test/a"));
+        assert!(!follows("http://crm.test:8080/a", "http://crm.test:9090/a"));
+        assert!(!follows("http://crm.test/a", "ftp://crm.test/a"));
+        assert!(!follows("http://crm.test/a", "file:///etc/passwd"));
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_another_scheme_is_the_answer_not_followed() {
+        let client = HttpClient::new(&HttpSettings::default()).expect("a client");
+        for to in [
+            "ftp://127.0.0.1/pub",
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+        ] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bound");
+            let url = format!("http://{}/start", listener.local_addr().expect("addr"));
+            let redirect = format!(
+                "HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            tokio::spawn(answer_once(listener, redirect));
+            let req = OutgoingRequest {
+                method: reqwest::Method::GET,
+                url,
+                headers: HeaderMap::new(),
+                body: None,
+                timeout: Duration::from_secs(10),
+            };
+            let resp = client.send(&req, "00-1-2-01").await.expect("an answer");
+            assert_eq!(resp.status, 302, "{to}");
+            assert_eq!(resp.header("location").as_deref(), Some(to));
+        }
+    }
 }

@@ -202,13 +202,17 @@ impl Runner {
             poll_started,
             step.request.timeout,
         ));
+        let probe_timeout = deadline.saturating_duration_since(t0);
         let result = poll_until(plan, t0, cap, |n| async move {
             // No attempt may outlast the probe: late ones get what is left of its time.
             let mut out = out.clone();
-            out.timeout = out
-                .timeout
-                .min(deadline.saturating_duration_since(Instant::now()));
-            let (res, rec) = self.send(t0, &out, trace_id, masker).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let cut = left < out.timeout;
+            out.timeout = out.timeout.min(left);
+            let (mut res, rec) = self.send(t0, &out, trace_id, masker).await;
+            if cut {
+                blame_probe_deadline(&mut res, probe_timeout);
+            }
             let (kind, verdict) = match &res {
                 Ok(resp) => {
                     let v = assert::check(until, resp, ctx);
@@ -260,6 +264,21 @@ pub(super) fn last_poll_start(
 ) -> Instant {
     let left = deadline.saturating_duration_since(poll_started);
     deadline - request_timeout.min(left / 4)
+}
+
+/// An attempt whose request timeout was cut to what was left of the probe, and that then
+/// timed out, ran into the probe's deadline: `probe_timeout`, the class the run's own
+/// deadline gives (the two timers end at one instant, so either may fire first).
+fn blame_probe_deadline(res: &mut Result<Response, Failure>, probe_timeout: Duration) {
+    if let Err(f) = res
+        && f.class == ErrorClass::Timeout
+    {
+        f.class = ErrorClass::ProbeTimeout;
+        f.message = format!(
+            "probe timeout of {} reached during this request",
+            humantime::format_duration(probe_timeout)
+        );
+    }
 }
 
 /// How a step whose polling ended without a hit ends: with the last attempt's transport
@@ -492,6 +511,29 @@ mod tests {
             last_poll_start(now, now + Duration::from_secs(1), Duration::from_secs(30)),
             now
         );
+    }
+
+    #[test]
+    fn a_request_cut_to_the_probe_deadline_that_times_out_is_a_probe_timeout() {
+        let failure = |class| Failure {
+            class,
+            message: "operation timed out".into(),
+            elapsed: Duration::from_secs(4),
+            stale_connection: false,
+            status: None,
+        };
+        let mut res = Err(failure(ErrorClass::Timeout));
+        blame_probe_deadline(&mut res, Duration::from_secs(4));
+        let f = res.expect_err("still a failure");
+        assert_eq!(f.class, ErrorClass::ProbeTimeout);
+        assert_eq!(f.message, "probe timeout of 4s reached during this request");
+        // Any other failure, or an answer, is what it was.
+        let mut res = Err(failure(ErrorClass::Connect));
+        blame_probe_deadline(&mut res, Duration::from_secs(4));
+        assert_eq!(res.expect_err("a failure").class, ErrorClass::Connect);
+        let mut res = Ok(resp(200));
+        blame_probe_deadline(&mut res, Duration::from_secs(4));
+        assert!(res.is_ok());
     }
 
     #[tokio::test(start_paused = true)]

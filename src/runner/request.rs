@@ -106,6 +106,23 @@ pub(super) fn body_snippet(resp: &Response, masker: &Masker) -> String {
     )
 }
 
+/// For a 3xx that reached a step (a redirect the client would not follow: another
+/// scheme, or no usable `Location`), where it pointed, masked and cut like a body snippet.
+pub(super) fn redirect_note(resp: &Response, masker: &Masker) -> String {
+    if !(300..400).contains(&resp.status) {
+        return String::new();
+    }
+    match resp.header("location") {
+        Some(to) => {
+            let to = masker.mask(&to);
+            let short: String = to.chars().take(160).collect();
+            let more = if to.chars().count() > 160 { "…" } else { "" };
+            format!("; redirect to {short}{more} not followed")
+        }
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -133,6 +150,22 @@ mod tests {
         masker.add("hunter2");
         let snippet = body_snippet(&resp("token=hunter2"), &masker);
         assert!(!snippet.contains("hunter2"), "{snippet}");
+    }
+
+    #[test]
+    fn a_redirect_that_was_not_followed_says_where_it_pointed() {
+        let masker = Masker::default();
+        masker.add("hunter2");
+        let mut r = response(302, "");
+        r.headers.insert(
+            "location",
+            "ftp://dms.test/x?k=hunter2".parse().expect("a header"),
+        );
+        let note = redirect_note(&r, &masker);
+        assert_eq!(note, "; redirect to ftp://dms.test/x?k=*** not followed");
+        r.status = 200;
+        assert_eq!(redirect_note(&r, &masker), "");
+        assert_eq!(redirect_note(&response(304, ""), &masker), "");
     }
 
     #[test]

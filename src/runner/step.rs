@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use super::assert::{self, Verdict};
 use super::http::{Failure, OutgoingRequest, Response};
 use super::poll::{self, Attempt, PollResult, Window};
-use super::request::body_snippet;
+use super::request::{body_snippet, redirect_note};
 use super::sync::{self, EventWindow};
 use super::{
     ErrorClass, Outcome, ProgressFn, RequestRecord, RunState, Runner, StepRun, SyncMeasurement, ms,
@@ -233,7 +233,12 @@ fn judge_final_response(
         if verdict.status_passed() {
             m
         } else {
-            format!("{m}{}", body_snippet(resp, ctx.masker()))
+            let masker = ctx.masker();
+            format!(
+                "{m}{}{}",
+                redirect_note(resp, masker),
+                body_snippet(resp, masker)
+            )
         }
     });
     Ending {
