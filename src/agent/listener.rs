@@ -37,9 +37,33 @@ struct AckQuery {
     sig: String,
 }
 
+impl AckRoutes {
+    /// Whether the link (`id`, `exp`, `sig`) is one this agent signed and has not expired.
+    /// Only the form links are written in (64 lower-case hex digits) is taken: the same
+    /// signature spelt another way (upper case) is a tampered link, not a valid one.
+    fn valid(&self, id: &str, q: &AckQuery, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let canonical = q.sig.len() == 64
+            && q.sig
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        canonical && self.signer.verify(id, q.exp, &q.sig, now)
+    }
+}
+
+/// What a browser may do with a listener page: nothing loaded from anywhere (the pages
+/// have inline styles only), not framed (a framed ack button could be clicked blind),
+/// forms posted back here only; not cached and no `Referer` (the URL holds a signed link).
+const PAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     (
         status,
+        [
+            (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
         Html(format!(
             "<!DOCTYPE html><html><head><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title></head>\
              <body style=\"font-family:sans-serif;font-size:18px;max-width:40em;margin:1em\"><h2>{t}</h2>{body}</body></html>",
@@ -56,7 +80,7 @@ async fn ack_form(
     AxPath(id): AxPath<String>,
     Query(q): Query<AckQuery>,
 ) -> Response {
-    if !ack.signer.verify(&id, q.exp, &q.sig, ack.clock.now()) {
+    if !ack.valid(&id, &q, ack.clock.now()) {
         return page(
             StatusCode::FORBIDDEN,
             "Link not valid",
@@ -116,7 +140,7 @@ async fn ack_submit(
     Form(f): Form<AckForm>,
 ) -> Response {
     let now = ack.clock.now();
-    if !ack.signer.verify(&id, q.exp, &q.sig, now) {
+    if !ack.valid(&id, &q, now) {
         return page(
             StatusCode::FORBIDDEN,
             "Link not valid",
@@ -204,6 +228,16 @@ pub async fn serve(
         ),
         None => app,
     };
+    // No answer is sniffed into HTML: an error text quoting a request stays text.
+    let app = app.layer(axum::middleware::map_response(
+        |mut response: Response| async move {
+            response.headers_mut().insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                header::HeaderValue::from_static("nosniff"),
+            );
+            response
+        },
+    ));
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -212,4 +246,79 @@ pub async fn serve(
             .await;
     });
     Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn routes(dir: &std::path::Path, now: chrono::DateTime<chrono::Utc>) -> AckRoutes {
+        AckRoutes {
+            signer: AckSigner::new(vec![7; 32], "http://127.0.0.1:9464"),
+            incidents: IncidentStore::open_in(dir).unwrap(),
+            clock: Arc::new(ManualClock::new(now)),
+        }
+    }
+
+    fn query(link: &str) -> AckQuery {
+        let (exp, sig) = link
+            .split_once("?exp=")
+            .unwrap()
+            .1
+            .split_once("&sig=")
+            .unwrap();
+        AckQuery {
+            exp: exp.parse().unwrap(),
+            sig: sig.to_string(),
+        }
+    }
+
+    /// Found by tests/listener_auth.rs: the signature upper-cased (a one-character
+    /// change of the link) was taken, as the hex parser reads both cases.
+    #[test]
+    fn only_the_signature_as_links_spell_it_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let now: chrono::DateTime<chrono::Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        let r = routes(dir.path(), now);
+        let q = query(&r.signer.link("inc-p-1", now));
+        assert!(r.valid("inc-p-1", &q, now));
+        let upper = AckQuery {
+            exp: q.exp,
+            sig: q.sig.to_ascii_uppercase(),
+        };
+        assert!(!r.valid("inc-p-1", &upper, now), "upper case");
+        let longer = AckQuery {
+            exp: q.exp,
+            sig: format!("{}00", q.sig),
+        };
+        assert!(!r.valid("inc-p-1", &longer, now), "trailing bytes");
+        assert!(!r.valid("inc-p-2", &q, now), "another incident");
+        let later = now + chrono::Duration::hours(25);
+        assert!(!r.valid("inc-p-1", &q, later), "expired");
+    }
+
+    #[tokio::test]
+    async fn pages_are_not_framed_cached_or_referred_and_escape_their_title() {
+        let resp = page(StatusCode::OK, "<script>x</script>", "<p>ok</p>");
+        let h = resp.headers();
+        assert!(
+            h[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!body.contains("<script>"), "{body}");
+        assert!(
+            body.contains("<title>&lt;script&gt;x&lt;/script&gt;</title>"),
+            "{body}"
+        );
+    }
 }

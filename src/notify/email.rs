@@ -12,6 +12,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use super::http::Redactor;
 use super::{Channel, Delivery, Notice, NoticeKind, SendFuture};
 use crate::model::{Contact, escape_html, fmt_ms};
 
@@ -132,43 +133,53 @@ impl EmailChannel {
                 }
             }
             EmailTransport::Smtp(s) => {
-                let transport = match Self::smtp(s) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        return Delivery::Rejected {
-                            reason: e.to_string(),
-                        };
-                    }
-                };
-                // `timeout` bounds each network step; the whole conversation gets three
-                // times that (a server that accepts and never greets would otherwise hold
-                // the attempt forever).
-                let whole = s.timeout.saturating_mul(3);
-                let Ok(sent) = tokio::time::timeout(whole, transport.send(message)).await else {
-                    return Delivery::Retry {
-                        reason: format!(
-                            "SMTP {}:{}: no answer within {}",
-                            s.host,
-                            s.port,
-                            humantime::format_duration(whole)
-                        ),
-                        after: None,
-                    };
-                };
-                match sent {
-                    Ok(resp) => Delivery::Accepted {
-                        provider_id: resp.message().next().map(str::to_string),
-                    },
-                    // 5xx: the server refuses this message (bad recipient, auth).
-                    Err(e) if e.is_permanent() => Delivery::Rejected {
-                        reason: format!("SMTP {}:{}: {e}", s.host, s.port),
-                    },
-                    Err(e) => Delivery::Retry {
-                        reason: format!("SMTP {}:{}: {e}", s.host, s.port),
-                        after: None,
-                    },
+                let delivery = Self::send_smtp(s, message).await;
+                // A server may quote the AUTH line (base64 of the credentials) back.
+                match &s.password {
+                    Some(p) => Redactor::credentials(s.username.as_deref().unwrap_or_default(), p)
+                        .delivery(delivery),
+                    None => delivery,
                 }
             }
+        }
+    }
+
+    async fn send_smtp(s: &SmtpSettings, message: Message) -> Delivery {
+        let transport = match Self::smtp(s) {
+            Ok(t) => t,
+            Err(e) => {
+                return Delivery::Rejected {
+                    reason: e.to_string(),
+                };
+            }
+        };
+        // `timeout` bounds each network step; the whole conversation gets three
+        // times that (a server that accepts and never greets would otherwise hold
+        // the attempt forever).
+        let whole = s.timeout.saturating_mul(3);
+        let Ok(sent) = tokio::time::timeout(whole, transport.send(message)).await else {
+            return Delivery::Retry {
+                reason: format!(
+                    "SMTP {}:{}: no answer within {}",
+                    s.host,
+                    s.port,
+                    humantime::format_duration(whole)
+                ),
+                after: None,
+            };
+        };
+        match sent {
+            Ok(resp) => Delivery::Accepted {
+                provider_id: resp.message().next().map(str::to_string),
+            },
+            // 5xx: the server refuses this message (bad recipient, auth).
+            Err(e) if e.is_permanent() => Delivery::Rejected {
+                reason: format!("SMTP {}:{}: {e}", s.host, s.port),
+            },
+            Err(e) => Delivery::Retry {
+                reason: format!("SMTP {}:{}: {e}", s.host, s.port),
+                after: None,
+            },
         }
     }
 }
@@ -465,5 +476,65 @@ mod tests {
         let eml = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
         assert!(eml.contains("multipart/alternative"), "{eml}");
         assert!(eml.contains("To: maria@dealer.example"), "{eml}");
+    }
+
+    /// Found by the secret canaries (tests/secret_canary.rs): an SMTP server that quotes
+    /// the `AUTH PLAIN` line in its 535 put base64 of the password into the outbox's
+    /// reason, `rooftop incidents` and the log.
+    #[tokio::test]
+    async fn a_server_quoting_the_auth_line_does_not_reveal_the_password() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (r, mut w) = stream.into_split();
+            let mut lines = BufReader::new(r).lines();
+            w.write_all(b"220 hostile ESMTP\r\n").await.unwrap();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let answer = if line.starts_with("EHLO") {
+                    "250-hostile\r\n250 AUTH PLAIN\r\n".to_string()
+                } else if line.starts_with("AUTH") {
+                    format!("535 5.7.8 rejected `{line}`\r\n")
+                } else {
+                    "221 bye\r\n".to_string()
+                };
+                if w.write_all(answer.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let ch = EmailChannel::new(
+            "rooftop@dealer.example",
+            EmailTransport::Smtp(SmtpSettings {
+                host: "127.0.0.1".into(),
+                port,
+                security: SmtpSecurity::None,
+                username: Some("rooftop".into()),
+                password: Some("s3cr3t-smtp-pass".into()),
+                timeout: Duration::from_secs(10),
+                ca_pem: None,
+            }),
+        )
+        .unwrap();
+        let contact = Contact {
+            name: "Maria".into(),
+            email: Some("maria@dealer.example".into()),
+            phone: None,
+        };
+        let d = ch
+            .send(&sample_notice(NoticeKind::Trigger), Some(&contact))
+            .await;
+        let Delivery::Rejected { reason } = d else {
+            panic!("{d:?}")
+        };
+        assert!(reason.contains("535"), "{reason}");
+        // base64("\0rooftop\0s3cr3t-smtp-pass") and the password's own base64.
+        assert!(
+            !reason.contains("AHJvb2Z0b3AAczNjcjN0LXNtdHAtcGFzcw"),
+            "{reason}"
+        );
+        assert!(!reason.contains("czNjcjN0LXNtdHAtcGFzcw"), "{reason}");
+        assert!(reason.contains("AUTH PLAIN [redacted]"), "{reason}");
     }
 }

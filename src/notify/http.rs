@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::Delivery;
+use crate::secrets::{basic_auth_forms, secret_forms};
 
 /// How long one request may take when a channel's settings don't say.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,19 +61,22 @@ pub(crate) fn quote(max_chars: usize, text: &str) -> String {
 /// answer whose body cannot be read counts as accepted (`accepted_id`) when its status
 /// is a success — the provider took it, and sending again would deliver twice — and as
 /// a transport failure otherwise. `provider` prefixes reasons ("Twilio", "webhook").
+/// `redactor` takes the channel's secret out of the body before `outcome` quotes it,
+/// and out of the reason.
 pub(crate) async fn send(
     request: reqwest::RequestBuilder,
     provider: &str,
     timeout: Duration,
     accepted_id: Option<String>,
+    redactor: &Redactor,
     outcome: impl FnOnce(reqwest::StatusCode, &HeaderMap, &[u8]) -> Delivery,
 ) -> Delivery {
-    match request.send().await {
+    let delivery = match request.send().await {
         Ok(response) => {
             let status = response.status();
             let headers = response.headers().clone();
             match response.bytes().await {
-                Ok(body) => outcome(status, &headers, &body),
+                Ok(body) => outcome(status, &headers, &redactor.body(&body)),
                 Err(_) if status.is_success() => Delivery::Accepted {
                     provider_id: accepted_id,
                 },
@@ -80,7 +84,8 @@ pub(crate) async fn send(
             }
         }
         Err(e) => transport_outcome(provider, e, timeout),
-    }
+    };
+    redactor.delivery(delivery)
 }
 
 /// The error and its causes, without the URL (it may carry a token).
@@ -117,26 +122,72 @@ pub(crate) fn transport_outcome(
     }
 }
 
-/// `text` with every occurrence of `secret` replaced.
-pub(crate) fn redact(text: String, secret: &str) -> String {
-    if secret.is_empty() {
-        text
-    } else {
-        text.replace(secret, "[redacted]")
+/// A channel's secret in every form a provider could quote it in (percent-encoded,
+/// JSON-escaped, base64; with `credentials`, also `Basic base64(user:secret)` and SMTP
+/// `AUTH PLAIN`: see `secrets::secret_forms`), replaced by `[redacted]` in an answer's
+/// body before it is quoted (so a cut cannot keep half a secret) and in every reason.
+#[derive(Clone, Default)]
+pub(crate) struct Redactor {
+    /// Longest first, so a form containing another is replaced whole.
+    forms: Vec<String>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactor({} forms)", self.forms.len())
     }
 }
 
-/// A delivery whose reason never shows `secret`, even when a provider echoed it.
-pub(crate) fn redact_delivery(delivery: Delivery, secret: &str) -> Delivery {
-    match delivery {
-        Delivery::Retry { reason, after } => Delivery::Retry {
-            reason: redact(reason, secret),
-            after,
-        },
-        Delivery::Rejected { reason } => Delivery::Rejected {
-            reason: redact(reason, secret),
-        },
-        accepted => accepted,
+impl Redactor {
+    pub(crate) fn secret(secret: &str) -> Redactor {
+        Redactor::of(secret_forms(secret))
+    }
+
+    /// A secret sent with `user` (HTTP Basic, SMTP AUTH).
+    pub(crate) fn credentials(user: &str, secret: &str) -> Redactor {
+        let mut forms = basic_auth_forms(user, secret);
+        forms.extend(secret_forms(secret));
+        Redactor::of(forms)
+    }
+
+    fn of(mut forms: Vec<String>) -> Redactor {
+        forms.retain(|f| !f.is_empty());
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        forms.dedup();
+        Redactor { forms }
+    }
+
+    pub(crate) fn text(&self, mut text: String) -> String {
+        for f in &self.forms {
+            if text.contains(f.as_str()) {
+                text = text.replace(f.as_str(), "[redacted]");
+            }
+        }
+        text
+    }
+
+    /// An answer's body, redacted (lossily decoded when a secret form is in it).
+    pub(crate) fn body(&self, body: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(body);
+        if self.forms.iter().any(|f| text.contains(f.as_str())) {
+            self.text(text.into_owned()).into_bytes()
+        } else {
+            body.to_vec()
+        }
+    }
+
+    /// A delivery whose reason never shows the secret, even when a provider echoed it.
+    pub(crate) fn delivery(&self, delivery: Delivery) -> Delivery {
+        match delivery {
+            Delivery::Retry { reason, after } => Delivery::Retry {
+                reason: self.text(reason),
+                after,
+            },
+            Delivery::Rejected { reason } => Delivery::Rejected {
+                reason: self.text(reason),
+            },
+            accepted => accepted,
+        }
     }
 }
 
@@ -150,4 +201,40 @@ pub(crate) fn headers_with_retry_after(retry_after: Option<&str>) -> HeaderMap {
         h.insert(RETRY_AFTER, v);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the secret canaries (tests/secret_canary.rs): a provider's answer was
+    /// quoted (cut to a length) before the secret was redacted, so a secret across the
+    /// cut kept its first characters; and only the raw value was redacted.
+    #[test]
+    fn a_secret_is_redacted_before_a_quote_cuts_it() {
+        let r = Redactor::credentials("AC1", "s3cr3t+token/x");
+        let body = format!("{}s3cr3t+token/x", "x".repeat(20));
+        let quoted = quote(24, &String::from_utf8_lossy(&r.body(body.as_bytes())));
+        assert!(!quoted.contains("s3c"), "{quoted}");
+        for echo in [
+            "s3cr3t%2Btoken%2Fx",       // percent-encoded
+            "czNjcjN0K3Rva2VuL3g",      // base64
+            "QUMxOnMzY3IzdCt0b2tlbi94", // Basic AC1:s3cr3t+token/x
+        ] {
+            assert_eq!(r.text(format!("<{echo}>")), "<[redacted]>", "{echo}");
+        }
+        let d = r.delivery(Delivery::Retry {
+            reason: "echo s3cr3t+token/x".into(),
+            after: None,
+        });
+        assert_eq!(
+            d,
+            Delivery::Retry {
+                reason: "echo [redacted]".into(),
+                after: None
+            }
+        );
+        assert_eq!(r.body(b"no secret \xff"), b"no secret \xff".to_vec());
+        assert!(!format!("{r:?}").contains("s3cr3t"));
+    }
 }

@@ -12,7 +12,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::http::{self, DEFAULT_TIMEOUT, failure_outcome, quote, redact_delivery, retry_after};
+use super::http::{self, DEFAULT_TIMEOUT, Redactor, failure_outcome, quote, retry_after};
 use super::{Channel, Delivery, Notice, NoticeKind, SendFuture};
 use crate::model::{Contact, Severity};
 
@@ -78,11 +78,16 @@ impl PagerDutyChannel {
         let request = self.client.post(&s.url).json(&event).timeout(s.timeout);
         // The dedup key is ours: it identifies the event even without PagerDuty's answer.
         let id = notice.incident_id.clone();
-        let delivery = http::send(request, "PagerDuty", s.timeout, Some(id), |st, h, b| {
-            response_outcome(st, h, b, &notice.incident_id)
-        })
-        .await;
-        redact_delivery(delivery, &s.routing_key)
+        let redactor = Redactor::secret(&s.routing_key);
+        http::send(
+            request,
+            "PagerDuty",
+            s.timeout,
+            Some(id),
+            &redactor,
+            |st, h, b| response_outcome(st, h, b, &notice.incident_id),
+        )
+        .await
     }
 }
 
@@ -465,12 +470,9 @@ mod tests {
             assert!(text.contains("[redacted]"), "{text}");
         }
         assert!(
-            redact_delivery(
-                Delivery::Rejected {
-                    reason: "key R0UTINGKEY unknown".into()
-                },
-                "R0UTINGKEY"
-            ) == Delivery::Rejected {
+            Redactor::secret("R0UTINGKEY").delivery(Delivery::Rejected {
+                reason: "key R0UTINGKEY unknown".into()
+            }) == Delivery::Rejected {
                 reason: "key [redacted] unknown".into()
             }
         );

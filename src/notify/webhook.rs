@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use sha2::Sha256;
 
-use super::http::{self, DEFAULT_TIMEOUT, failure_outcome, quote, redact_delivery};
+use super::http::{self, DEFAULT_TIMEOUT, Redactor, failure_outcome, quote};
 use super::{Channel, Delivery, Notice, SendFuture};
 use crate::clock::{Clock, SystemClock};
 use crate::model::Contact;
@@ -106,8 +106,16 @@ impl WebhookChannel {
             .header(SIGNATURE_HEADER, sign(&s.secret, timestamp, &body))
             .body(body)
             .timeout(s.timeout);
-        let delivery = http::send(request, "webhook", s.timeout, None, response_outcome).await;
-        redact_delivery(delivery, &s.secret)
+        let redactor = Redactor::secret(&s.secret);
+        http::send(
+            request,
+            "webhook",
+            s.timeout,
+            None,
+            &redactor,
+            response_outcome,
+        )
+        .await
     }
 }
 

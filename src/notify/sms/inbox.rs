@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::twilio::{GetError, SmsSettings, twilio_get};
 use crate::model::{encode_uri_component, is_e164};
-use crate::notify::http::redact;
+use crate::notify::http::Redactor;
 
 /// Messages asked for per page (Twilio's default page size).
 const PAGE_SIZE: u32 = 50;
@@ -111,7 +111,9 @@ impl SmsInbox {
                 GetError::Transport(t) => ListError::Transport(t),
                 GetError::Status { status, reason } => ListError::Status { status, reason },
             })?;
-        parse_page(&body).map_err(|e| ListError::Body(redact(e, &s.auth_token)))
+        parse_page(&body).map_err(|e| {
+            ListError::Body(Redactor::credentials(&s.account_sid, &s.auth_token).text(e))
+        })
     }
 }
 

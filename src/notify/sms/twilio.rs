@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::sms_text_with;
 use crate::model::{Contact, encode_uri_component, is_e164};
 use crate::notify::http::{
-    self, DEFAULT_TIMEOUT, describe_transport, failure_outcome, quote, redact, redact_delivery,
+    self, DEFAULT_TIMEOUT, Redactor, describe_transport, failure_outcome, quote,
 };
 use crate::notify::{Channel, ConfirmFuture, Confirmation, Delivery, Notice, SendFuture};
 
@@ -161,8 +161,8 @@ impl SmsChannel {
             )
             .body(form)
             .timeout(s.timeout);
-        let delivery = http::send(request, "Twilio", s.timeout, None, send_outcome).await;
-        redact_delivery(delivery, &s.auth_token)
+        let redactor = Redactor::credentials(&s.account_sid, &s.auth_token);
+        http::send(request, "Twilio", s.timeout, None, &redactor, send_outcome).await
     }
 
     /// Where message `provider_id` (`SM…`, from `Delivery::Accepted`) is now.
@@ -325,7 +325,8 @@ pub(super) async fn twilio_get(
     s: &SmsSettings,
     url: String,
 ) -> Result<Vec<u8>, GetError> {
-    let redact = |t: String| redact(t, &s.auth_token);
+    let redactor = Redactor::credentials(&s.account_sid, &s.auth_token);
+    let redact = |t: String| redactor.text(t);
     let response = client
         .get(url)
         .basic_auth(&s.account_sid, Some(&s.auth_token))
@@ -341,7 +342,8 @@ pub(super) async fn twilio_get(
     if !status.is_success() {
         return Err(GetError::Status {
             status: status.as_u16(),
-            reason: redact(twilio_error_text(&body)),
+            // Redacted before it is quoted: a cut must not keep half a secret.
+            reason: twilio_error_text(&redactor.body(&body)),
         });
     }
     Ok(body.to_vec())
@@ -531,11 +533,36 @@ mod tests {
             reason: "echo s3cr3t back".into(),
         };
         assert_eq!(
-            redact_delivery(d, "s3cr3t"),
+            Redactor::credentials("AC1", "s3cr3t").delivery(d),
             Delivery::Rejected {
                 reason: "echo [redacted] back".into()
             }
         );
+    }
+
+    /// Found by the secret canaries (tests/secret_canary.rs): a 401 whose message quoted
+    /// the request's `Authorization: Basic base64(sid:token)` kept the token readable in
+    /// the outbox, `rooftop incidents` and the sms-replies warning.
+    #[test]
+    fn an_answer_quoting_the_basic_credentials_is_redacted() {
+        // base64("AC0123456789:s3cr3t-token"), twice: the second copy is past the quote's
+        // cut, which must not keep its first characters.
+        let basic = "Basic QUMwMTIzNDU2Nzg5OnMzY3IzdC10b2tlbg==";
+        let body = format!(
+            r#"{{"code": 20003, "message": "Authenticate: {basic} {} {basic}", "status": 401}}"#,
+            "x".repeat(MAX_QUOTED_CHARS - 80)
+        );
+        let r = Redactor::credentials("AC0123456789", "s3cr3t-token");
+        let d = r.delivery(send_outcome(
+            StatusCode::UNAUTHORIZED,
+            &headers(None),
+            &r.body(body.as_bytes()),
+        ));
+        let Delivery::Rejected { reason } = d else {
+            panic!("{d:?}")
+        };
+        assert!(!reason.contains("QUMwMTIzNDU2Nzg5O"), "{reason}");
+        assert!(reason.contains("Basic [redacted]"), "{reason}");
     }
 
     #[test]
