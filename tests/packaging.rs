@@ -28,7 +28,14 @@ fn build(out: &Path) -> std::path::PathBuf {
     let said = run(Command::new("packaging/build-deb")
         .args(["--binary", env!("CARGO_BIN_EXE_rooftop"), "--out"])
         .arg(out));
-    let deb = std::path::PathBuf::from(said.lines().last().unwrap().trim());
+    // The script's last stdout line is the package's path; cargo's notes on stderr
+    // ("Blocking waiting for file lock") may follow it in `said`.
+    let deb = said
+        .lines()
+        .map(str::trim)
+        .rfind(|l| l.ends_with(".deb"))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("no .deb path in:\n{said}"));
     assert!(deb.exists(), "{said}");
     deb
 }

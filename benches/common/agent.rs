@@ -138,13 +138,27 @@ pub async fn start_sandbox() -> anyhow::Result<Sandbox> {
     Ok(Sandbox::start("127.0.0.1:0".parse()?, config).await?)
 }
 
-/// Starts `rooftop run` on `config`; stdout lines are counted, stderr kept for errors.
+/// A started agent: the child, its stdout line count, its stderr (kept for errors).
+pub type Spawned = (Child, Arc<AtomicU64>, tokio::task::JoinHandle<String>);
+
+/// Starts `rooftop run` on `config` against the sandbox; stdout lines are counted, stderr
+/// kept for errors.
 pub fn spawn_agent(
     sb: &Sandbox,
     config: &Path,
     state: &Path,
     listen: &str,
-) -> anyhow::Result<(Child, Arc<AtomicU64>, tokio::task::JoinHandle<String>)> {
+) -> anyhow::Result<Spawned> {
+    spawn_agent_with(sb.env(), config, state, listen)
+}
+
+/// Starts `rooftop run` on `config` with `env` added to its environment.
+pub fn spawn_agent_with(
+    env: Vec<(String, String)>,
+    config: &Path,
+    state: &Path,
+    listen: &str,
+) -> anyhow::Result<Spawned> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rooftop"));
     // The agent goes with the bench, even when the bench is SIGKILLed.
     super::die_with_parent(&mut cmd);
@@ -153,7 +167,7 @@ pub fn spawn_agent(
         .arg(config)
         .arg("--state-dir")
         .arg(state)
-        .envs(sb.env())
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -269,8 +283,20 @@ pub async fn measure_agent(
         setup.max_concurrent,
         setup.extra_yaml,
     )?;
+    let spawned = spawn_agent(sb, &config, &state, setup.listen)?;
+    measure_spawned(spawned, &state, setup.warmup, setup.measure).await
+}
+
+/// Measures an agent just spawned on the state dir `state`: waits for its first run, then
+/// `warmup`, then one window of `measure`; stops it with SIGTERM.
+pub async fn measure_spawned(
+    spawned: Spawned,
+    state: &Path,
+    warmup: Duration,
+    measure: Duration,
+) -> anyhow::Result<AgentWindow> {
     let started = Instant::now();
-    let (mut child, lines, err) = spawn_agent(sb, &config, &state, setup.listen)?;
+    let (mut child, lines, err) = spawned;
     let pid = child.id().context("agent pid")?;
     if let Err(e) = wait_first_run(&lines, &mut child, Duration::from_secs(300)).await {
         let _ = child.start_kill();
@@ -278,14 +304,14 @@ pub async fn measure_agent(
         bail!("{e}\n{err}");
     }
     let load_time = started.elapsed();
-    tokio::time::sleep(setup.warmup).await;
+    tokio::time::sleep(warmup).await;
     let (cpu0, _, _) = proc_usage(pid)?;
     let t0 = Utc::now();
-    tokio::time::sleep(setup.measure).await;
+    tokio::time::sleep(measure).await;
     let t1 = Utc::now();
     let (cpu1, rss_end, peak) = proc_usage(pid)?;
     sigterm(&mut child).await?;
-    let (lag, outcomes, runs, store_mb) = read_window(&state, t0, t1)?;
+    let (lag, outcomes, runs, store_mb) = read_window(state, t0, t1)?;
     let window_s = (t1 - t0).num_milliseconds() as f64 / 1000.0;
     Ok(AgentWindow {
         load_time,

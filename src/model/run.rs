@@ -285,6 +285,17 @@ pub enum CleanupOutcome {
     Failed,
 }
 
+impl CleanupOutcome {
+    /// The serde name (`not_needed`, `success`, `failed`), as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CleanupOutcome::NotNeeded => "not_needed",
+            CleanupOutcome::Success => "success",
+            CleanupOutcome::Failed => "failed",
+        }
+    }
+}
+
 /// One cleanup step's result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CleanupRun {

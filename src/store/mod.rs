@@ -1,7 +1,14 @@
 //! Durable state under the state directory, one SQLite file (`rooftop.db`): the cleanup
 //! ledger, the run history, incidents, the outbox, escalations and the SMS replies read.
-//! WAL so readers (`rooftop status`) never block the agent; `synchronous=FULL` so a
-//! committed entry survives a crash or power loss.
+//! WAL so readers (`rooftop status`) never block the agent.
+//!
+//! Durability is split by what a loss would cost ([`Durability`]): the ledger, the
+//! outbox, incidents, escalations and replies commit with `synchronous=FULL` (an fsync
+//! per commit: a committed entry survives a crash of the agent, of the OS and a power
+//! loss). The run history commits with `synchronous=NORMAL`: a committed run survives
+//! a crash of the agent (SIGKILL) as before, but an OS crash or power loss may take the
+//! runs committed since the last fsync (the next FULL commit or WAL checkpoint, usually
+//! well under a second) — history, not a promise to anyone.
 
 pub mod escalations;
 pub mod incidents;
@@ -61,6 +68,16 @@ where
     }
 }
 
+/// How a connection's commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// `synchronous=FULL`: every commit is fsynced before it returns.
+    Full,
+    /// `synchronous=NORMAL` (WAL): a commit is written, not fsynced; it survives the
+    /// process dying, not the OS.
+    Process,
+}
+
 /// One connection to `rooftop.db`, shared by clones; queries run on the blocking pool.
 #[derive(Debug, Clone)]
 pub(crate) struct Db {
@@ -70,8 +87,19 @@ pub(crate) struct Db {
 
 impl Db {
     pub(crate) fn open_in(state_dir: &Path) -> Result<Db, StoreError> {
+        Db::open_with(state_dir, Durability::Full)
+    }
+
+    pub(crate) fn open_with(state_dir: &Path, durability: Durability) -> Result<Db, StoreError> {
         let path = state_dir.join("rooftop.db");
         let conn = open_connection(state_dir, &path)?;
+        if durability == Durability::Process {
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(|source| StoreError::Sqlite {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
             path,
