@@ -2,6 +2,7 @@
 //!
 //! Reads files (the only I/O), parses YAML with positions, types it with serde (phase 1)
 //! and hands it to the pure `validate` (phase 2). Every error of every file is collected.
+//! A file over `MAX_FILE_BYTES`, or not UTF-8, is one error at its place, not read further.
 
 pub mod diagnostic;
 pub mod lint;
@@ -19,6 +20,10 @@ pub use validate::Defaults;
 use yaml::{Document, FieldPath};
 
 use crate::model::{Agent, Probe};
+
+/// The largest config file accepted (the bundled probes are a few kB): parsing holds
+/// the whole file and its events in memory, so a bigger one is refused before parsing.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// A fully validated configuration directory.
 #[derive(Debug, Clone)]
@@ -77,6 +82,115 @@ impl ConfigErrors {
     }
 }
 
+/// Which kind of config file, for the size limit's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Probe,
+    Agent,
+    /// Any other YAML file (`load_typed`: sandbox scenarios and settings).
+    Other,
+}
+
+impl FileKind {
+    fn noun(self) -> &'static str {
+        match self {
+            FileKind::Probe => "a probe file",
+            FileKind::Agent => "a settings file",
+            FileKind::Other => "a YAML file",
+        }
+    }
+}
+
+/// "probes/x.yaml is 10.0 MiB; a probe file may be at most 1 MiB", at 1:1, when a file of
+/// `len` bytes is over `MAX_FILE_BYTES`.
+pub fn check_file_size(file: &Path, len: u64, kind: FileKind) -> Option<Diagnostic> {
+    (len > MAX_FILE_BYTES).then(|| Diagnostic {
+        file: file.to_path_buf(),
+        loc: yaml::Loc {
+            line: 1,
+            col: 1,
+            len: 1,
+        },
+        path: "(file)".into(),
+        message: format!(
+            "{} is {:.1} MiB; {} may be at most {} MiB",
+            file.display(),
+            len as f64 / (1u64 << 20) as f64,
+            kind.noun(),
+            MAX_FILE_BYTES >> 20
+        ),
+        hint: Some(match kind {
+            FileKind::Probe => "a probe file holds one probe; split a big one into several".into(),
+            _ => "is this the right file?".into(),
+        }),
+    })
+}
+
+/// The file's text, or the first byte that is not UTF-8 as a diagnostic at its line and
+/// column (the snippet shows the line with that byte replaced).
+fn decode_utf8(file: &Path, bytes: Vec<u8>) -> Result<String, Box<(Diagnostic, String)>> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let bytes = e.into_bytes();
+            let before = String::from_utf8_lossy(&bytes[..at]);
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let diag = Diagnostic {
+                file: file.to_path_buf(),
+                loc: yaml::Loc { line, col, len: 1 },
+                path: "(file)".into(),
+                message: format!(
+                    "the file is not UTF-8: byte 0x{:02X} is not valid here",
+                    bytes[at]
+                ),
+                hint: Some("save the file as UTF-8".into()),
+            };
+            Err(Box::new((
+                diag,
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )))
+        }
+    }
+}
+
+impl ConfigErrors {
+    /// Reads a config file's text; on failure records why (unreadable, too big, not UTF-8)
+    /// and returns None.
+    fn read_file(&mut self, file: &Path, kind: FileKind) -> Option<String> {
+        let read = std::fs::metadata(file).and_then(|m| {
+            if let Some(d) = check_file_size(file, m.len(), kind) {
+                return Ok(Err(d));
+            }
+            std::fs::read(file).map(Ok)
+        });
+        match read {
+            Ok(Ok(bytes)) => match decode_utf8(file, bytes) {
+                Ok(text) => Some(text),
+                Err(bad) => {
+                    let (diag, lossy) = *bad;
+                    self.diagnostics.push(diag);
+                    self.sources.insert(file.to_path_buf(), lossy);
+                    None
+                }
+            },
+            Ok(Err(too_big)) => {
+                self.diagnostics.push(too_big);
+                None
+            }
+            Err(e) => {
+                self.push_file_error(
+                    file,
+                    format!("cannot read: {e}"),
+                    "check the file's permissions for the rooftop user",
+                );
+                None
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.render())
@@ -94,20 +208,13 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
     let agent_file = dir.join("rooftop.yaml");
     let mut agent_and_defaults = None;
     if agent_file.exists() {
-        match std::fs::read_to_string(&agent_file) {
-            Ok(text) => {
-                let r = load_agent_text(&agent_file, &text);
-                errors.sources.insert(agent_file.clone(), text);
-                match r {
-                    Ok(ad) => agent_and_defaults = Some(ad),
-                    Err(mut d) => errors.diagnostics.append(&mut d),
-                }
+        if let Some(text) = errors.read_file(&agent_file, FileKind::Agent) {
+            let r = load_agent_text(&agent_file, &text);
+            errors.sources.insert(agent_file.clone(), text);
+            match r {
+                Ok(ad) => agent_and_defaults = Some(ad),
+                Err(mut d) => errors.diagnostics.append(&mut d),
             }
-            Err(e) => errors.push_file_error(
-                &agent_file,
-                format!("cannot read: {e}"),
-                "check the file's permissions for the rooftop user",
-            ),
         }
     } else {
         let (agent, defaults) = validate::validate_agent(
@@ -148,16 +255,8 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
     let mut probes: Vec<Probe> = Vec::new();
     let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in files {
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push_file_error(
-                    &file,
-                    format!("cannot read: {e}"),
-                    "check the file's permissions for the rooftop user",
-                );
-                continue;
-            }
+        let Some(text) = errors.read_file(&file, FileKind::Probe) else {
+            continue;
         };
         let result = load_probe_text(&file, &text, &defaults, &runbooks);
         errors.sources.insert(file.clone(), text);
@@ -368,7 +467,7 @@ pub fn load_probe_text(
     defaults: &Defaults,
     runbooks: &BTreeMap<String, String>,
 ) -> Result<Probe, Vec<Diagnostic>> {
-    let mut doc = parse_document(file, text)?;
+    let mut doc = parse_document(file, text, FileKind::Probe)?;
     let (raw, errs, pruned) = deserialize_all::<raw::ProbeConfig>(file, &mut doc);
     let Some(raw) = raw else { return Err(errs) };
     // The value tree may have been pruned; positions still refer to the original text.
@@ -387,7 +486,7 @@ pub fn load_typed<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Con
         m.insert(file.to_path_buf(), text.to_string());
         m
     };
-    let mut doc = parse_document(file, text).map_err(|d| ConfigErrors {
+    let mut doc = parse_document(file, text, FileKind::Other).map_err(|d| ConfigErrors {
         diagnostics: d,
         sources: sources(),
     })?;
@@ -403,7 +502,7 @@ pub fn load_typed<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Con
 
 /// Parses and validates `rooftop.yaml` text.
 pub fn load_agent_text(file: &Path, text: &str) -> Result<(Agent, Defaults), Vec<Diagnostic>> {
-    let mut doc = parse_document(file, text)?;
+    let mut doc = parse_document(file, text, FileKind::Agent)?;
     if doc.value.is_null() {
         doc.value = serde_json::json!({});
     }
@@ -429,13 +528,16 @@ fn merge_phases<T>(
                     .iter()
                     .any(|p| p.starts_with(&d.path) && p[d.path.len()..].starts_with(['.', '[']))
             }));
-            errs.sort_by_key(|d| (d.loc.line, d.loc.col));
+            errs.sort_by_key(|d| (d.path == diagnostic::MORE_PATH, d.loc.line, d.loc.col));
             Err(errs)
         }
     }
 }
 
-fn parse_document(file: &Path, text: &str) -> Result<Document, Vec<Diagnostic>> {
+fn parse_document(file: &Path, text: &str, kind: FileKind) -> Result<Document, Vec<Diagnostic>> {
+    if let Some(d) = check_file_size(file, text.len() as u64, kind) {
+        return Err(vec![d]);
+    }
     let doc = yaml::parse(text).map_err(|e| {
         vec![Diagnostic::new(
             file,
@@ -473,8 +575,7 @@ fn deserialize_all<T: DeserializeOwned>(
     let mut errors = Vec::new();
     let mut pruned: Vec<FieldPath> = Vec::new();
     for _ in 0..64 {
-        let value = doc.value.clone();
-        match serde_path_to_error::deserialize::<_, T>(value) {
+        match serde_path_to_error::deserialize::<_, T>(&doc.value) {
             Ok(t) => return (Some(t), errors, pruned),
             Err(e) => {
                 let path = to_field_path(e.path());
@@ -689,6 +790,50 @@ cleanup:
                 .contains("`ro` is used before it exists: it is captured by step `ro-in-dms`"),
             "{errs:#?}"
         );
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_one_error_at_its_start() {
+        let text = format!("name: big\ndescription: {}\n", "x".repeat(10 << 20));
+        let errs = load(&text).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(
+            errs[0].message,
+            "probes/t.yaml is 10.0 MiB; a probe file may be at most 1 MiB"
+        );
+        assert_eq!((errs[0].loc.line, errs[0].loc.col), (1, 1));
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_reported_at_the_bad_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("probes")).unwrap();
+        let file = dir.path().join("probes/bad.yaml");
+        std::fs::write(&file, b"name: a\ndescription: caf\xe9\n").unwrap();
+        let errs = super::load(dir.path()).unwrap_err();
+        assert_eq!(errs.diagnostics.len(), 1, "{errs}");
+        let d = &errs.diagnostics[0];
+        assert_eq!((d.loc.line, d.loc.col), (2, 17));
+        assert!(d.message.contains("not UTF-8: byte 0xE9"), "{d}");
+        assert!(
+            errs.render().contains("2 | description: caf\u{fffd}"),
+            "{errs}"
+        );
+    }
+
+    #[test]
+    fn a_file_with_many_errors_lists_the_first_hundred() {
+        // Regression (config fuzzing): 90,000 bad templates in a JSON body made 90,000
+        // diagnostics, each rendering the whole 900 kB line.
+        let items = "\"{{ nope }}\",".repeat(1000);
+        let text = GOOD.replace(
+            "json: {vin: \"{{ vin }}\"}",
+            &format!("json: {{vin: [{items}]}}"),
+        );
+        let errs = load(&text).unwrap_err();
+        assert_eq!(errs.len(), diagnostic::MAX_PER_FILE + 1);
+        let last = errs.last().unwrap();
+        assert!(last.message.contains("and 900 more problems"), "{last}");
     }
 
     #[test]

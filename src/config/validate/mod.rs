@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use super::diagnostic::Diagnostic;
+use super::diagnostic::{Diagnostic, MAX_PER_FILE, more_problems};
 use super::raw::{AgentConfig, ProbeConfig};
 use super::yaml::{Document, FieldPath};
 use crate::model::{Agent, AlertRules, Probe, Schedule, Severity};
@@ -61,6 +61,9 @@ struct Checker<'a> {
     /// Names of rotations and time windows used before their sections are checked:
     /// resolved once `oncall` and `time_windows` are (`escalation::check_references`).
     refs: Vec<escalation::Reference>,
+    /// Errors past `MAX_PER_FILE`, counted, not kept: a list of 100,000 bad items would
+    /// otherwise cost memory and output in proportion.
+    dropped: usize,
 }
 
 impl<'a> Checker<'a> {
@@ -70,10 +73,33 @@ impl<'a> Checker<'a> {
             doc,
             errors: Vec::new(),
             refs: Vec::new(),
+            dropped: 0,
         }
     }
 
+    /// True when the error is past the limit (and now counted).
+    fn drop_over_limit(&mut self) -> bool {
+        if self.errors.len() >= MAX_PER_FILE {
+            self.dropped += 1;
+            return true;
+        }
+        false
+    }
+
+    /// The errors, with one saying how many more were found when some were dropped.
+    fn into_errors(mut self) -> Vec<Diagnostic> {
+        if self.dropped > 0 {
+            let loc = self.errors.last().map(|d| d.loc).unwrap_or_default();
+            self.errors
+                .push(more_problems(self.file, loc, self.dropped));
+        }
+        self.errors
+    }
+
     fn err(&mut self, path: &FieldPath, message: impl Into<String>, hint: Option<String>) {
+        if self.drop_over_limit() {
+            return;
+        }
         let hint = hint.or_else(|| Some(schema_hint(path)));
         let loc = self.doc.locate(path);
         self.errors
@@ -81,6 +107,9 @@ impl<'a> Checker<'a> {
     }
 
     fn err_key(&mut self, path: &FieldPath, message: impl Into<String>, hint: Option<String>) {
+        if self.drop_over_limit() {
+            return;
+        }
         let hint = hint.or_else(|| Some(schema_hint(path)));
         let loc = self.doc.locate_key(path);
         self.errors
@@ -110,7 +139,7 @@ pub fn validate_agent(
     let mut c = Checker::new(file, doc);
     let checked = agent::check_agent(&mut c, raw);
     if !c.errors.is_empty() {
-        return Err(c.errors);
+        return Err(c.into_errors());
     }
     Ok(checked)
 }
@@ -126,7 +155,7 @@ pub fn validate_probe(
     let mut c = Checker::new(file, doc);
     match probe::check_probe(&mut c, raw, defaults, runbooks) {
         Some(p) if c.errors.is_empty() => Ok(p),
-        _ => Err(c.errors),
+        _ => Err(c.into_errors()),
     }
 }
 
