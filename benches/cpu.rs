@@ -174,9 +174,7 @@ async fn start_blackbox(work: &Path) -> anyhow::Result<(Child, u16)> {
         &config,
         "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n      valid_status_codes: [200]\n",
     )?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = common::free_port()?;
     let mut cmd = Command::new(bin);
     common::die_with_parent(&mut cmd);
     let child = cmd
@@ -268,9 +266,7 @@ async fn measure_rooftop(
         work.join(format!("{name}-state")),
     );
     write_agent_config(&config, opts, target)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = common::free_port()?;
     let listen = format!("127.0.0.1:{port}");
     let spawned = spawn_agent_with(Vec::new(), &config, &state, &listen)?;
     let pid = spawned.0.id().context("agent pid")?;
@@ -403,20 +399,14 @@ pub fn render(opts: &CpuOptions, r: &CpuReport) -> String {
             "  {:<34} {:>16} {:>10} {:>16}\n",
             "", "CPU per probe", "RSS", "probes / round"
         ));
-        s.push_str(&format!(
-            "  {:<34} {:>13.3} ms {:>7.1} MB {:>16.0}\n",
-            "prometheus-blackbox-exporter",
-            bb_cpu,
-            f(bb, |x| x.rss_mb),
-            f(bb, |x| x.probes as f64)
-        ));
-        s.push_str(&format!(
-            "  {:<34} {:>13.3} ms {:>7.1} MB {:>16.0}\n",
-            "rooftop run",
-            rt_cpu,
-            f(rt, |x| x.rss_mb),
-            f(rt, |x| x.probes as f64)
-        ));
+        for (name, side) in [("prometheus-blackbox-exporter", bb), ("rooftop run", rt)] {
+            s.push_str(&format!(
+                "  {name:<34} {:>13.3} ms {:>7.1} MB {:>16.0}\n",
+                f(side, |x| x.cpu_ms_per_probe),
+                f(side, |x| x.rss_mb),
+                f(side, |x| x.probes as f64)
+            ));
+        }
         s.push_str(&format!(
             "  blackbox / rooftop: {:.2}×   rooftop start lag p99: {:.2} ms   rounds (rooftop ms): {}\n",
             bb_cpu / rt_cpu,

@@ -130,13 +130,6 @@ async fn start_silent_collector(hold: Duration) -> anyhow::Result<String> {
     Ok(format!("http://{addr}"))
 }
 
-/// A loopback port nothing listens on.
-fn closed_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// One VmRSS sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -268,7 +261,7 @@ pub async fn run(opts: &OutageOptions) -> anyhow::Result<OutageReport> {
     let work = tempfile_dir("rooftop-bench-outage")?;
     let (live, live_counts) = common::agent::start_otlp_sink().await?;
     let silent = start_silent_collector(Duration::from_secs(60)).await?;
-    let refused = format!("http://127.0.0.1:{}", closed_port()?);
+    let refused = format!("http://127.0.0.1:{}", common::free_port()?);
     let endpoint = |c: Collector| match c {
         Collector::Refused => refused.clone(),
         Collector::Silent => silent.clone(),
@@ -316,7 +309,7 @@ async fn run_side(
         64,
         &otlp_yaml(&endpoint),
     )?;
-    let port = closed_port()?;
+    let port = common::free_port()?;
     let listen = format!("127.0.0.1:{port}");
     let (mut child, lines, err) = spawn_agent(sb, &config, &state, &listen)?;
     let pid = child.id().context("agent pid")?;

@@ -872,13 +872,6 @@ struct Bench {
     work: PathBuf,
 }
 
-/// A port that was free on 127.0.0.1 a moment ago.
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Polls `ready` every 100 ms until it holds; fails with "`what` within `limit`" once
 /// `limit` has passed, or at once when `proc` has exited.
 async fn wait_until<F: Future<Output = bool>>(
@@ -1042,9 +1035,9 @@ async fn run_trial(
         crm_url: b.sb.urls().crm.clone(),
         crm_token: crm_token(&b.sb)?,
         smtp_port: b.smtp.port.to_string(),
-        alertmanager: format!("127.0.0.1:{}", free_port()?),
+        alertmanager: format!("127.0.0.1:{}", common::free_port()?),
         blackbox: b.blackbox_addr.clone(),
-        prometheus: format!("127.0.0.1:{}", free_port()?),
+        prometheus: format!("127.0.0.1:{}", common::free_port()?),
     };
     for (name, text) in trial_files(period, &ep, &rooftop_rcpt, &classic_rcpt) {
         let path = dir.join(name);
@@ -1195,7 +1188,7 @@ pub async fn run(opts: &PageOptions) -> anyhow::Result<PageReport> {
         .no_proxy()
         .timeout(Duration::from_secs(5))
         .build()?;
-    let blackbox_addr = format!("127.0.0.1:{}", free_port()?);
+    let blackbox_addr = format!("127.0.0.1:{}", common::free_port()?);
     let ep = Endpoints {
         crm_token: crm_token(&sb)?,
         ..Endpoints::placeholders()

@@ -83,10 +83,7 @@ pub async fn run(opts: &TelemetryOptions) -> anyhow::Result<TelemetryReport> {
     let off = measure_agent(&sb, &work, "off", &setup("", "off")).await?;
 
     eprintln!("bench: export on ({endpoint})");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?.port()
-    };
+    let port = common::free_port()?;
     let listen: &'static str = Box::leak(format!("127.0.0.1:{port}").into_boxed_str());
     let extra: &'static str = Box::leak(otlp_yaml(&endpoint).into_boxed_str());
     // Scrape /metrics every 5 s while the "on" agent runs, like a Prometheus would.

@@ -174,7 +174,7 @@ const MIN_BASE64_MASKED: usize = 6;
 /// URL parser in a path, query or user-info, and as a form field; JSON-escaped (also
 /// with `\/`); HTML-escaped; base64 (standard and URL-safe, unpadded). A server that
 /// echoes a request quotes one of these, never just the raw value.
-pub fn secret_forms(secret: &str) -> Vec<String> {
+fn secret_forms(secret: &str) -> Vec<String> {
     if secret.is_empty() {
         return Vec::new();
     }
@@ -207,7 +207,7 @@ pub fn secret_forms(secret: &str) -> Vec<String> {
 /// The forms of `user` and `secret` sent together: HTTP Basic `base64(user:secret)` and
 /// SMTP `AUTH PLAIN` `base64(\0user\0secret)`, each standard and URL-safe, unpadded
 /// (a padded one contains it). The secret's own forms are [`secret_forms`].
-pub fn basic_auth_forms(user: &str, secret: &str) -> Vec<String> {
+fn basic_auth_forms(user: &str, secret: &str) -> Vec<String> {
     if secret.is_empty() {
         return Vec::new();
     }
@@ -276,9 +276,18 @@ fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
 }
 
 /// Replaces every known secret value with `***`. Shared by everything a run outputs.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Masker {
     values: Arc<Mutex<Vec<String>>>,
+}
+
+/// The count of forms, never the values: a `Masker` inside a debug-printed struct must
+/// not print the secrets it hides.
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.values.lock().map(|v| v.len()).unwrap_or(0);
+        write!(f, "Masker({n} forms)")
+    }
 }
 
 impl Masker {
@@ -309,13 +318,18 @@ impl Masker {
     }
 
     pub fn mask(&self, text: &str) -> String {
+        self.mask_with(text, "***")
+    }
+
+    /// `text` with every known secret form replaced by `mark`.
+    pub fn mask_with(&self, text: &str, mark: &str) -> String {
         let Ok(values) = self.values.lock() else {
-            return "*** (masking unavailable)".to_string();
+            return format!("{mark} (masking unavailable)");
         };
         let mut out = text.to_string();
         for s in values.iter() {
             if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "***");
+                out = out.replace(s.as_str(), mark);
             }
         }
         out

@@ -105,6 +105,13 @@ pub fn die_with_parent(cmd: &mut tokio::process::Command) {
     }
 }
 
+/// A port that was free on 127.0.0.1 a moment ago (nothing listens on it now).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// A fresh directory under the system temp dir.
 pub fn tempfile_dir(prefix: &str) -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::Delivery;
-use crate::secrets::{basic_auth_forms, secret_forms};
+use crate::secrets::Masker;
 
 /// How long one request may take when a channel's settings don't say.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -124,53 +124,41 @@ pub(crate) fn transport_outcome(
 
 /// A channel's secret in every form a provider could quote it in (percent-encoded,
 /// JSON-escaped, base64; with `credentials`, also `Basic base64(user:secret)` and SMTP
-/// `AUTH PLAIN`: see `secrets::secret_forms`), replaced by `[redacted]` in an answer's
-/// body before it is quoted (so a cut cannot keep half a secret) and in every reason.
-#[derive(Clone, Default)]
+/// `AUTH PLAIN`: the run masker's forms, `secrets::Masker`), replaced by `[redacted]` in
+/// an answer's body before it is quoted (so a cut cannot keep half a secret) and in
+/// every reason.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Redactor {
-    /// Longest first, so a form containing another is replaced whole.
-    forms: Vec<String>,
-}
-
-impl std::fmt::Debug for Redactor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Redactor({} forms)", self.forms.len())
-    }
+    masker: Masker,
 }
 
 impl Redactor {
     pub(crate) fn secret(secret: &str) -> Redactor {
-        Redactor::of(secret_forms(secret))
+        let masker = Masker::default();
+        masker.add(secret);
+        Redactor { masker }
     }
 
     /// A secret sent with `user` (HTTP Basic, SMTP AUTH).
     pub(crate) fn credentials(user: &str, secret: &str) -> Redactor {
-        let mut forms = basic_auth_forms(user, secret);
-        forms.extend(secret_forms(secret));
-        Redactor::of(forms)
+        let masker = Masker::default();
+        masker.add_basic(user, secret);
+        Redactor { masker }
     }
 
-    fn of(mut forms: Vec<String>) -> Redactor {
-        forms.retain(|f| !f.is_empty());
-        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-        forms.dedup();
-        Redactor { forms }
-    }
-
-    pub(crate) fn text(&self, mut text: String) -> String {
-        for f in &self.forms {
-            if text.contains(f.as_str()) {
-                text = text.replace(f.as_str(), "[redacted]");
-            }
+    pub(crate) fn text(&self, text: String) -> String {
+        if self.masker.reveals(&text) {
+            self.masker.mask_with(&text, "[redacted]")
+        } else {
+            text
         }
-        text
     }
 
     /// An answer's body, redacted (lossily decoded when a secret form is in it).
     pub(crate) fn body(&self, body: &[u8]) -> Vec<u8> {
         let text = String::from_utf8_lossy(body);
-        if self.forms.iter().any(|f| text.contains(f.as_str())) {
-            self.text(text.into_owned()).into_bytes()
+        if self.masker.reveals(&text) {
+            self.masker.mask_with(&text, "[redacted]").into_bytes()
         } else {
             body.to_vec()
         }

@@ -150,17 +150,7 @@ pub(super) fn register_gauges(
         m.u64_observable_gauge("rooftop.exporter.queue")
             .with_unit("{item}")
             .with_description("Spans and log records waiting for OTLP export, by signal (at most the queue limit; the SDK drops beyond it)")
-            .with_callback(move |o| {
-                for (signal, n) in health.queued(QUEUE_LIMIT as u64) {
-                    o.observe(
-                        n,
-                        &[
-                            KeyValue::new("rooftop", r.clone()),
-                            KeyValue::new("signal", signal),
-                        ],
-                    );
-                }
-            })
+            .with_callback(move |o| per_signal(o, &r, health.queued(QUEUE_LIMIT as u64)))
             .build();
     }
     {
@@ -170,17 +160,7 @@ pub(super) fn register_gauges(
             .with_description(
                 "Spans and log records dropped because the OTLP export queue was full, by signal",
             )
-            .with_callback(move |o| {
-                for (signal, n) in health.dropped() {
-                    o.observe(
-                        n,
-                        &[
-                            KeyValue::new("rooftop", r.clone()),
-                            KeyValue::new("signal", signal),
-                        ],
-                    );
-                }
-            })
+            .with_callback(move |o| per_signal(o, &r, health.dropped()))
             .build();
     }
     {
@@ -188,17 +168,24 @@ pub(super) fn register_gauges(
         m.u64_observable_counter("rooftop.exporter.failures")
             .with_unit("{export}")
             .with_description("Failed OTLP exports, by signal")
-            .with_callback(move |o| {
-                for (signal, n) in health.failures() {
-                    o.observe(
-                        n,
-                        &[
-                            KeyValue::new("rooftop", r.clone()),
-                            KeyValue::new("signal", signal),
-                        ],
-                    );
-                }
-            })
+            .with_callback(move |o| per_signal(o, &r, health.failures()))
             .build();
+    }
+}
+
+/// One observation per OTLP signal, with the `rooftop` and `signal` attributes.
+fn per_signal(
+    o: &dyn opentelemetry::metrics::AsyncInstrument<u64>,
+    rooftop: &str,
+    values: BTreeMap<&'static str, u64>,
+) {
+    for (signal, n) in values {
+        o.observe(
+            n,
+            &[
+                KeyValue::new("rooftop", rooftop.to_string()),
+                KeyValue::new("signal", signal),
+            ],
+        );
     }
 }

@@ -66,15 +66,20 @@ impl Health {
         }
     }
 
+    /// Handed to the SDK and not yet taken by its exporter: what waits in signal `i`'s
+    /// queue.
+    fn waiting(&self, i: usize) -> u64 {
+        self.submitted[i]
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.handled[i].load(Ordering::Relaxed))
+    }
+
     /// `n` spans or log records are handed to the SDK's batch processor, whose queue
     /// holds at most `limit`: those beyond it are counted as dropped, as the processor
     /// drops them, the rest as submitted.
     pub fn submitted(&self, signal: &str, n: u64, limit: u64) {
         let i = Self::index(signal);
-        let waiting = self.submitted[i]
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.handled[i].load(Ordering::Relaxed));
-        let room = limit.saturating_sub(waiting).min(n);
+        let room = limit.saturating_sub(self.waiting(i)).min(n);
         self.submitted[i].fetch_add(room, Ordering::Relaxed);
         if n > room {
             self.dropped[i].fetch_add(n - room, Ordering::Relaxed);
@@ -90,13 +95,7 @@ impl Health {
     pub fn queued(&self, limit: u64) -> BTreeMap<&'static str, u64> {
         ["traces", "logs"]
             .into_iter()
-            .map(|s| {
-                let i = Self::index(s);
-                let waiting = self.submitted[i]
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(self.handled[i].load(Ordering::Relaxed));
-                (s, waiting.min(limit))
-            })
+            .map(|s| (s, self.waiting(Self::index(s)).min(limit)))
             .collect()
     }
 
