@@ -725,42 +725,118 @@ impl reqwest::dns::Resolve for LocalResolver {
     }
 }
 
-/// The same two lookups through the library's runner with `LocalResolver` in place of the
-/// system's, so they run on any machine: NXDOMAIN is `dns`; a resolver that never answers
-/// is cut by the request timeout (`timeout`: the client cannot tell which phase hung).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unresolvable_or_unanswered_name_through_the_runner() {
+/// The library's runner with `resolver` in place of the system's.
+fn runner_resolving_with(
+    resolver: Arc<dyn reqwest::dns::Resolve>,
+    state: &std::path::Path,
+) -> rooftop::runner::Runner {
     use rooftop::runner::http::{HttpClient, HttpSettings};
-    let state = tempfile::tempdir().unwrap();
-    let runner = rooftop::runner::Runner {
-        http: HttpClient::with_resolver(&HttpSettings::default(), Some(Arc::new(LocalResolver)))
-            .unwrap(),
+    rooftop::runner::Runner {
+        http: HttpClient::with_resolver(&HttpSettings::default(), Some(resolver)).unwrap(),
         env: Arc::default(),
         secrets: Arc::default(),
-        ledger: rooftop::store::Ledger::open_in(state.path()).unwrap(),
+        ledger: rooftop::store::Ledger::open_in(state).unwrap(),
         clock: Arc::new(rooftop::clock::SystemClock),
-    };
-    for (url, class) in [
-        ("http://no-such-host.invalid/", "dns"),
-        ("http://crm.dealer.test/api", "timeout"),
+    }
+}
+
+/// Runs a probe given as YAML text through `runner`, with the time it took.
+async fn run_probe_text(
+    runner: &rooftop::runner::Runner,
+    text: &str,
+) -> (rooftop::runner::ProbeRun, Duration) {
+    let p = rooftop::config::load_probe_text(
+        std::path::Path::new("dns.yaml"),
+        text,
+        &rooftop::config::Defaults::default(),
+        &Default::default(),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let run = runner.run(&p, None).await;
+    (run, started.elapsed())
+}
+
+/// The same two lookups through the library's runner with `LocalResolver` in place of the
+/// system's, so they run on any machine: NXDOMAIN is `dns`, and so is a resolver that
+/// never answers, cut by the request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresolvable_or_unanswered_name_through_the_runner() {
+    let state = tempfile::tempdir().unwrap();
+    let runner = runner_resolving_with(Arc::new(LocalResolver), state.path());
+    for (url, message) in [
+        ("http://no-such-host.invalid/", "NXDOMAIN"),
+        (
+            "http://crm.dealer.test/api",
+            "`crm.dealer.test` did not resolve within 2s",
+        ),
     ] {
-        let text = probe("dns", "20s", url, "2s", "");
-        let p = rooftop::config::load_probe_text(
-            std::path::Path::new("dns.yaml"),
-            &text,
-            &rooftop::config::Defaults::default(),
-            &Default::default(),
-        )
-        .unwrap();
-        let started = std::time::Instant::now();
-        let run = runner.run(&p, None).await;
+        let (run, took) = run_probe_text(&runner, &probe("dns", "20s", url, "2s", "")).await;
         assert_eq!(
             run.error_class.map(|c| c.as_str()),
-            Some(class),
+            Some("dns"),
             "{url}: {:?}",
             run.message
         );
-        assert!(started.elapsed() < secs(20) + SLACK, "{url}");
+        let m = run.message.unwrap_or_default();
+        assert!(m.contains(message), "{url}: {m}");
+        assert!(took < secs(20) + SLACK, "{url}");
+    }
+}
+
+/// Regression: a DNS server that never answered ended the run as `timeout` (reqwest
+/// reports every expired deadline alike), pointing the on-call at the CRM instead of the
+/// dealership's resolver. A real UDP lookup against a server on 127.0.0.1 that swallows
+/// it, ended by the request timeout, by the probe's, and polled: `dns` each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_server_that_never_answers_is_a_dns_error_not_a_timeout() {
+    let dns = hostile::SilentDns::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let runner = runner_resolving_with(
+        Arc::new(hostile::UdpResolver { server: dns.addr }),
+        state.path(),
+    );
+    let url = "http://crm.dealer.test:8080/api";
+    let poll = "until: {status: 200}\npoll: {interval: 200ms, within: 3s}";
+    for (text, timeout, message) in [
+        (
+            probe("request", "20s", url, "2s", ""),
+            secs(20),
+            "`crm.dealer.test` did not resolve within 2s (no answer from DNS)",
+        ),
+        (
+            probe("probe", "3s", url, "30s", ""),
+            secs(3),
+            "`crm.dealer.test` did not resolve before the probe timeout of 3s (no answer from DNS)",
+        ),
+        (
+            probe("polled", "4s", url, "1s", poll),
+            secs(4),
+            // Its last attempt may or may not be cut to the probe's deadline.
+            "`crm.dealer.test` did not resolve ",
+        ),
+    ] {
+        let before = dns.queries();
+        let (run, took) = run_probe_text(&runner, &text).await;
+        eprintln!("{}: {:?} in {took:?}", run.probe, run.message);
+        assert_eq!(
+            (run.outcome.as_str(), run.error_class.map(|c| c.as_str())),
+            ("error", Some("dns")),
+            "{}: {:?}",
+            run.probe,
+            run.message
+        );
+        let m = run.message.clone().unwrap_or_default();
+        assert!(m.starts_with(message), "{}: {m}", run.probe);
+        if run.probe == "polled" {
+            assert!(m.contains("polls over 3s"), "{m}");
+            assert!(run.steps[0].attempts > 1, "{m}");
+        }
+        assert!(took <= timeout + secs(2), "{}: took {took:?}", run.probe);
+        assert!(
+            dns.queries() > before,
+            "the lookup reached the silent server"
+        );
     }
 }
 

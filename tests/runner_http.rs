@@ -1,20 +1,23 @@
 //! The runner against a small HTTP server of its own on 127.0.0.1: transport failures get
 //! the right bounded error class, the body cap holds, `traceparent` carries the run's
-//! trace id, and polling treats 404/5xx as "not yet" but 401 as final.
+//! trace id, polling treats 404/5xx as "not yet" but 401 as final, and where two
+//! deadlines meet (request and probe, cleanup and its budget) the earlier one holds.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, post};
 use rooftop::clock::SystemClock;
 use rooftop::config::{Defaults, load_probe_text};
+use rooftop::runner::cleanup::CLEANUP_FLOOR;
 use rooftop::runner::http::{HttpClient, HttpSettings};
-use rooftop::runner::{ErrorClass, Outcome, ProbeRun, Runner};
+use rooftop::runner::{CleanupOutcome, ErrorClass, Outcome, ProbeRun, Runner};
 use rooftop::secrets::SecretStore;
 use rooftop::store::Ledger;
 
@@ -22,6 +25,10 @@ use rooftop::store::Ledger;
 struct Seen {
     traceparents: Arc<Mutex<Vec<String>>>,
     polls: Arc<Mutex<u32>>,
+    /// `DELETE /records/{id}` never answers while this is false.
+    deletes_answer: Arc<AtomicBool>,
+    /// `DELETE /records/{id}` requests received.
+    deletes: Arc<Mutex<u32>>,
 }
 
 async fn server() -> (String, Seen) {
@@ -63,6 +70,35 @@ async fn server() -> (String, Seen) {
         .route(
             "/denied",
             get(|| async { (StatusCode::UNAUTHORIZED, "{}") }),
+        )
+        // A proxy's error page: 503 with HTML, never JSON.
+        .route(
+            "/busy-html",
+            get(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("content-type", "text/html")],
+                    "<html><body>Service Unavailable</body></html>",
+                )
+            }),
+        )
+        .route(
+            "/ok-html",
+            get(|| async { ([("content-type", "text/html")], "<html>ok</html>") }),
+        )
+        .route(
+            "/records",
+            post(|| async { (StatusCode::CREATED, r#"{"id":"R1"}"#) }),
+        )
+        .route(
+            "/records/{id}",
+            axum::routing::delete(|State(s): State<Seen>| async move {
+                *s.deletes.lock().unwrap() += 1;
+                if !s.deletes_answer.load(Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                StatusCode::NO_CONTENT
+            }),
         )
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -253,4 +289,125 @@ async fn a_poll_cut_by_the_probe_timeout_reports_sync_timeout_with_its_polls() {
         "{:?}",
         run.message
     );
+}
+
+/// Regression: a poll that rode out 503s with an HTML error page until its window ended
+/// was reported as `invalid_json` (its `until` could not parse the page) instead of
+/// `http_5xx`. Only a 2xx whose body does not parse is `invalid_json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_riding_out_503_html_ends_http_5xx_not_invalid_json() {
+    let (addr, _) = server().await;
+    let state = tempfile::tempdir().unwrap();
+    let r = runner(state.path(), 1 << 20, None);
+    let poll = "    until: {json: {\"$.id\": {exists: true}}}\n    poll: {interval: 100ms, backoff: 1, within: 1s}\n";
+    let run = run_one(&r, &format!("http://{addr}/busy-html"), poll).await;
+    assert_eq!(
+        class(&run),
+        (Outcome::Error, Some(ErrorClass::Http5xx)),
+        "{:?}",
+        run.message
+    );
+    let message = run.message.clone().unwrap_or_default();
+    assert!(message.starts_with("HTTP 503"), "{message}");
+    assert!(message.contains("Service Unavailable"), "{message}");
+    assert!(run.steps[0].attempts > 1, "{}", run.steps[0].attempts);
+    let run = run_one(&r, &format!("http://{addr}/ok-html"), poll).await;
+    assert_eq!(
+        class(&run),
+        (Outcome::Error, Some(ErrorClass::InvalidJson)),
+        "{:?}",
+        run.message
+    );
+}
+
+/// Regression: a step sent once with a request timeout longer than the probe's was cut
+/// off by the run's own timer, losing its request record. Its request is now cut to what
+/// is left of the probe: `probe_timeout`, at the probe's deadline, request kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_outlasting_the_probe_is_cut_to_it_and_keeps_its_record() {
+    let (addr, _) = server().await;
+    let state = tempfile::tempdir().unwrap();
+    let r = runner(state.path(), 1 << 20, None);
+    let text = format!(
+        "name: t\ntimeout: 1s\nsteps:\n  - name: s\n    request: {{url: \"http://{addr}/slow\", timeout: 30s}}\n"
+    );
+    let started = Instant::now();
+    let run = run_text(&r, &text).await;
+    assert_eq!(
+        class(&run),
+        (Outcome::Error, Some(ErrorClass::ProbeTimeout)),
+        "{:?}",
+        run.message
+    );
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    let request = run.steps[0].request.as_ref().expect("the request is kept");
+    assert_eq!(request.status, None);
+    assert_eq!(
+        run.message.as_deref(),
+        Some("probe timeout of 1s reached during this request")
+    );
+}
+
+/// Cleanup deletes that hang: each cleanup gets an equal share of the run's cleanup
+/// budget (`CLEANUP_FLOOR` for this 2 s probe), every attempt's request is cut to what is
+/// left of its share, and no backoff sleeps past it. The run ends within its bound, the
+/// records stay in the ledger, and a later replay deletes them once the API answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanups_that_hang_end_within_their_budget_and_stay_in_the_ledger() {
+    let (addr, seen) = server().await;
+    let state = tempfile::tempdir().unwrap();
+    let r = runner(state.path(), 1 << 20, None);
+    let text = format!(
+        "name: t\ntimeout: 2s\nsteps:\n  - name: create\n    request: {{method: POST, url: \"http://{addr}/records\", timeout: 1s}}\n    capture: {{id: \"$.id\"}}\n    creates: {{cleanup: [delete-a, delete-b]}}\n\
+         cleanup:\n  - name: delete-a\n    request: {{method: DELETE, url: \"http://{addr}/records/{{{{ id }}}}?a\", timeout: 3s}}\n\
+         \x20 - name: delete-b\n    request: {{method: DELETE, url: \"http://{addr}/records/{{{{ id }}}}?b\", timeout: 3s}}\n"
+    );
+    let probe = load_probe_text(
+        Path::new("t.yaml"),
+        &text,
+        &Defaults::default(),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let run = r.run(&probe, None).await;
+    let took = started.elapsed();
+    assert_eq!(run.outcome, Outcome::Success, "{:?}", run.message);
+    assert_eq!(
+        run.cleanup.outcome,
+        CleanupOutcome::Failed,
+        "{:#?}",
+        run.cleanup
+    );
+    // The steps took milliseconds; the cleanup its budget, and not one retry more.
+    assert!(
+        took < CLEANUP_FLOOR + Duration::from_secs(3),
+        "the run took {took:?}"
+    );
+    for item in &run.cleanup.items {
+        // A share of 5 s: a 3 s attempt, 1 s of backoff, a last attempt cut to the
+        // second left; the next backoff (2 s) would pass the share's end.
+        assert_eq!(item.attempts, 2, "{item:#?}");
+        assert!(!item.success);
+        let error = item.error.as_deref().unwrap_or_default();
+        assert!(error.contains("ran out"), "{error}");
+        assert!(error.contains("stays in the cleanup ledger"), "{error}");
+    }
+    assert_eq!(run.cleanup.items.len(), 2);
+    assert_eq!(*seen.deletes.lock().unwrap(), 4);
+    let left = r.ledger.pending(None).await.unwrap();
+    assert_eq!(left.len(), 2, "{left:#?}");
+    assert!(left.iter().all(|e| e.attempts == 2), "{left:#?}");
+
+    // The API is back: a replay deletes both and empties the ledger.
+    seen.deletes_answer.store(true, Ordering::SeqCst);
+    let replayed = r.replay_ledger(&[probe], None).await.unwrap();
+    assert_eq!(replayed.len(), 2);
+    assert!(
+        replayed
+            .iter()
+            .all(|e| e.result.as_ref().is_ok_and(|c| c.success)),
+        "{replayed:#?}"
+    );
+    assert!(r.ledger.pending(None).await.unwrap().is_empty());
 }

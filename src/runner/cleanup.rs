@@ -1,8 +1,9 @@
-//! Cleanup: deleting the synthetic records a run created, with retries and backoff, and
-//! replaying ledger entries left behind by an interrupted run.
+//! Cleanup: deleting the synthetic records a run created, with retries and backoff, within
+//! a time budget of its own, and replaying ledger entries left behind by an earlier run.
 //!
 //! A cleanup succeeds on any 2xx, or 404/410 (the record is already gone), unless the
-//! cleanup step sets its own `expect`.
+//! cleanup step sets its own `expect`. One that runs out of time or attempts stays in the
+//! ledger for a later replay: a hung delete delays a run by its budget, never loses a record.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +23,49 @@ use crate::template::Context;
 /// First wait between cleanup attempts; doubles each time, capped at `MAX_BACKOFF`.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The most a run's cleanup may take, however long the probe's `timeout`.
+pub const CLEANUP_CAP: Duration = Duration::from_secs(120);
+/// The least a run's cleanup gets, however short the probe's `timeout` (room for a
+/// retry or two after a slow first attempt).
+pub const CLEANUP_FLOOR: Duration = Duration::from_secs(10);
+
+/// The time a run's cleanup gets, from when its steps end: the probe's `timeout`, but
+/// at least `CLEANUP_FLOOR` and at most `CLEANUP_CAP`. A run so ends within its `timeout`
+/// plus `CLEANUP_CAP`; a replayed ledger entry gets the same budget for itself.
+pub fn cleanup_budget(probe_timeout: Duration) -> Duration {
+    probe_timeout.clamp(CLEANUP_FLOOR, CLEANUP_CAP)
+}
+
+/// The time one cleanup has: every attempt, backoff and request of it ends by `deadline`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Budget {
+    pub deadline: Instant,
+    /// How long that was when the cleanup started (for messages).
+    pub allowed: Duration,
+}
+
+impl Budget {
+    /// `allowed` from now.
+    pub fn starting_now(allowed: Duration) -> Budget {
+        Budget {
+            deadline: Instant::now() + allowed,
+            allowed,
+        }
+    }
+
+    /// An equal share of what is left until `end` for the next of `remaining` cleanups:
+    /// one hung delete cannot starve the others, and time one leaves unused goes to the
+    /// ones after it.
+    pub fn share_of(end: Instant, remaining: usize) -> Budget {
+        let left = end.saturating_duration_since(Instant::now());
+        Budget::starting_now(left / remaining.max(1) as u32)
+    }
+
+    fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
 
 /// Values a cleanup step's templates read that the run never produced (vars and
 /// captures only; `env.*` and `secret.*` problems may be fixed later, so they are retried).
@@ -56,6 +100,21 @@ struct CleanupFailure {
     retryable: bool,
 }
 
+/// A cleanup's error once its time ran out: the last attempt's, or why none was made,
+/// and that the record stays in the ledger.
+fn out_of_time_error(last: Option<String>, attempts: u32, budget: Budget) -> String {
+    let allowed = http::whole_ms(budget.allowed);
+    match last {
+        Some(e) => format!(
+            "{e} (stopped after {attempts} attempt{}: the {allowed} this cleanup had ran out; the record stays in the cleanup ledger for a later cleanup)",
+            if attempts == 1 { "" } else { "s" }
+        ),
+        None => format!(
+            "not attempted: the run's cleanup time ran out before it (its share was {allowed}); the record stays in the cleanup ledger for a later cleanup"
+        ),
+    }
+}
+
 /// Result of replaying one ledger entry.
 #[derive(Debug, Clone)]
 pub struct LedgerReplay {
@@ -64,7 +123,7 @@ pub struct LedgerReplay {
 }
 
 impl Runner {
-    /// Runs one cleanup step with retries, then updates its ledger entry.
+    /// Runs one cleanup step with retries within `budget`, then updates its ledger entry.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn run_cleanup(
         &self,
@@ -75,6 +134,7 @@ impl Runner {
         ledger_id: i64,
         trace_id: &str,
         masker: &Masker,
+        budget: Budget,
     ) -> CleanupRun {
         let started = Instant::now();
         let mut ctx = Context::new(
@@ -116,13 +176,23 @@ impl Runner {
             return item;
         }
         let mut wait = FIRST_BACKOFF;
+        let mut out_of_time = false;
         for attempt in 0..=step.retries {
             if attempt > 0 {
+                // A retry needs time to be sent in: never sleep to the end of the budget.
+                if wait >= budget.left() {
+                    out_of_time = true;
+                    break;
+                }
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(MAX_BACKOFF);
             }
+            if budget.left().is_zero() {
+                out_of_time = true;
+                break;
+            }
             item.attempts += 1;
-            match self.cleanup_once(&ctx, step, trace_id).await {
+            match self.cleanup_once(&ctx, step, trace_id, budget).await {
                 Ok(status) => {
                     item.status = status;
                     item.success = true;
@@ -137,6 +207,9 @@ impl Runner {
                     }
                 }
             }
+        }
+        if out_of_time && !item.success {
+            item.error = Some(out_of_time_error(item.error.take(), item.attempts, budget));
         }
         item.duration_ms = ms(started.elapsed());
         let r = if item.success {
@@ -157,18 +230,20 @@ impl Runner {
         item
     }
 
-    /// One attempt: the listing (for a sweep), then one delete per target.
+    /// One attempt: the listing (for a sweep), then one delete per target, each request
+    /// within what is left of `budget`.
     async fn cleanup_once(
         &self,
         ctx: &Context,
         step: &CleanupStep,
         trace_id: &str,
+        budget: Budget,
     ) -> Result<Option<u16>, CleanupFailure> {
         let targets: Vec<Option<Value>> = match &step.find {
             None => vec![None],
             Some(find) => {
                 let resp = self
-                    .send_cleanup_request(ctx, &find.request, trace_id, "find: ")
+                    .send_cleanup_request(ctx, &find.request, trace_id, "find: ", budget)
                     .await?;
                 if !(200..300).contains(&resp.status) {
                     return Err(CleanupFailure {
@@ -198,7 +273,7 @@ impl Runner {
                 c.set(&find.bind, v);
             }
             let resp = self
-                .send_cleanup_request(&c, &step.request, trace_id, "")
+                .send_cleanup_request(&c, &step.request, trace_id, "", budget)
                 .await?;
             status = Some(resp.status);
             // 404/410 always mean "already gone" (e.g. a replay after the delete had
@@ -219,24 +294,36 @@ impl Runner {
         Ok(status)
     }
 
-    /// Renders and sends one cleanup request; `label` prefixes its error messages.
+    /// Renders and sends one cleanup request, its timeout cut to what is left of
+    /// `budget`; `label` prefixes its error messages.
     async fn send_cleanup_request(
         &self,
         ctx: &Context,
         request: &Request,
         trace_id: &str,
         label: &str,
+        budget: Budget,
     ) -> Result<Response, CleanupFailure> {
-        let out = Runner::render_request(ctx, request).map_err(|(_, m)| CleanupFailure {
+        let mut out = Runner::render_request(ctx, request).map_err(|(_, m)| CleanupFailure {
             status: None,
             message: format!("{label}{m}"),
             // Rendering will not get better by retrying.
             retryable: false,
         })?;
+        let left = budget.left();
+        let cut = left < out.timeout;
+        out.timeout = out.timeout.min(left);
         let tp = http::traceparent(trace_id, &http::new_span_id());
         self.http.send(&out, &tp).await.map_err(|f| CleanupFailure {
             status: None,
-            message: format!("{label}{}: {}", f.class, f.message),
+            message: if cut && f.timed_out {
+                format!(
+                    "{label}{}: no answer before the cleanup's time ran out",
+                    f.class
+                )
+            } else {
+                format!("{label}{}: {}", f.class, f.message)
+            },
             retryable: true,
         })
     }
@@ -298,6 +385,7 @@ impl Runner {
                     entry.id,
                     &http::new_trace_id(),
                     &masker,
+                    Budget::starting_now(cleanup_budget(probe.timeout)),
                 )
                 .await;
             out.push(LedgerReplay {
@@ -306,5 +394,44 @@ impl Runner {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cleanup_budget_is_the_probe_timeout_between_the_floor_and_the_cap() {
+        let secs = Duration::from_secs;
+        assert_eq!(cleanup_budget(secs(2)), CLEANUP_FLOOR);
+        assert_eq!(cleanup_budget(secs(45)), secs(45));
+        assert_eq!(cleanup_budget(secs(15 * 60)), CLEANUP_CAP);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_cleanup_gets_an_equal_share_of_what_is_left() {
+        let end = Instant::now() + Duration::from_secs(9);
+        let first = Budget::share_of(end, 3);
+        assert_eq!(first.allowed, Duration::from_secs(3));
+        // The first one finished in 1 s: the other two share the 8 s left.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(Budget::share_of(end, 2).allowed, Duration::from_secs(4));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(Budget::share_of(end, 1).allowed, Duration::ZERO);
+        assert_eq!(Budget::share_of(end, 0).left(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_cleanup_out_of_time_says_so_and_that_its_record_is_kept() {
+        let budget = Budget::starting_now(Duration::from_micros(4_999_700));
+        let e = out_of_time_error(Some("HTTP 503".into()), 2, budget);
+        assert_eq!(
+            e,
+            "HTTP 503 (stopped after 2 attempts: the 4s 999ms this cleanup had ran out; the record stays in the cleanup ledger for a later cleanup)"
+        );
+        let e = out_of_time_error(None, 0, Budget::starting_now(Duration::ZERO));
+        assert!(e.starts_with("not attempted: "), "{e}");
+        assert!(e.contains("stays in the cleanup ledger"), "{e}");
     }
 }

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use tokio::time::Instant;
 
+use super::cleanup::{Budget, cleanup_budget};
 use super::{
     CleanupOutcome, CleanupReport, CleanupRun, ErrorClass, Outcome, Progress, ProgressFn, RunState,
     Runner, StepRun,
@@ -175,8 +177,10 @@ impl Runner {
             .collect()
     }
 
-    /// Deletes what the run created, in [`cleanup_order`]; not interrupted by a stop (the
-    /// caller bounds it with its stop deadline).
+    /// Deletes what the run created, in [`cleanup_order`], within the run's cleanup
+    /// budget (from now: the steps have ended), each cleanup getting an equal share of
+    /// what is left when it starts. Not interrupted by a stop: the budget bounds it, and
+    /// the caller's stop deadline too (a cleanup cut off there stays in the ledger).
     pub(super) async fn clean_up_created(
         &self,
         probe: &Probe,
@@ -184,11 +188,13 @@ impl Runner {
         created: &[Created],
         progress: Option<&ProgressFn>,
     ) -> CleanupReport {
+        let end = Instant::now() + cleanup_budget(probe.timeout);
+        let todo: Vec<_> = cleanup_order(created)
+            .into_iter()
+            .filter_map(|c| probe.cleanup_step(&c.cleanup).map(|cs| (c, cs)))
+            .collect();
         let mut items = Vec::new();
-        for c in cleanup_order(created) {
-            let Some(cs) = probe.cleanup_step(&c.cleanup) else {
-                continue;
-            };
+        for (i, (c, cs)) in todo.iter().enumerate() {
             let item = self
                 .run_cleanup(
                     probe,
@@ -198,6 +204,7 @@ impl Runner {
                     c.ledger_id,
                     &st.trace_id,
                     st.ctx.masker(),
+                    Budget::share_of(end, todo.len() - i),
                 )
                 .await;
             if let Some(p) = progress {

@@ -1,7 +1,8 @@
 //! The HTTP side of the runner: one shared reqwest client (connection reuse, TLS
 //! verification on by default, redirects only within the probe's origin and never with a
 //! `Referer`), a body-size cap, `traceparent` on every request, and the mapping of
-//! transport failures to a bounded `ErrorClass`.
+//! transport failures to a bounded `ErrorClass` (a deadline that passed during a DNS
+//! lookup is `dns`, with `dns.rs` telling which phase the deadline cut).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
+use super::dns;
 use crate::model::ErrorClass;
 
 /// Client settings from `rooftop.yaml`.
@@ -44,12 +46,13 @@ impl HttpClient {
         Self::with_resolver(settings, None)
     }
 
-    /// With a custom DNS resolver (tests use this to exercise DNS failures on loopback).
+    /// With a custom DNS resolver (tests use this to exercise DNS failures on loopback);
+    /// `None` is the system's.
     pub fn with_resolver(
         settings: &HttpSettings,
         resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
     ) -> Result<Self, ClientError> {
-        let mut b = reqwest::Client::builder()
+        let b = reqwest::Client::builder()
             .user_agent(concat!("rooftop/", env!("CARGO_PKG_VERSION")))
             .redirect(redirect_policy())
             // Off: it would carry the previous URL, query and all (`?key={{ secret.x }}`),
@@ -57,9 +60,7 @@ impl HttpClient {
             .referer(false)
             .pool_idle_timeout(Duration::from_secs(60))
             .tls_danger_accept_invalid_certs(!settings.verify_tls);
-        if let Some(r) = resolver {
-            b = b.dns_resolver(r);
-        }
+        let b = b.dns_resolver(Arc::new(dns::Watched::new(resolver)));
         let client = b.build().map_err(|e| ClientError(e.to_string()))?;
         Ok(HttpClient {
             client,
@@ -89,10 +90,28 @@ impl HttpClient {
             elapsed: started.elapsed(),
             stale_connection: false,
             status: None,
+            timed_out: class == ErrorClass::Timeout,
+            unresolved: None,
         };
-        let mut resp = builder.send().await.map_err(|e| Failure {
-            stale_connection: is_connection_lost(&e),
-            ..fail(classify(&e), describe(&e))
+        let lookups = Arc::new(dns::Lookups::default());
+        let sent = dns::watched(lookups.clone(), builder.send()).await;
+        let mut resp = sent.map_err(|e| match lookups.unanswered() {
+            // The deadline passed while the name was still being looked up.
+            Some(name) if e.is_timeout() => Failure {
+                timed_out: true,
+                ..fail(
+                    ErrorClass::Dns,
+                    format!(
+                        "`{name}` did not resolve within {} (no answer from DNS)",
+                        whole_ms(req.timeout)
+                    ),
+                )
+                .with_unresolved(name)
+            },
+            _ => Failure {
+                stale_connection: is_connection_lost(&e),
+                ..fail(classify(&e), describe(&e))
+            },
         })?;
         let ttfb = started.elapsed();
         let status = resp.status().as_u16();
@@ -232,6 +251,24 @@ pub struct Failure {
     pub stale_connection: bool,
     /// The status line, when the failure came after it (body too large or cut off).
     pub status: Option<u16>,
+    /// The request's timeout ended it (in whichever phase `class` names).
+    pub timed_out: bool,
+    /// The name whose lookup was still unanswered when the timeout ended the request.
+    pub unresolved: Option<String>,
+}
+
+impl Failure {
+    fn with_unresolved(self, name: String) -> Failure {
+        Failure {
+            unresolved: Some(name),
+            ..self
+        }
+    }
+}
+
+/// `d` to the millisecond, for a message (`1s 999ms`, not `1s 999ms 873us 12ns`).
+pub fn whole_ms(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64))
 }
 
 /// The peer closed or reset the connection before answering.
@@ -385,6 +422,88 @@ mod tests {
         assert!(
             !seen_other.is_finished(),
             "nothing reached the other origin"
+        );
+    }
+
+    /// Never answers: a DNS server gone silent.
+    struct SilentResolver;
+
+    impl reqwest::dns::Resolve for SilentResolver {
+        fn resolve(&self, _: reqwest::dns::Name) -> reqwest::dns::Resolving {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    /// Resolves every name to 127.0.0.1 at once.
+    struct LoopbackResolver;
+
+    impl reqwest::dns::Resolve for LoopbackResolver {
+        fn resolve(&self, _: reqwest::dns::Name) -> reqwest::dns::Resolving {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            Box::pin(async move { Ok(Box::new(std::iter::once(addr)) as reqwest::dns::Addrs) })
+        }
+    }
+
+    fn get(url: String, timeout: Duration) -> OutgoingRequest {
+        OutgoingRequest {
+            method: reqwest::Method::GET,
+            url,
+            headers: HeaderMap::new(),
+            body: None,
+            timeout,
+        }
+    }
+
+    /// A port on 127.0.0.1 that accepts and never says a word.
+    async fn silent_server() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bound");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_timeout_during_the_lookup_is_dns_and_after_it_a_timeout() {
+        let silent_dns = Some(Arc::new(SilentResolver) as Arc<dyn reqwest::dns::Resolve>);
+        let client = HttpClient::with_resolver(&HttpSettings::default(), silent_dns).expect("ok");
+        let req = get("http://crm.dealer.test/".into(), Duration::from_millis(300));
+        let f = client.send(&req, "00-1-2-01").await.expect_err("no answer");
+        assert_eq!(f.class, ErrorClass::Dns);
+        assert!(f.timed_out);
+        assert_eq!(f.unresolved.as_deref(), Some("crm.dealer.test"));
+        assert_eq!(
+            f.message,
+            "`crm.dealer.test` did not resolve within 300ms (no answer from DNS)"
+        );
+
+        // Resolved at once, then a server that never answers: the server's timeout.
+        let port = silent_server().await;
+        let loopback = Some(Arc::new(LoopbackResolver) as Arc<dyn reqwest::dns::Resolve>);
+        let client = HttpClient::with_resolver(&HttpSettings::default(), loopback).expect("ok");
+        let req = get(
+            format!("http://crm.dealer.test:{port}/"),
+            Duration::from_millis(300),
+        );
+        let f = client.send(&req, "00-1-2-01").await.expect_err("no answer");
+        assert_eq!((f.class, f.timed_out), (ErrorClass::Timeout, true));
+        assert_eq!(f.unresolved, None);
+
+        // The system resolver answers `localhost`: the same.
+        let client = HttpClient::new(&HttpSettings::default()).expect("ok");
+        let req = get(
+            format!("http://localhost:{port}/"),
+            Duration::from_millis(300),
+        );
+        let f = client.send(&req, "00-1-2-01").await.expect_err("no answer");
+        assert_eq!(
+            (f.class, &f.unresolved),
+            (ErrorClass::Timeout, &None),
+            "{f:?}"
         );
     }
 

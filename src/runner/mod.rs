@@ -9,6 +9,7 @@
 pub mod assert;
 pub mod cleanup;
 mod created;
+mod dns;
 pub mod http;
 pub mod poll;
 mod request;
@@ -110,6 +111,12 @@ struct StepsLog {
     failure: Option<RunFailure>,
 }
 
+/// How long after the probe's deadline the run's own timer cuts a step off. Every request
+/// is already cut to the probe's deadline (and says which phase it was in: a DNS lookup
+/// that never answered is `dns`); this timer is the backstop behind them, late enough
+/// that theirs fire first, so the step keeps its request and its real cause.
+const BACKSTOP_GRACE: Duration = Duration::from_millis(250);
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -123,7 +130,8 @@ impl Runner {
 
     /// Runs a probe once, cut short when `stop` turns true: the step in flight ends as
     /// `interrupted`, no further step starts, and the cleanup of whatever the run created
-    /// still runs (it is not interrupted; the caller bounds it with its stop deadline).
+    /// still runs (it is not interrupted: its own budget bounds it, `cleanup::cleanup_budget`,
+    /// and the caller bounds it with its stop deadline).
     pub async fn run_until(
         &self,
         probe: &Probe,
@@ -205,6 +213,17 @@ impl Runner {
                 });
             }
             let started = st.t0.elapsed();
+            if Instant::now() >= st.deadline {
+                // Not sent (so nothing for the ledger): there is no time left to send it in.
+                let m = format!(
+                    "probe timeout of {} reached before this step",
+                    humantime::format_duration(probe.timeout)
+                );
+                let run = not_run(step, started, ErrorClass::ProbeTimeout, m);
+                log.failure = Some(failure_of(&run));
+                log.steps.push(run);
+                return;
+            }
             let ids = match self.record_pending_creates(st, probe, step).await {
                 Ok(ids) => ids,
                 Err(e) => {
@@ -246,8 +265,9 @@ impl Runner {
         }
     }
 
-    /// Runs one step within the probe's deadline, unless `stop` turns true first: a step
-    /// cut off either way ends as an error (probe timeout, or interrupted).
+    /// Runs one step within the probe's deadline (its requests are cut to it; this is the
+    /// backstop, `BACKSTOP_GRACE` later), unless `stop` turns true first: a step cut off
+    /// either way ends as an error (probe timeout, or interrupted).
     async fn run_step_bounded(
         &self,
         st: &mut RunState,
@@ -257,7 +277,8 @@ impl Runner {
         progress: Option<&ProgressFn>,
         stop: Option<watch::Receiver<bool>>,
     ) -> StepResult {
-        let timed = tokio::time::timeout_at(st.deadline, self.run_step(st, step, progress));
+        let backstop = st.deadline + BACKSTOP_GRACE;
+        let timed = tokio::time::timeout_at(backstop, self.run_step(st, step, progress));
         let (class, message) = match stopped(stop, timed).await {
             Some(Ok(result)) => return result,
             None => (

@@ -187,32 +187,16 @@ impl Runner {
     ) -> (Vec<RequestRecord>, Option<Sent>) {
         let last: Mutex<Option<Payload>> = Mutex::new(None);
         let polls: Mutex<Vec<RequestRecord>> = Mutex::new(Vec::new());
-        let (t0, ctx, trace_id, masker, last_ref, polls_ref) = (
-            st.t0,
-            &st.ctx,
-            st.trace_id.as_str(),
-            st.ctx.masker(),
-            &last,
-            &polls,
-        );
+        let (ctx, last_ref, polls_ref) = (&st.ctx, &last, &polls);
         let poll_started = Instant::now();
-        let deadline = st.deadline;
         let cap = Some(last_poll_start(
-            deadline,
+            st.deadline,
             poll_started,
             step.request.timeout,
         ));
-        let probe_timeout = deadline.saturating_duration_since(t0);
-        let result = poll_until(plan, t0, cap, |n| async move {
+        let result = poll_until(plan, st.t0, cap, |n| async move {
             // No attempt may outlast the probe: late ones get what is left of its time.
-            let mut out = out.clone();
-            let left = deadline.saturating_duration_since(Instant::now());
-            let cut = left < out.timeout;
-            out.timeout = out.timeout.min(left);
-            let (mut res, rec) = self.send(t0, &out, trace_id, masker).await;
-            if cut {
-                blame_probe_deadline(&mut res, probe_timeout);
-            }
+            let (res, rec) = self.send_within_probe(st, out).await;
             let (kind, verdict) = match &res {
                 Ok(resp) => {
                     let v = assert::check(until, resp, ctx);
@@ -264,21 +248,6 @@ pub(super) fn last_poll_start(
 ) -> Instant {
     let left = deadline.saturating_duration_since(poll_started);
     deadline - request_timeout.min(left / 4)
-}
-
-/// An attempt whose request timeout was cut to what was left of the probe, and that then
-/// timed out, ran into the probe's deadline: `probe_timeout`, the class the run's own
-/// deadline gives (the two timers end at one instant, so either may fire first).
-fn blame_probe_deadline(res: &mut Result<Response, Failure>, probe_timeout: Duration) {
-    if let Err(f) = res
-        && f.class == ErrorClass::Timeout
-    {
-        f.class = ErrorClass::ProbeTimeout;
-        f.message = format!(
-            "probe timeout of {} reached during this request",
-            humantime::format_duration(probe_timeout)
-        );
-    }
 }
 
 /// How a step whose polling ended without a hit ends: with the last attempt's transport
@@ -341,19 +310,23 @@ pub(super) fn missed_poll_ending(
     }
 }
 
-/// Class and description of the problem a poll's last transient answer showed: the
-/// `until` condition's own problem, else the status (`snippet`: the body, for a 5xx).
+/// Class and description of the problem a poll's last transient answer showed: an error
+/// status is the cause whatever its body (a 503 with an HTML page is `http_5xx`, not
+/// `invalid_json`: the body of an error page was never meant to be the record); only an
+/// answer with a success status is judged by the `until` condition's own problem
+/// (`snippet`: the body, for a 5xx).
 fn transient_problem(
     resp: &Response,
     until: Option<&Verdict>,
     snippet: &str,
 ) -> (ErrorClass, String) {
-    match until.and_then(|v| v.problem.clone()) {
-        Some((c, m)) => (c, m),
-        None => match resp.status {
-            429 => (ErrorClass::RateLimited, "HTTP 429".to_string()),
-            s if s >= 500 => (ErrorClass::Http5xx, format!("HTTP {s}{snippet}")),
-            s => (ErrorClass::Http4xx, format!("HTTP {s}")),
+    match resp.status {
+        429 => (ErrorClass::RateLimited, "HTTP 429".to_string()),
+        s @ 500.. => (ErrorClass::Http5xx, format!("HTTP {s}{snippet}")),
+        s @ 400..=499 => (ErrorClass::Http4xx, format!("HTTP {s}")),
+        s => match until.and_then(|v| v.problem.clone()) {
+            Some((c, m)) => (c, m),
+            None => (ErrorClass::Protocol, format!("HTTP {s}")),
         },
     }
 }
@@ -405,6 +378,25 @@ mod tests {
         let down = (ErrorClass::Http5xx, "HTTP 503; body: down".into());
         assert_eq!(by_status(503), down);
         assert_eq!(by_status(409), (ErrorClass::Http4xx, "HTTP 409".into()));
+    }
+
+    /// Regression: a poll that rode out 503s with an HTML error page until its window
+    /// ended was reported as `invalid_json` (the `until` condition could not parse the
+    /// page) instead of `http_5xx`, the page's real cause.
+    #[test]
+    fn an_error_status_is_the_cause_even_when_its_body_is_not_json() {
+        let not_json = missed(Some((ErrorClass::InvalidJson, "not JSON".into())));
+        let snippet = "; body: <html>busy</html>";
+        let down = transient_problem(&resp(503), Some(&not_json), snippet);
+        let expected = (ErrorClass::Http5xx, format!("HTTP 503{snippet}"));
+        assert_eq!(down, expected);
+        let limited = transient_problem(&resp(429), Some(&not_json), "");
+        assert_eq!(limited.0, ErrorClass::RateLimited);
+        let busy = transient_problem(&resp(409), Some(&not_json), "");
+        assert_eq!(busy.0, ErrorClass::Http4xx);
+        // Only a success status is judged by its body.
+        let unparsable = transient_problem(&resp(200), Some(&not_json), "");
+        assert_eq!(unparsable.0, ErrorClass::InvalidJson);
     }
 
     fn plan(interval: u64, backoff: f64, max: u64, within: u64) -> Poll {
@@ -511,29 +503,6 @@ mod tests {
             last_poll_start(now, now + Duration::from_secs(1), Duration::from_secs(30)),
             now
         );
-    }
-
-    #[test]
-    fn a_request_cut_to_the_probe_deadline_that_times_out_is_a_probe_timeout() {
-        let failure = |class| Failure {
-            class,
-            message: "operation timed out".into(),
-            elapsed: Duration::from_secs(4),
-            stale_connection: false,
-            status: None,
-        };
-        let mut res = Err(failure(ErrorClass::Timeout));
-        blame_probe_deadline(&mut res, Duration::from_secs(4));
-        let f = res.expect_err("still a failure");
-        assert_eq!(f.class, ErrorClass::ProbeTimeout);
-        assert_eq!(f.message, "probe timeout of 4s reached during this request");
-        // Any other failure, or an answer, is what it was.
-        let mut res = Err(failure(ErrorClass::Connect));
-        blame_probe_deadline(&mut res, Duration::from_secs(4));
-        assert_eq!(res.expect_err("a failure").class, ErrorClass::Connect);
-        let mut res = Ok(resp(200));
-        blame_probe_deadline(&mut res, Duration::from_secs(4));
-        assert!(res.is_ok());
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,11 +1,14 @@
 //! One request on the wire: rendering a probe's `Request` template into an
-//! `OutgoingRequest`, sending it with a fresh span in the run's trace, and recording its
-//! timings as a `RequestRecord` (URL masked). Judging the answer is `step.rs`'s job.
+//! `OutgoingRequest`, sending it with a fresh span in the run's trace (never past the
+//! probe's deadline), and recording its timings as a `RequestRecord` (URL masked).
+//! Judging the answer is `step.rs`'s job.
+
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::http::{self, Failure, OutgoingRequest, Response};
-use super::{ErrorClass, RequestRecord, Runner, ms};
+use super::{ErrorClass, RequestRecord, RunState, Runner, ms};
 use crate::model::{Body, Request};
 use crate::secrets::Masker;
 use crate::template::{Context, RenderError};
@@ -53,6 +56,25 @@ impl Runner {
         Ok(out)
     }
 
+    /// Sends a step's request `out` with its timeout cut to what is left of the probe's
+    /// time: no request outlasts the probe, and one that the cut ends says it ran into the
+    /// probe's deadline (with the same class the run's own deadline would give).
+    pub(super) async fn send_within_probe(
+        &self,
+        st: &RunState,
+        out: &OutgoingRequest,
+    ) -> (Result<Response, Failure>, RequestRecord) {
+        let mut out = out.clone();
+        let left = st.deadline.saturating_duration_since(Instant::now());
+        let cut = left < out.timeout;
+        out.timeout = out.timeout.min(left);
+        let (mut res, record) = self.send(st.t0, &out, &st.trace_id, st.ctx.masker()).await;
+        if cut {
+            blame_probe_deadline(&mut res, st.deadline.saturating_duration_since(st.t0));
+        }
+        (res, record)
+    }
+
     /// Sends one request and records its timings (offsets from the run's start `t0`).
     pub(super) async fn send(
         &self,
@@ -88,6 +110,29 @@ impl Runner {
             }
         }
         (res, record)
+    }
+}
+
+/// A request whose timeout was cut to what was left of the probe, and that then ran out
+/// of time, ran into the probe's deadline: `probe_timeout` (the class the run's own
+/// deadline gives), or still `dns` when the lookup was what never answered.
+pub(super) fn blame_probe_deadline(res: &mut Result<Response, Failure>, probe_timeout: Duration) {
+    let Err(f) = res else { return };
+    if !f.timed_out {
+        return;
+    }
+    let timeout = humantime::format_duration(probe_timeout);
+    match (f.class, &f.unresolved) {
+        (ErrorClass::Dns, Some(name)) => {
+            f.message = format!(
+                "`{name}` did not resolve before the probe timeout of {timeout} (no answer from DNS)"
+            );
+        }
+        (ErrorClass::Timeout, _) => {
+            f.class = ErrorClass::ProbeTimeout;
+            f.message = format!("probe timeout of {timeout} reached during this request");
+        }
+        _ => {}
     }
 }
 
@@ -166,6 +211,50 @@ mod tests {
         r.status = 200;
         assert_eq!(redirect_note(&r, &masker), "");
         assert_eq!(redirect_note(&response(304, ""), &masker), "");
+    }
+
+    fn failure(class: ErrorClass, timed_out: bool, unresolved: Option<&str>) -> Failure {
+        Failure {
+            class,
+            message: "operation timed out".into(),
+            elapsed: Duration::from_secs(4),
+            stale_connection: false,
+            status: None,
+            timed_out,
+            unresolved: unresolved.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_request_cut_to_the_probe_deadline_that_times_out_is_a_probe_timeout() {
+        let mut res = Err(failure(ErrorClass::Timeout, true, None));
+        blame_probe_deadline(&mut res, Duration::from_secs(4));
+        let f = res.expect_err("still a failure");
+        assert_eq!(f.class, ErrorClass::ProbeTimeout);
+        assert_eq!(f.message, "probe timeout of 4s reached during this request");
+        // Any other failure, or an answer, is what it was.
+        let mut res = Err(failure(ErrorClass::Connect, false, None));
+        blame_probe_deadline(&mut res, Duration::from_secs(4));
+        assert_eq!(res.expect_err("a failure").class, ErrorClass::Connect);
+        let mut res = Ok(response(200, ""));
+        blame_probe_deadline(&mut res, Duration::from_secs(4));
+        assert!(res.is_ok());
+    }
+
+    #[test]
+    fn a_lookup_cut_by_the_probe_deadline_stays_dns_and_names_the_probe_timeout() {
+        let mut res = Err(failure(ErrorClass::Dns, true, Some("crm.dealer.test")));
+        blame_probe_deadline(&mut res, Duration::from_secs(3));
+        let f = res.expect_err("still a failure");
+        assert_eq!(f.class, ErrorClass::Dns);
+        assert_eq!(
+            f.message,
+            "`crm.dealer.test` did not resolve before the probe timeout of 3s (no answer from DNS)"
+        );
+        // NXDOMAIN is no deadline's doing.
+        let mut res = Err(failure(ErrorClass::Dns, false, None));
+        blame_probe_deadline(&mut res, Duration::from_secs(3));
+        assert_eq!(res.expect_err("a failure").message, "operation timed out");
     }
 
     #[test]

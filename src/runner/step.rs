@@ -184,7 +184,7 @@ impl Runner {
             run.polls = polls;
             return last;
         }
-        let (res, record) = self.send(st.t0, out, &st.trace_id, st.ctx.masker()).await;
+        let (res, record) = self.send_within_probe(st, out).await;
         Some(Sent {
             res,
             record,

@@ -1,21 +1,24 @@
 //! Hostile targets for `tests/hostile_targets.rs`: raw TCP servers on 127.0.0.1 that
-//! misbehave on purpose (endless bodies, slowloris, silence, redirect games), a TLS server
-//! (python3 `ssl`) with certificates made by the `openssl` CLI, and `rooftop once` run as a
-//! child whose peak RSS (`VmHWM`) is sampled from /proc until it exits.
+//! misbehave on purpose (endless bodies, slowloris, silence, redirect games), a DNS server
+//! on 127.0.0.1 that never answers, a TLS server (python3 `ssl`) with certificates made by
+//! the `openssl` CLI, and `rooftop once` run as a child whose peak RSS (`VmHWM`) is
+//! sampled from /proc until it exits.
 //!
 //! Include it with `#[path = "common/hostile.rs"] mod hostile;`.
 #![allow(dead_code)]
 
 use std::future::Future;
 use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rooftop");
 
@@ -120,6 +123,67 @@ pub async fn hold_silently(mut stream: TcpStream) {
 pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+// ---- DNS ------------------------------------------------------------------------------------
+
+/// A DNS server on 127.0.0.1 (UDP) that reads every query and never answers: a
+/// dealership's resolver gone silent. Counts the queries it swallowed.
+pub struct SilentDns {
+    pub addr: SocketAddr,
+    queries: Arc<AtomicU32>,
+}
+
+impl SilentDns {
+    pub async fn start() -> SilentDns {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let queries = Arc::new(AtomicU32::new(0));
+        let seen = queries.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while socket.recv_from(&mut buf).await.is_ok() {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        SilentDns { addr, queries }
+    }
+
+    /// Queries received so far.
+    pub fn queries(&self) -> u32 {
+        self.queries.load(Ordering::Relaxed)
+    }
+}
+
+/// A stub resolver asking one DNS server over UDP (an `A` query), as the system's does
+/// its `nameserver`; a test cannot point the system's at 127.0.0.1 without root, so the
+/// runner gets this one. It only waits: any answer is an error (no test server answers).
+pub struct UdpResolver {
+    pub server: SocketAddr,
+}
+
+impl reqwest::dns::Resolve for UdpResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let server = self.server;
+        Box::pin(async move {
+            let socket = UdpSocket::bind("127.0.0.1:0").await?;
+            socket.send_to(&dns_query(name.as_str()), server).await?;
+            let mut buf = [0u8; 512];
+            socket.recv_from(&mut buf).await?;
+            Err::<reqwest::dns::Addrs, _>("an answer the test resolver does not read".into())
+        })
+    }
+}
+
+/// A recursive `A IN` query for `name` (RFC 1035 §4.1).
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut q = vec![0x52, 0x54, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
 }
 
 // ---- configuration --------------------------------------------------------------------------
