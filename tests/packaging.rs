@@ -63,6 +63,7 @@ fn the_package_builds_holds_its_files_and_its_binary_checks_its_own_config() {
         "./etc/rooftop/runbooks/rooftop-agent.md",
         "./usr/share/rooftop/examples/probes/appointment-to-ro-to-survey.yaml",
         "./usr/share/rooftop/examples/runbooks/ro-not-created.md",
+        "./usr/share/rooftop/examples/heartbeats/price-file-import.yaml",
         "./usr/share/rooftop/dashboards/",
         "./usr/share/rooftop/alerts/rooftop.rules.yaml",
         "./usr/share/doc/rooftop/copyright",

@@ -1,5 +1,6 @@
 //! The agent's periodic chores besides probing: refreshing the gauges that come from the
-//! store (success ratios, leftovers, store size) and applying history retention.
+//! store (success ratios, leftovers, store size), rolling up ended days and applying
+//! history retention.
 
 use chrono::{DateTime, Utc};
 
@@ -27,6 +28,18 @@ pub async fn refresh_gauges(
             *g.leftovers.entry(e.record.probe).or_insert(0) += 1;
         }
         g.store_bytes = size;
+    }
+}
+
+/// Rolls up the days that have ended (the status page's long bars) and says how many.
+pub async fn seal(history: &RunStore, zone: chrono_tz::Tz, now: DateTime<Utc>) {
+    match history.seal_days(zone, now).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(target: crate::model::NOTE,
+            "history: rolled up {n} day(s) ({} days) for the status page",
+            zone.name()
+        ),
+        Err(e) => tracing::warn!("history rollups: {e}"),
     }
 }
 

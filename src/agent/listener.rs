@@ -176,6 +176,8 @@ pub async fn serve(
     addr: SocketAddr,
     telemetry: Arc<Telemetry>,
     ack: Option<AckRoutes>,
+    status: Option<super::status::StatusSource>,
+    pings: Option<super::pings::PingRoutes>,
     ready: Arc<Readiness>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
@@ -220,6 +222,15 @@ pub async fn serve(
                 }
             }),
         );
+    let app = match status {
+        Some(s) => app.merge(super::status::routes(s)),
+        None => app,
+    };
+    // Heartbeat checks' pings (`pings.rs`): `/ping/NAME[/start|/fail|/CODE]`.
+    let app = match pings {
+        Some(p) => app.merge(p.router()),
+        None => app,
+    };
     let app = match ack {
         Some(ack) => app.merge(
             Router::new()

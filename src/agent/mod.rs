@@ -9,12 +9,14 @@ mod heartbeat;
 mod housekeeping;
 pub mod listener;
 mod paging;
+mod pings;
 mod probes;
 mod reload;
 pub mod replies;
 pub mod report;
 pub mod selfcheck;
 pub mod signals;
+pub mod status;
 pub mod systemd;
 
 use std::collections::BTreeMap;
@@ -153,6 +155,14 @@ impl Parts {
     }
 }
 
+/// What the status page needs besides the agent's live probes and on-call state.
+struct StatusParts {
+    history: RunStore,
+    incidents: IncidentStore,
+    token: Option<String>,
+    title: String,
+}
+
 /// A built agent, ready to spawn.
 pub struct Agent {
     probes: Arc<ProbeTable>,
@@ -164,6 +174,8 @@ pub struct Agent {
     heartbeat: Option<heartbeat::Pinger>,
     /// The built-in `rooftop-agent` probe (`selfcheck`).
     self_probe: Arc<Probe>,
+    /// Passive heartbeat checks (`heartbeats/*.yaml`) and their `/ping` routes.
+    heartbeat_checks: pings::HeartbeatChecks,
     outbox: OutboxStore,
     state_dir: PathBuf,
     plans: Vec<Plan>,
@@ -175,6 +187,10 @@ pub struct Agent {
     /// Rotations and time windows the pager reads; a reload replaces them.
     oncall: Arc<crate::notify::pager::LiveOnCall>,
     ack_routes: Option<listener::AckRoutes>,
+    /// What the status page reads, when it is on.
+    status: Option<StatusParts>,
+    /// The zone of the rollups' days (`defaults.timezone`).
+    day_zone: chrono_tz::Tz,
     /// Reads SMS replies (`ACK 4821`), when `alerting.sms.replies` is on.
     replies: Option<replies::ReplyPoller>,
     listen: Option<SocketAddr>,
@@ -197,7 +213,12 @@ impl Agent {
         // The agent's own probe is judged, exported and paged like the others, but not
         // scheduled or run by the runner: it is in `config.probes` only until the plans.
         let self_probe = selfcheck::self_probe(&config);
+        let scheduled = config.probes.len();
         config.probes.push(self_probe.clone());
+        // Heartbeat checks are judged, exported and paged as probes too (`pings`).
+        config
+            .probes
+            .extend(config.heartbeats.iter().map(|h| h.as_probe()));
         let telemetry = Arc::new(start_telemetry(&config, &runner, &parts.env)?);
         let history = RunStore::open_in(&dir)?;
         let mut history_limits = config.agent.history.clone();
@@ -205,10 +226,14 @@ impl Agent {
             history_limits.keep = keep;
         }
         let now = parts.clock.now();
+        let day_zone = config.defaults.timezone;
+        // Days are rolled up before retention may prune their runs.
+        housekeeping::seal(&history, day_zone, now).await;
         housekeeping::retain(&history, now, &history_limits).await;
 
         // One store handle and one signer, shared by the tracker, pager and listener.
         let incidents = IncidentStore::open_in(&dir)?;
+        let incidents_for_status = incidents.clone();
         let ack = match &config.agent.alerting.ack_base_url {
             Some(base) => Some(AckSigner::load_or_create(&dir, base).map_err(|source| {
                 AgentError::AckKey {
@@ -245,7 +270,7 @@ impl Agent {
             }
             Err(e) => tracing::warn!("checking for unqueued pages: {e}"),
         }
-        config.probes.pop();
+        config.probes.truncate(scheduled);
         let listen = parts.listen.unwrap_or(config.agent.telemetry.listen);
         let ack_routes = ack.map(|signer| listener::AckRoutes {
             signer,
@@ -301,7 +326,34 @@ impl Agent {
                 humantime::format_duration(p.every())
             );
         }
+        let status = match (&listen, config.agent.telemetry.status_page) {
+            (Some(_), true) => Some(StatusParts {
+                // Its own connection: a page being read never holds up the run writer.
+                history: RunStore::open_in(&dir)?,
+                incidents: incidents_for_status,
+                token: match &config.agent.telemetry.status_token {
+                    Some(t) => Some(runner.render_setting(t).map_err(|e| {
+                        AgentError::Config(format!("telemetry.status_page.token: {e}"))
+                    })?),
+                    None => None,
+                },
+                title: config
+                    .agent
+                    .rooftop_name
+                    .clone()
+                    .unwrap_or_else(|| config.agent.rooftop_id.clone()),
+            }),
+            _ => None,
+        };
         let plans = plan_probes(&config, &history, now, parts.pace).await?;
+        // After the probes' lines: one line per heartbeat check.
+        let heartbeat_checks = pings::HeartbeatChecks::build(
+            &config.heartbeats,
+            &runner,
+            &history,
+            parts.clock.clone(),
+        )
+        .await;
         Ok(Agent {
             // Moved, not cloned: with thousands of probes a copy would double their memory.
             probes: Arc::new(ProbeTable::new(std::mem::take(&mut config.probes))),
@@ -311,6 +363,7 @@ impl Agent {
             stall_scheduler_after: parts.stall_scheduler_after,
             heartbeat,
             self_probe: Arc::new(self_probe),
+            heartbeat_checks,
             outbox,
             state_dir: dir,
             plans,
@@ -321,6 +374,8 @@ impl Agent {
             pager: Arc::new(pager),
             oncall,
             ack_routes,
+            status,
+            day_zone,
             replies,
             listen,
             max_concurrent,
@@ -342,10 +397,25 @@ impl Agent {
         let heartbeat = Heartbeat::default();
         let ready = Arc::new(Readiness::new(heartbeat.clone()));
         if let Some(addr) = self.listen {
+            let status = self.status.as_ref().map(|s| status::StatusSource {
+                history: s.history.clone(),
+                incidents: s.incidents.clone(),
+                ledger: self.runner.ledger.clone(),
+                probes: self.probes.clone(),
+                self_probe: self.self_probe.clone(),
+                heartbeats: self.heartbeat_checks.definitions(),
+                oncall: self.oncall.clone(),
+                clock: self.clock.clone(),
+                tz: self.day_zone,
+                title: s.title.clone(),
+                token: s.token.clone(),
+            });
             let (bound, task) = listener::serve(
                 addr,
                 self.telemetry.clone(),
                 self.ack_routes.clone(),
+                status,
+                Some(self.heartbeat_checks.routes()),
                 ready.clone(),
                 stop_rx.clone(),
             )
@@ -409,6 +479,10 @@ impl Agent {
                 stop_rx.clone(),
             ),
         ));
+        // Heartbeat checks queue pages like probes do: drained before the last delivery pass.
+        let judge = self.judge();
+        let (heartbeat_checks, task) = self.heartbeat_checks.spawn(judge, stop_rx.clone());
+        page_sources.push(("heartbeat checks", task));
         if let Some(p) = self.heartbeat.clone() {
             tasks.push((
                 "heartbeat",
@@ -452,6 +526,7 @@ impl Agent {
             pace: self.pace,
             ready,
             self_probe: self.self_probe,
+            heartbeat_checks,
             oncall: self.oncall,
         })
     }
@@ -585,10 +660,11 @@ impl Agent {
     }
 
     fn spawn_retention(&self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-        let (history, clock, limits) = (
+        let (history, clock, limits, zone) = (
             self.history.clone(),
             self.clock.clone(),
             self.history_limits.clone(),
+            self.day_zone,
         );
         tokio::spawn(async move {
             loop {
@@ -596,6 +672,7 @@ impl Agent {
                     _ = tokio::time::sleep(RETENTION_EVERY) => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
+                housekeeping::seal(&history, zone, clock.now()).await;
                 housekeeping::retain(&history, clock.now(), &limits).await;
             }
         })
@@ -720,6 +797,8 @@ pub struct Running {
     pace: Option<Duration>,
     ready: Arc<Readiness>,
     self_probe: Arc<Probe>,
+    /// The heartbeat checks' evaluator, for a reload.
+    heartbeat_checks: pings::ChecksHandle,
     oncall: Arc<crate::notify::pager::LiveOnCall>,
 }
 

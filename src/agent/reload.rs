@@ -3,6 +3,9 @@
 //! probe starts, a removed one stops firing, a changed one is rescheduled under its new
 //! definition; unchanged probes keep their schedule, history, failure streak and open
 //! incident. A run in flight finishes under the definition it started with.
+//! Heartbeat checks (`heartbeats/*.yaml`) move the same way: an added check is watched
+//! from now, a removed one refuses pings, a changed one keeps its last ping and counts its
+//! next deadline from it under the new schedule; their names are listed with the probes'.
 //! `oncall:` and `time_windows:` (rotations, overrides, windows) apply at once: the pager
 //! reads them live, and an escalation in progress pages whoever is on call at its next
 //! step. Other `rooftop.yaml` settings than those folded into probes (defaults) are read
@@ -146,12 +149,16 @@ impl Running {
         // Then the one step that can fail, before anything has moved. The agent's own
         // probe is neither added nor removed by a reload.
         let mut config = config;
+        let scheduled = config.probes.len();
         config.probes.push(self.self_probe.as_ref().clone());
+        config
+            .probes
+            .extend(config.heartbeats.iter().map(|h| h.as_probe()));
         let adopted = self.tracker.adopt(&self.history, &config.probes, now).await;
         if adopted.is_ok() {
             self.telemetry.set_probes(&config.probes);
         }
-        config.probes.pop();
+        config.probes.truncate(scheduled);
         adopted?;
         let d = diff(&self.probes.live(), config.probes);
         let mut out = Reloaded {
@@ -194,6 +201,13 @@ impl Running {
             }
             out.removed.push(name);
         }
+        let checks = self
+            .heartbeat_checks
+            .reload(std::mem::take(&mut config.heartbeats));
+        out.added.extend(checks.added);
+        out.changed.extend(checks.changed);
+        out.removed.extend(checks.removed);
+        out.unchanged += checks.unchanged;
         // Only what was applied moves into the settings: a change that waits for a restart
         // is named again by the next reload.
         if oncall_changed {

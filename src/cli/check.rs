@@ -44,6 +44,17 @@ pub fn run(cfg: &ConfigArgs) -> ExitCode {
             }
         }
     }
+    // A heartbeat token whose secret cannot be read here: a running agent would refuse
+    // every ping of that check.
+    for h in &config.heartbeats {
+        for name in crate::template::analyze(&h.token).unwrap_or_default() {
+            if let Some(secret) = name.strip_prefix("secret.")
+                && let Err(e) = secrets.get(secret)
+            {
+                warnings.entry(e.to_string()).or_default().insert(&h.name);
+            }
+        }
+    }
     for (w, probes) in &warnings {
         let list: Vec<&str> = probes.iter().copied().collect();
         eprintln!("warning: {w}\n  = used by: {}", list.join(", "));
@@ -75,6 +86,22 @@ pub fn run(cfg: &ConfigArgs) -> ExitCode {
             p.schedule.to_string(),
             p.steps.len(),
             if p.steps.len() == 1 { "" } else { "s" },
+            runbook
+        );
+    }
+    // Heartbeat checks.
+    for h in &config.heartbeats {
+        let runbook = h
+            .runbook
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "(no runbook)".into());
+        println!(
+            "  {:<32} {:<3} {:<36} heartbeat, grace {}, {}",
+            h.name,
+            h.severity,
+            h.schedule.to_string(),
+            humantime::format_duration(h.grace),
             runbook
         );
     }

@@ -23,10 +23,17 @@ fn open(cfg: &ConfigArgs, config: &crate::config::Config) -> Result<RunStore, Ex
 }
 
 pub async fn status(cfg: &ConfigArgs, as_json: bool) -> ExitCode {
-    let config = match load_config(&cfg.config) {
+    let mut config = match load_config(&cfg.config) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // Heartbeat checks are listed as the probes their runs belong to; they have no next
+    // run of their own (their job pings).
+    let checks = config.heartbeats.len();
+    config
+        .probes
+        .extend(config.heartbeats.iter().map(|h| h.as_probe()));
+    let first_check = config.probes.len() - checks;
     let store = match open(cfg, &config) {
         Ok(s) => s,
         Err(code) => return code,
@@ -44,12 +51,14 @@ pub async fn status(cfg: &ConfigArgs, as_json: bool) -> ExitCode {
         .probes
         .iter()
         .zip(statuses)
-        .map(|(p, st)| {
+        .enumerate()
+        .map(|(i, (p, st))| {
             let next = crate::scheduler::next_fire(
                 &p.schedule,
                 crate::scheduler::spread(&p.name, &p.schedule),
                 now,
-            );
+            )
+            .filter(|_| i < first_check);
             (p, next, st)
         })
         .collect();
@@ -118,6 +127,12 @@ fn probe_lines(
     let run = st.duration_24h.as_ref().map_or("-".to_string(), |d| {
         format!("{} / {}", fmt_ms(d.p50_ms as f64), fmt_ms(d.p95_ms as f64))
     });
+    // A heartbeat check (a probe with no steps) runs when its job pings.
+    let no_next = if p.steps.is_empty() {
+        "on ping"
+    } else {
+        "never"
+    };
     let mut lines = vec![format!(
         "{:<30} {:<13} {:<9} {:>7} {:>7} {:>7}  {:<17} {}",
         p.name,
@@ -128,7 +143,7 @@ fn probe_lines(
         ratio(2),
         run,
         next.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-            .unwrap_or_else(|| "never".into())
+            .unwrap_or_else(|| no_next.into())
     )];
     let pad = "      ";
     if let Some(since) = st.recovery.failing_since {
@@ -208,10 +223,14 @@ fn probe_lines(
 }
 
 pub async fn history(cfg: &ConfigArgs, probe: &str, since: Duration, as_json: bool) -> ExitCode {
-    let config = match load_config(&cfg.config) {
+    let mut config = match load_config(&cfg.config) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // A heartbeat check's runs are stored under its name, as a probe's.
+    config
+        .probes
+        .extend(config.heartbeats.iter().map(|h| h.as_probe()));
     if config.probe(probe).is_none() {
         eprintln!(
             "error: no probe named `{probe}` in {}",

@@ -1,4 +1,5 @@
-//! Loading a config directory: `rooftop.yaml` (optional), `probes/*.yaml`, `runbooks/`.
+//! Loading a config directory: `rooftop.yaml` (optional), `probes/*.yaml`,
+//! `heartbeats/*.yaml` (optional), `runbooks/`.
 //!
 //! Reads files (the only I/O), parses YAML with positions, types it with serde (phase 1)
 //! and hands it to the pure `validate` (phase 2). Every error of every file is collected.
@@ -19,7 +20,7 @@ pub use diagnostic::Diagnostic;
 pub use validate::Defaults;
 use yaml::{Document, FieldPath};
 
-use crate::model::{Agent, Probe};
+use crate::model::{Agent, HeartbeatCheck, Probe};
 
 /// The largest config file accepted (the bundled probes are a few kB): parsing holds
 /// the whole file and its events in memory, so a bigger one is refused before parsing.
@@ -32,6 +33,8 @@ pub struct Config {
     pub agent: Agent,
     pub defaults: Defaults,
     pub probes: Vec<Probe>,
+    /// Passive heartbeat checks (`heartbeats/*.yaml`): jobs that ping the agent.
+    pub heartbeats: Vec<HeartbeatCheck>,
 }
 
 impl Config {
@@ -87,6 +90,8 @@ impl ConfigErrors {
 pub enum FileKind {
     Probe,
     Agent,
+    /// A heartbeat check (`heartbeats/*.yaml`).
+    Heartbeat,
     /// Any other YAML file (`load_typed`: sandbox scenarios and settings).
     Other,
 }
@@ -96,6 +101,7 @@ impl FileKind {
         match self {
             FileKind::Probe => "a probe file",
             FileKind::Agent => "a settings file",
+            FileKind::Heartbeat => "a heartbeat file",
             FileKind::Other => "a YAML file",
         }
     }
@@ -282,6 +288,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
             Err(mut d) => errors.diagnostics.append(&mut d),
         }
     }
+    let heartbeats = load_heartbeats(dir, &mut errors, &defaults, &runbooks, &names);
     errors
         .diagnostics
         .extend(check_dependencies(&probes, &errors.sources));
@@ -301,7 +308,67 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
         agent,
         defaults,
         probes,
+        heartbeats,
     })
+}
+
+/// `heartbeats/*.yaml`, when the directory exists: each file validated, names unique
+/// among themselves and with the probes (`probe_names`: name → file), since a check is
+/// judged, stored and exported as a probe of its name.
+fn load_heartbeats(
+    dir: &Path,
+    errors: &mut ConfigErrors,
+    defaults: &Defaults,
+    runbooks: &BTreeMap<String, String>,
+    probe_names: &BTreeMap<String, PathBuf>,
+) -> Vec<HeartbeatCheck> {
+    let hb_dir = dir.join("heartbeats");
+    let Ok(rd) = std::fs::read_dir(&hb_dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    let mut out: Vec<HeartbeatCheck> = Vec::new();
+    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for file in files {
+        let Some(text) = errors.read_file(&file, FileKind::Heartbeat) else {
+            continue;
+        };
+        let result = load_heartbeat_text(&file, &text, defaults, runbooks);
+        errors.sources.insert(file.clone(), text);
+        match result {
+            Ok(h) => {
+                let clash = probe_names
+                    .get(&h.name)
+                    .map(|f| ("probe", f))
+                    .or_else(|| names.get(&h.name).map(|f| ("heartbeat check", f)));
+                if let Some((what, first)) = clash {
+                    errors.diagnostics.push(Diagnostic {
+                        file: file.clone(),
+                        loc: first_line_of_name(errors.sources.get(&file)),
+                        path: "name".into(),
+                        message: format!(
+                            "check name `{}` is also the name of the {what} in {}",
+                            h.name,
+                            first.display()
+                        ),
+                        hint: Some(
+                            "probes and heartbeat checks share one namespace (runs, metrics and incidents go by name); rename one"
+                                .into(),
+                        ),
+                    });
+                } else {
+                    names.insert(h.name.clone(), file.clone());
+                    out.push(h);
+                }
+            }
+            Err(mut d) => errors.diagnostics.append(&mut d),
+        }
+    }
+    out
 }
 
 /// Every `depend_on` names a probe of the directory, and no probe depends on itself
@@ -457,6 +524,7 @@ pub fn load_embedded(
         agent,
         defaults,
         probes: out,
+        heartbeats: Vec::new(),
     })
 }
 
@@ -475,6 +543,23 @@ pub fn load_probe_text(
         errs,
         &pruned,
         validate::validate_probe(&raw, &doc, file, defaults, runbooks),
+    )
+}
+
+/// Parses and validates one heartbeat check file's text (no I/O).
+pub fn load_heartbeat_text(
+    file: &Path,
+    text: &str,
+    defaults: &Defaults,
+    runbooks: &BTreeMap<String, String>,
+) -> Result<HeartbeatCheck, Vec<Diagnostic>> {
+    let mut doc = parse_document(file, text, FileKind::Heartbeat)?;
+    let (raw, errs, pruned) = deserialize_all::<raw::HeartbeatCheckConfig>(file, &mut doc);
+    let Some(raw) = raw else { return Err(errs) };
+    merge_phases(
+        errs,
+        &pruned,
+        validate::validate_heartbeat(&raw, &doc, file, defaults, runbooks),
     )
 }
 
@@ -558,9 +643,12 @@ fn parse_document(file: &Path, text: &str, kind: FileKind) -> Result<Document, V
                 &FieldPath::root(),
                 "the file is empty",
             )
-            .with_hint(Some(
-                "a probe file holds one probe: `name`, `schedule`, `steps`, ...".into(),
-            )),
+            .with_hint(Some(match kind {
+                FileKind::Heartbeat => {
+                    "a heartbeat file holds one check: `name`, `schedule`, `token`, ...".into()
+                }
+                _ => "a probe file holds one probe: `name`, `schedule`, `steps`, ...".into(),
+            })),
         ]);
     }
     Ok(doc)

@@ -51,6 +51,42 @@ pub struct ProbeConfig {
     pub depend_on: Option<OneOrMany>,
 }
 
+/// One passive heartbeat check (`heartbeats/NAME.yaml`): a batch job of the dealership
+/// pings `/ping/NAME` on the agent's listener when it runs; a missed deadline or a
+/// reported failure opens an incident like a failing probe.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatCheckConfig {
+    /// Unique name among probes and checks: lowercase letters, digits and dashes (e.g.
+    /// `price-file-import`); the ping URL is `/ping/NAME`.
+    pub name: String,
+    /// What the job does, in one sentence for the on-call engineer.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// When the job pings: `{every: 24h}` (within that long of its previous ping) or
+    /// `{cron: "0 0 2 * * *", timezone: America/Toronto}` (the job's own schedule).
+    pub schedule: ScheduleConfig,
+    /// How long past a deadline a ping still counts, and how long a `/start` may go
+    /// without a finish (default: a tenth of the interval, between `1m` and `1h`).
+    #[serde(default)]
+    pub grace: Option<String>,
+    /// Severity of a missed or failed run: `P1` to `P4` (default from `rooftop.yaml`).
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// Runbook: a path under the config directory's `runbooks/`, or an https URL.
+    #[serde(default)]
+    pub runbook: Option<String>,
+    /// Bounded labels for metrics and routing, e.g. `{flow: parts-pricing, connector: price-file}`.
+    #[serde(default)]
+    pub labels: IndexMap<String, String>,
+    /// The token a ping must carry, from a secret: `"{{ secret.price_file_ping }}"`.
+    pub token: String,
+    /// Alert rules over the heartbeat defaults (one miss or failure opens, one success
+    /// resolves).
+    #[serde(default)]
+    pub alert: Option<AlertRulesConfig>,
+}
+
 /// Alert rules; every field optional (unset fields keep the default or the agent-wide
 /// value).
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -823,6 +859,23 @@ pub struct TelemetryConfig {
     /// OTLP export; off unless an endpoint is set here or in `OTEL_EXPORTER_OTLP_*`.
     #[serde(default)]
     pub otlp: Option<OtlpConfig>,
+    /// The read-only status page the listener serves at `/status` (docs/status-page.md).
+    #[serde(default)]
+    pub status_page: Option<StatusPageConfig>,
+}
+
+/// The status page.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPageConfig {
+    /// Serve `/status` (default `true`).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// A token the page asks for (`?token=` or `Authorization: Bearer`), a template such
+    /// as `"{{ secret.status_page_token }}"`; without one the page is open to whoever
+    /// reaches the listener.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// OTLP exporter settings.

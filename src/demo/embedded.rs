@@ -52,6 +52,10 @@ pub const RUNBOOKS: &[(&str, &str)] = &[
         include_str!("../../runbooks/lead-not-on-bdc-list.md"),
     ),
     (
+        "runbooks/price-file-import-missed.md",
+        include_str!("../../runbooks/price-file-import-missed.md"),
+    ),
+    (
         "runbooks/price-not-synced.md",
         include_str!("../../runbooks/price-not-synced.md"),
     ),

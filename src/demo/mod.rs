@@ -264,6 +264,7 @@ pub async fn run_demo(
     }
     if let Some(addr) = running.listen_addr() {
         println!("metrics: http://{addr}/metrics");
+        println!("status page: http://{addr}/status");
     }
     println!(
         "history: rooftop status --config {0} --state-dir {0}",

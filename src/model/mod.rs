@@ -5,6 +5,7 @@
 
 pub mod channels;
 pub mod escape;
+pub mod heartbeat;
 pub mod incident;
 pub mod oncall;
 pub mod probe;
@@ -15,6 +16,7 @@ pub mod units;
 
 pub use channels::*;
 pub use escape::{encode_uri_component, escape_html};
+pub use heartbeat::*;
 pub use incident::*;
 pub use oncall::*;
 pub use probe::*;

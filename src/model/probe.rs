@@ -510,6 +510,10 @@ pub struct TelemetrySettings {
     pub metrics: bool,
     pub traces: bool,
     pub logs: bool,
+    /// Serve the status page at `/status`.
+    pub status_page: bool,
+    /// Template of the token the status page asks for; `None`: open.
+    pub status_token: Option<String>,
 }
 
 impl Default for TelemetrySettings {
@@ -524,6 +528,8 @@ impl Default for TelemetrySettings {
             metrics: true,
             traces: true,
             logs: true,
+            status_page: true,
+            status_token: None,
         }
     }
 }

@@ -80,6 +80,11 @@ pub enum ErrorClass {
     Interrupted,
     /// The agent's own check (`rooftop-agent`): its store, disk, scheduler or outbox.
     Agent,
+    /// A heartbeat check's job did not ping by its deadline plus grace (or a `/start`
+    /// was not followed by a finish within grace).
+    HeartbeatMissed,
+    /// A heartbeat check's job reported failure: `/fail` or a non-zero exit status.
+    HeartbeatFailed,
 }
 
 impl ErrorClass {
@@ -105,6 +110,8 @@ impl ErrorClass {
             ErrorClass::Ledger => "ledger",
             ErrorClass::Interrupted => "interrupted",
             ErrorClass::Agent => "agent",
+            ErrorClass::HeartbeatMissed => "heartbeat_missed",
+            ErrorClass::HeartbeatFailed => "heartbeat_failed",
         }
     }
 }

@@ -10,6 +10,8 @@
 //! a local time that happens twice (fall back) fires once, at its first occurrence.
 //! (The `cron` crate alone would skip the first and fire the second twice.)
 
+pub mod heartbeat_check;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::Future;

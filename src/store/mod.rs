@@ -15,6 +15,7 @@ pub mod incidents;
 pub mod ledger;
 pub mod outbox;
 pub mod replies;
+pub mod rollups;
 pub mod runs;
 pub mod stats;
 
@@ -124,7 +125,7 @@ impl Db {
 }
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 10] = [
+const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 11] = [
     ledger::create_tables,
     runs::create_tables,
     runs::add_steps_and_triggers,
@@ -135,6 +136,7 @@ const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 10] = [
     runs::add_agent_meta,
     escalations::create_tables,
     replies::create_tables,
+    rollups::create_tables,
 ];
 
 /// Opens `path` (creating the state directory), configured and migrated.

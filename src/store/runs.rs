@@ -521,7 +521,7 @@ pub(super) fn add_steps_and_triggers(conn: &Connection) -> rusqlite::Result<()> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::model::{CleanupReport, ErrorClass, Outcome, StepRun, SyncMeasurement};
     use std::time::Duration;
@@ -554,7 +554,7 @@ mod tests {
         assert_eq!(sync(&ledger), 2, "FULL");
     }
 
-    fn run(id: &str, ago_min: i64, outcome: Outcome, sync_ms: Option<f64>) -> ProbeRun {
+    pub(in crate::store) fn run(id: &str, ago_min: i64, outcome: Outcome, sync_ms: Option<f64>) -> ProbeRun {
         let now: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
         let at = now - chrono::Duration::minutes(ago_min);
         let mut labels = std::collections::BTreeMap::new();

@@ -106,6 +106,25 @@ impl Checker<'_> {
         {
             out.interval = i;
         }
+        if let Some(sp) = &t.status_page {
+            let spp = path.key("status_page");
+            out.status_page = sp.enabled.unwrap_or(true);
+            if let Some(token) = &sp.token {
+                match template::analyze(token) {
+                    Ok(_) if token.trim().is_empty() => self.err(
+                        &spp.key("token"),
+                        "the status page token is empty",
+                        Some("e.g. `\"{{ secret.status_page_token }}\"`, or leave `token` out for an open page".into()),
+                    ),
+                    Ok(_) => out.status_token = Some(token.clone()),
+                    Err(e) => self.err(
+                        &spp.key("token"),
+                        format!("template error: {e}"),
+                        Some("only `env.*` and `secret.*` are available here".into()),
+                    ),
+                }
+            }
+        }
         let Some(o) = &t.otlp else { return out };
         let op = path.key("otlp");
         if let Some(e) = &o.endpoint {
@@ -605,6 +624,38 @@ mod tests {
                     "timeout `5s` is not shorter than every `5s`".into()
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn the_status_page_is_on_by_default_and_takes_a_token_template() {
+        let (a, _) = agent("telemetry: {listen: \"127.0.0.1:9464\"}");
+        assert!(a.telemetry.status_page);
+        assert_eq!(a.telemetry.status_token, None);
+        let (a, _) =
+            agent("telemetry:\n  status_page: {enabled: false, token: \"{{ secret.status }}\"}\n");
+        assert!(!a.telemetry.status_page);
+        assert_eq!(
+            a.telemetry.status_token.as_deref(),
+            Some("{{ secret.status }}")
+        );
+        assert_eq!(
+            paths_and_messages(&agent_errors(
+                "telemetry:\n  status_page: {token: \"{{ secret.status\"}\n"
+            ))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect::<Vec<String>>(),
+            ["telemetry.status_page.token"]
+        );
+        assert_eq!(
+            paths_and_messages(&agent_errors(
+                "telemetry:\n  status_page: {token: \"  \"}\n"
+            )),
+            [(
+                "telemetry.status_page.token".into(),
+                "the status page token is empty".into()
+            )]
         );
     }
 

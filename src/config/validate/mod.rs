@@ -7,6 +7,7 @@ mod agent;
 mod alerting;
 mod escalation;
 mod expect;
+mod heartbeat;
 mod oncall;
 mod primitives;
 mod probe;
@@ -18,9 +19,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::diagnostic::{Diagnostic, MAX_PER_FILE, more_problems};
-use super::raw::{AgentConfig, ProbeConfig};
+use super::raw::{AgentConfig, HeartbeatCheckConfig, ProbeConfig};
 use super::yaml::{Document, FieldPath};
-use crate::model::{Agent, AlertRules, Probe, Schedule, Severity};
+use crate::model::{Agent, AlertRules, HeartbeatCheck, Probe, Schedule, Severity};
 
 pub use runbook::{RUNBOOK_SECTIONS, parse_runbook};
 
@@ -155,6 +156,21 @@ pub fn validate_probe(
     let mut c = Checker::new(file, doc);
     match probe::check_probe(&mut c, raw, defaults, runbooks) {
         Some(p) if c.errors.is_empty() => Ok(p),
+        _ => Err(c.into_errors()),
+    }
+}
+
+/// Validates one heartbeat check file (`heartbeats/*.yaml`).
+pub fn validate_heartbeat(
+    raw: &HeartbeatCheckConfig,
+    doc: &Document,
+    file: &Path,
+    defaults: &Defaults,
+    runbooks: &BTreeMap<String, String>,
+) -> Result<HeartbeatCheck, Vec<Diagnostic>> {
+    let mut c = Checker::new(file, doc);
+    match heartbeat::check_heartbeat(&mut c, raw, defaults, runbooks) {
+        Some(h) if c.errors.is_empty() => Ok(h),
         _ => Err(c.into_errors()),
     }
 }

@@ -58,30 +58,7 @@ pub(super) fn check_probe(
         .runbook
         .as_deref()
         .and_then(|r| check_runbook(c, &root.key("runbook"), r, runbooks));
-    for key in raw.labels.keys() {
-        if !is_identifier(key) {
-            c.err_key(
-                &root.key("labels").key(key),
-                format!("label name `{key}` must be letters, digits and underscores"),
-                Some("e.g. `flow`, `connector`".into()),
-            );
-        }
-    }
-    for (key, value) in &raw.labels {
-        if value.contains("{{") {
-            c.err(
-                &root.key("labels").key(key),
-                "label values are fixed text, not templates (labels must stay bounded)",
-                Some("write the value itself, e.g. `connector: crm-to-dms`".into()),
-            );
-        } else if key == "connector" && !is_connector(value) {
-            c.err(
-                &root.key("labels").key(key),
-                format!("`{value}` is not a connector name: lowercase letters, digits, `-`, `_` and `.`, at most 64"),
-                Some("e.g. `connector: crm-to-dms`".into()),
-            );
-        }
-    }
+    check_labels(c, &root, &raw.labels);
 
     // Which step captures what, so a premature use names the step that provides it.
     let mut capture_owner: HashMap<String, String> = HashMap::new();
@@ -288,6 +265,39 @@ pub(super) fn check_probe(
         depend_on,
         source: c.file.to_path_buf(),
     })
+}
+
+/// `labels`: identifier names, fixed values, a bounded `connector` (probes and heartbeat
+/// checks alike).
+pub(super) fn check_labels(
+    c: &mut Checker<'_>,
+    root: &FieldPath,
+    labels: &indexmap::IndexMap<String, String>,
+) {
+    for key in labels.keys() {
+        if !is_identifier(key) {
+            c.err_key(
+                &root.key("labels").key(key),
+                format!("label name `{key}` must be letters, digits and underscores"),
+                Some("e.g. `flow`, `connector`".into()),
+            );
+        }
+    }
+    for (key, value) in labels {
+        if value.contains("{{") {
+            c.err(
+                &root.key("labels").key(key),
+                "label values are fixed text, not templates (labels must stay bounded)",
+                Some("write the value itself, e.g. `connector: crm-to-dms`".into()),
+            );
+        } else if key == "connector" && !is_connector(value) {
+            c.err(
+                &root.key("labels").key(key),
+                format!("`{value}` is not a connector name: lowercase letters, digits, `-`, `_` and `.`, at most 64"),
+                Some("e.g. `connector: crm-to-dms`".into()),
+            );
+        }
+    }
 }
 
 #[cfg(test)]

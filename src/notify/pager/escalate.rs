@@ -77,6 +77,11 @@ impl LiveOnCall {
         true
     }
 
+    /// A copy of what is there now (the status page's "who is on call").
+    pub fn snapshot(&self) -> OnCall {
+        self.read().clone()
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, OnCall> {
         // A panic while holding the lock cannot leave a half-written OnCall (it is
         // replaced whole), so a poisoned lock is still good data.
