@@ -78,6 +78,7 @@ fn schema_describes_probe_and_agent_files() {
     for (kind, field, doc) in [
         ("probe", "steps", "run in order"),
         ("agent", "secrets", "systemd credentials"),
+        ("heartbeat", "grace", "/start"),
     ] {
         let out = Command::new(BIN).args(["schema", kind]).output().unwrap();
         assert!(out.status.success());
@@ -96,6 +97,33 @@ fn schema_describes_probe_and_agent_files() {
             "{kind}: unknown fields are rejected"
         );
     }
+}
+
+/// `rooftop schema agent | head -1`: the command ends on the closed pipe (SIGPIPE, as
+/// Unix tools do) instead of panicking in `println!`.
+#[test]
+fn a_printing_command_ends_quietly_on_a_closed_pipe() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    // A pipe whose reading end is closed before the command starts: its first write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = Command::new(BIN)
+        .args(["schema", "agent"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?} {stderr}");
 }
 
 #[test]

@@ -187,7 +187,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         scenario: Option<PathBuf>,
     },
-    /// Print the JSON Schema of probe files or of rooftop.yaml, for editors.
+    /// Print the JSON Schema of probe files, heartbeat-check files or rooftop.yaml, for editors.
     Schema {
         /// Which file kind.
         #[arg(value_enum, default_value_t = schema::SchemaKind::Probe)]
@@ -234,6 +234,12 @@ pub enum OncallCommand {
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init();
+    if !matches!(
+        cli.command,
+        Command::Run { .. } | Command::Demo(_) | Command::Sandbox { .. } | Command::Once { .. }
+    ) {
+        printer_exits_on_a_closed_pipe();
+    }
     match cli.command {
         Command::Check { cfg } => check::run(&cfg),
         Command::Once { probe, cfg, json } => once::run(&cfg, &probe, json).await,
@@ -286,6 +292,18 @@ pub async fn main() -> ExitCode {
             scenario,
         } => sandbox::run(listen, config.as_ref(), scenario.as_ref()).await,
         Command::Schema { kind } => schema::run(kind),
+    }
+}
+
+/// `rooftop status | head` ends quietly when `head` has read enough, as Unix tools do,
+/// instead of panicking in `println!` on the broken pipe: the commands that only print
+/// get SIGPIPE's default action back. Not the agent (`run`, `demo`, `sandbox`, `once`):
+/// a closed stdout must never stop probing or a cleanup.
+fn printer_exits_on_a_closed_pipe() {
+    // SAFETY: called once at start, before any thread of ours writes; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
