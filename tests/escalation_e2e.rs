@@ -117,13 +117,7 @@ async fn an_unacknowledged_p1_escalates_to_the_secondary_and_the_ack_link_stops_
         .find_map(|l| l.strip_prefix("Acknowledge: "))
         .expect("an ack link in the escalated page")
         .to_string();
-    let acked = reqwest::Client::new()
-        .post(&link)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("by=Dev+Patel")
-        .send()
-        .await
-        .unwrap();
+    let acked = paging::ack_by(&reqwest::Client::new(), &link, "Dev Patel").await;
     assert_eq!(acked.status(), 200);
     // Well past the next deadline: the IT lead is never paged.
     tokio::time::sleep(Duration::from_secs(7)).await;

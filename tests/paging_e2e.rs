@@ -84,13 +84,7 @@ async fn an_outage_pages_by_email_once_and_the_recovery_sends_a_resolve() {
     assert!(form.text().await.unwrap().contains("<form method=\"post\""));
     let tampered = link.replace("sig=", "sig=00");
     assert_eq!(http.get(&tampered).send().await.unwrap().status(), 403);
-    let acked = http
-        .post(&link)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("by=Maria+Lopez")
-        .send()
-        .await
-        .unwrap();
+    let acked = paging::ack_by(&http, &link, "Maria Lopez").await;
     assert_eq!(acked.status(), 200);
     assert!(acked.text().await.unwrap().contains("is acknowledged"));
     // Let a run pick the acknowledgement up (MTTA), then recover.

@@ -13,7 +13,7 @@ mod tools;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use paging::{crm_down, lead_probe, spawn_agent, subject_and_text};
+use paging::{crm_down, lead_probe, spawn_agent};
 use tools::{SmtpOptions, SmtpServer};
 
 const TOKEN: &str = "status-7f3a9c";
@@ -161,19 +161,8 @@ async fn the_status_page_shows_an_outage_its_incident_and_renders_on_a_phone() {
     sb.set_faults(crm_down());
     let page = smtp.wait_for_count(1, Duration::from_secs(20)).await;
     // Acknowledged through the page's link, so the status page can say by whom.
-    let link = subject_and_text(&page[0])
-        .lines()
-        .find_map(|l| l.strip_prefix("Acknowledge: "))
-        .expect("an ack link in the page")
-        .to_string();
     let http = reqwest::Client::new();
-    let acked = http
-        .post(&link)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("by=Maria+Lopez")
-        .send()
-        .await
-        .unwrap();
+    let acked = paging::ack_by(&http, &paging::ack_link(&page[0]), "Maria Lopez").await;
     assert_eq!(acked.status(), 200);
     tokio::time::sleep(Duration::from_millis(1500)).await;
 

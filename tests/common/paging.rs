@@ -33,6 +33,25 @@ pub fn subject_and_text(eml: &str) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// The `Acknowledge: <link>` of a received page.
+pub fn ack_link(eml: &str) -> String {
+    subject_and_text(eml)
+        .lines()
+        .find_map(|l| l.strip_prefix("Acknowledge: "))
+        .expect("an ack link in the page")
+        .to_string()
+}
+
+/// Submits the confirm page's form behind an ack link, as a person would.
+pub async fn ack_by(http: &reqwest::Client, link: &str, by: &str) -> reqwest::Response {
+    http.post(link)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("by={}", by.replace(' ', "+")))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The sandbox dealership with every system answering in 50 ms.
 pub async fn sandbox() -> Sandbox {
     Sandbox::start(

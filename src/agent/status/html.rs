@@ -11,7 +11,7 @@ use super::{Detail, Health, Overview, ProbeView};
 use crate::model::escape::{encode_uri_component, escape_html as esc};
 use crate::model::fmt_ms;
 use crate::store::IncidentRow;
-use crate::store::rollups::{DayCell, SyncSeries, totals};
+use crate::store::rollups::{DayCell, RunLine, SyncSeries, totals};
 
 const STYLE: &str = "
 *{box-sizing:border-box}
@@ -245,6 +245,23 @@ fn sync_charts(
     out
 }
 
+/// Why a run failed: its step, error class and (masked) message.
+fn why(l: &RunLine) -> String {
+    let r = &l.run;
+    format!(
+        "<div class=\"why\">{}{}{}</div>",
+        r.failed_step
+            .as_ref()
+            .map(|s| format!("Step <b>{}</b> ", esc(s)))
+            .unwrap_or_default(),
+        r.error_class
+            .as_ref()
+            .map(|c| format!("[{}] ", esc(c)))
+            .unwrap_or_default(),
+        l.message.as_deref().map(esc).unwrap_or_default()
+    )
+}
+
 fn probe_block(v: &ProbeView, o: &Overview, link: bool) -> String {
     let p = &v.probe;
     let name = if link {
@@ -280,19 +297,7 @@ fn probe_block(v: &ProbeView, o: &Overview, link: bool) -> String {
                 esc(&fmt_ms(r.duration_ms))
             );
             if r.outcome != "success" && r.outcome != "skipped" {
-                let _ = write!(
-                    out,
-                    "<div class=\"why\">{}{}{}</div>",
-                    r.failed_step
-                        .as_ref()
-                        .map(|s| format!("Step <b>{}</b> ", esc(s)))
-                        .unwrap_or_default(),
-                    r.error_class
-                        .as_ref()
-                        .map(|c| format!("[{}] ", esc(c)))
-                        .unwrap_or_default(),
-                    l.message.as_deref().map(esc).unwrap_or_default()
-                );
+                out.push_str(&why(l));
             }
         }
         None => out.push_str("<div class=\"muted\">No runs in the history yet.</div>"),
@@ -514,19 +519,7 @@ pub fn detail(d: &Detail) -> String {
             esc(&r.cleanup),
         );
         if !ok {
-            let _ = write!(
-                body,
-                "<div class=\"why\">{}{}{}</div>",
-                r.failed_step
-                    .as_ref()
-                    .map(|s| format!("Step <b>{}</b> ", esc(s)))
-                    .unwrap_or_default(),
-                r.error_class
-                    .as_ref()
-                    .map(|c| format!("[{}] ", esc(c)))
-                    .unwrap_or_default(),
-                l.message.as_deref().map(esc).unwrap_or_default(),
-            );
+            body.push_str(&why(l));
         }
         body.push_str("</div>");
     }

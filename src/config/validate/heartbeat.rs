@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::primitives::is_name;
 use super::probe::check_labels;
 use super::runbook::check_runbook;
 use super::{Checker, Defaults};
@@ -28,22 +27,7 @@ pub(super) fn check_heartbeat(
     runbooks: &BTreeMap<String, String>,
 ) -> Option<HeartbeatCheck> {
     let root = FieldPath::root();
-    if !is_name(&raw.name) {
-        c.err(
-            &root.key("name"),
-            format!(
-                "check name `{}` must be lowercase letters, digits and dashes",
-                raw.name
-            ),
-            Some("e.g. `price-file-import`".into()),
-        );
-    } else if raw.name == crate::model::SELF_PROBE {
-        c.err(
-            &root.key("name"),
-            format!("check name `{}` is the agent's own self-check", raw.name),
-            Some("pick another name; `rooftop-agent` is built in".into()),
-        );
-    }
+    super::probe::check_name(c, "check", &raw.name, "price-file-import");
     let schedule = c.schedule(&root.key("schedule"), &raw.schedule, defaults.timezone);
     let grace = match (&raw.grace, &schedule) {
         (Some(g), _) => c.duration(&root.key("grace"), g),

@@ -13,6 +13,25 @@ use crate::config::yaml::FieldPath;
 use crate::model::Probe;
 use crate::template::RESERVED;
 
+/// The `name` of a probe or a heartbeat check (`what`): lowercase letters, digits and
+/// dashes, and not the agent's own self-check.
+pub(super) fn check_name(c: &mut Checker<'_>, what: &str, name: &str, example: &str) {
+    let path = FieldPath::root().key("name");
+    if !is_name(name) {
+        c.err(
+            &path,
+            format!("{what} name `{name}` must be lowercase letters, digits and dashes"),
+            Some(format!("e.g. `{example}`")),
+        );
+    } else if name == crate::model::SELF_PROBE {
+        c.err(
+            &path,
+            format!("{what} name `{name}` is the agent's own self-check"),
+            Some("pick another name; `rooftop-agent` is built in".into()),
+        );
+    }
+}
+
 /// One probe file over `defaults`; `None` (with `c` holding why) when it does not check.
 pub(super) fn check_probe(
     c: &mut Checker<'_>,
@@ -21,23 +40,7 @@ pub(super) fn check_probe(
     runbooks: &BTreeMap<String, String>,
 ) -> Option<Probe> {
     let root = FieldPath::root();
-
-    if !is_name(&raw.name) {
-        c.err(
-            &root.key("name"),
-            format!(
-                "probe name `{}` must be lowercase letters, digits and dashes",
-                raw.name
-            ),
-            Some("e.g. `appointment-to-ro`".into()),
-        );
-    } else if raw.name == crate::model::SELF_PROBE {
-        c.err(
-            &root.key("name"),
-            format!("probe name `{}` is the agent's own self-check", raw.name),
-            Some("pick another name; `rooftop-agent` is built in".into()),
-        );
-    }
+    check_name(c, "probe", &raw.name, "appointment-to-ro");
     let schedule = match &raw.schedule {
         Some(s) => c.schedule(&root.key("schedule"), s, defaults.timezone),
         None => Some(defaults.schedule.clone()),
