@@ -6,7 +6,7 @@
 //! What it cannot page about (the agent dead, the store gone) the heartbeat covers.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use crate::model::{
     CleanupReport, ErrorClass, Fire, Outcome, Probe, ProbeRun, Runbook, Schedule, Severity,
 };
 use crate::store::outbox::OutboxStore;
+use crate::store::reserve::disk_space;
 
 pub use crate::model::SELF_PROBE;
 use crate::model::SelfMonitoring;
@@ -59,19 +60,6 @@ pub fn self_probe(config: &Config) -> Probe {
         depend_on: Vec::new(),
         source: PathBuf::from("(built in)"),
     }
-}
-
-/// Free bytes for an unprivileged writer and the filesystem's size, from statvfs.
-fn disk_space(dir: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `path` is a valid NUL-terminated string; `st` is written by statvfs.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    let unit = st.f_frsize as u64;
-    Some((st.f_bavail as u64 * unit, st.f_blocks as u64 * unit))
 }
 
 /// What is wrong with the disk, if anything: under `min_free` bytes or 5 % free (SQLite

@@ -15,6 +15,7 @@ pub mod incidents;
 pub mod ledger;
 pub mod outbox;
 pub mod replies;
+pub mod reserve;
 pub mod rollups;
 pub mod runs;
 pub mod stats;

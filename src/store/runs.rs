@@ -17,6 +17,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::reserve::{Reserve, is_disk_full};
 use super::{Db, StoreError};
 use crate::model::Fire;
 use crate::model::HistorySettings;
@@ -91,9 +92,10 @@ impl RunStore {
         let db = Db::open_with(state_dir, super::Durability::Process)?;
         let (writer, jobs) = mpsc::channel();
         let w = db.clone();
+        let reserve = Reserve::in_dir(state_dir);
         std::thread::Builder::new()
             .name("rooftop-store".into())
-            .spawn(move || write_loop(&w, &jobs))
+            .spawn(move || write_loop(&w, &jobs, &reserve))
             .map_err(|e| StoreError::Task(format!("cannot start the store writer: {e}")))?;
         Ok(RunStore { db, writer })
     }
@@ -284,8 +286,9 @@ fn used_bytes(c: &Connection) -> rusqlite::Result<u64> {
 
 /// The writer thread: takes what is queued, commits it as one transaction, tells every
 /// caller. A batch that fails is retried one write at a time, so one bad write does not
-/// take the others with it.
-fn write_loop(db: &Db, jobs: &mpsc::Receiver<Job>) {
+/// take the others with it. A full disk releases the reserve (for the incident and page
+/// about it); the agent's store check, once it succeeds, makes the reserve again.
+fn write_loop(db: &Db, jobs: &mpsc::Receiver<Job>, reserve: &Reserve) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         let until = std::time::Instant::now() + COMMIT_WINDOW;
@@ -312,6 +315,9 @@ fn write_loop(db: &Db, jobs: &mpsc::Receiver<Job>) {
             tx.commit()
         })();
         if all.is_ok() {
+            if batch.iter().any(|j| matches!(j.write, Write::Alive(_))) {
+                reserve.make_if_room();
+            }
             for j in batch {
                 let _ = j.done.send(Ok(()));
             }
@@ -323,6 +329,9 @@ fn write_loop(db: &Db, jobs: &mpsc::Receiver<Job>) {
                 insert(&tx, &j.write)?;
                 tx.commit()
             })();
+            if one.as_ref().is_err_and(is_disk_full) {
+                reserve.release();
+            }
             let _ = j.done.send(one.map_err(|source| StoreError::Sqlite {
                 path: db.path.clone(),
                 source,
@@ -554,7 +563,12 @@ pub(super) mod tests {
         assert_eq!(sync(&ledger), 2, "FULL");
     }
 
-    pub(in crate::store) fn run(id: &str, ago_min: i64, outcome: Outcome, sync_ms: Option<f64>) -> ProbeRun {
+    pub(in crate::store) fn run(
+        id: &str,
+        ago_min: i64,
+        outcome: Outcome,
+        sync_ms: Option<f64>,
+    ) -> ProbeRun {
         let now: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
         let at = now - chrono::Duration::minutes(ago_min);
         let mut labels = std::collections::BTreeMap::new();
