@@ -637,7 +637,12 @@ async fn run_case(h: &mut Harness, case: &Case) -> (Vec<String>, String) {
             "leftovers even after the fault cleared and the ledger was replayed: {left:?}"
         ));
     }
-    match h.runner.ledger.pending(None).await {
+    // An empty sweep after a failed run waits for its re-sweep (not a leftover).
+    match h.runner.ledger.pending(None).await.map(|p| {
+        p.into_iter()
+            .filter(|e| !e.awaiting_resweep())
+            .collect::<Vec<_>>()
+    }) {
         Ok(p) if p.is_empty() => {}
         Ok(p) => problems.push(format!("{} ledger entries still pending", p.len())),
         Err(e) => problems.push(format!("ledger: {e}")),

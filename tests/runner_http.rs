@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use rooftop::clock::SystemClock;
+use rooftop::clock::{ManualClock, SystemClock};
 use rooftop::config::{Defaults, load_probe_text};
-use rooftop::runner::cleanup::CLEANUP_FLOOR;
+use rooftop::runner::cleanup::{CLEANUP_FLOOR, RESWEEP_FLOOR};
 use rooftop::runner::http::{HttpClient, HttpSettings};
 use rooftop::runner::{CleanupOutcome, ErrorClass, Outcome, ProbeRun, Runner};
 use rooftop::secrets::SecretStore;
@@ -29,6 +29,8 @@ struct Seen {
     deletes_answer: Arc<AtomicBool>,
     /// `DELETE /records/{id}` requests received.
     deletes: Arc<Mutex<u32>>,
+    /// The ids `GET /surveys` lists (a sync job's downstream records).
+    surveys: Arc<Mutex<Vec<String>>>,
 }
 
 async fn server() -> (String, Seen) {
@@ -100,11 +102,26 @@ async fn server() -> (String, Seen) {
                 StatusCode::NO_CONTENT
             }),
         )
+        .route(
+            "/ro/close",
+            post(|| async { axum::Json(serde_json::json!({"status": "closed"})) }),
+        )
+        .route("/surveys", get(list_surveys))
+        .route("/surveys/{id}", axum::routing::delete(delete_survey))
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("127.0.0.1:{}", addr.port()), seen)
+}
+
+async fn list_surveys(State(s): State<Seen>) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"items": s.surveys.lock().unwrap().clone()}))
+}
+
+async fn delete_survey(State(s): State<Seen>, UrlPath(id): UrlPath<String>) -> StatusCode {
+    s.surveys.lock().unwrap().retain(|x| *x != id);
+    StatusCode::NO_CONTENT
 }
 
 /// Resolves every name to an error, like a dealership whose DNS server is down.
@@ -408,6 +425,68 @@ async fn cleanups_that_hang_end_within_their_budget_and_stay_in_the_ledger() {
             .iter()
             .all(|e| e.result.as_ref().is_ok_and(|c| c.success)),
         "{replayed:#?}"
+    );
+    assert!(r.ledger.pending(None).await.unwrap().is_empty());
+}
+
+/// Regression (the soak's survey left behind): a run that fails after closing the RO
+/// sweeps for the survey before the sync job has created it. The empty sweep is not the
+/// end: the entry waits (not a leftover), and the re-sweep, once due, deletes the survey
+/// that appeared in the meantime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survey_created_after_the_sweep_of_a_failed_run_is_deleted_by_the_resweep() {
+    let (addr, seen) = server().await;
+    let state = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new("2026-06-01T12:00:00Z".parse().unwrap());
+    let mut r = runner(state.path(), 1 << 20, None);
+    r.clock = Arc::new(clock.clone());
+    let text = format!(
+        "name: t\ntimeout: 5s\nsteps:\n  - name: close-ro\n    request: {{method: POST, url: \"http://{addr}/ro/close\"}}\n    creates: {{cleanup: delete-surveys}}\n\
+         \x20 - name: survey-triggered\n    request: {{url: \"http://{addr}/denied\"}}\n\
+         cleanup:\n  - name: delete-surveys\n    find:\n      request: {{url: \"http://{addr}/surveys\"}}\n      each: \"$.items[*]\"\n      as: survey\n    request: {{method: DELETE, url: \"http://{addr}/surveys/{{{{ survey }}}}\"}}\n"
+    );
+    let probe = load_probe_text(
+        Path::new("t.yaml"),
+        &text,
+        &Defaults::default(),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let run = r.run(&probe, None).await;
+    assert_ne!(run.outcome, Outcome::Success, "{:?}", run.message);
+    // The sweep did what it could now: the run's cleanup succeeded.
+    assert_eq!(
+        run.cleanup.outcome,
+        CleanupOutcome::Success,
+        "{:#?}",
+        run.cleanup
+    );
+    let waiting = r.ledger.pending(None).await.unwrap();
+    assert_eq!(waiting.len(), 1, "{waiting:#?}");
+    assert!(waiting[0].awaiting_resweep(), "{waiting:#?}");
+
+    // The sync job creates the survey after the sweep.
+    seen.surveys.lock().unwrap().push("CSI-1".into());
+    // Not due yet: neither a start's replay nor the agent's retry sweeps again.
+    assert!(
+        r.replay_ledger(std::slice::from_ref(&probe), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(r.replay_due(&[&probe]).await.unwrap().is_empty());
+    assert_eq!(seen.surveys.lock().unwrap().len(), 1);
+
+    clock.advance(chrono::Duration::from_std(RESWEEP_FLOOR).unwrap());
+    let replays = r.replay_due(&[&probe]).await.unwrap();
+    assert_eq!(replays.len(), 1);
+    assert!(
+        replays[0].result.as_ref().is_ok_and(|c| c.success),
+        "{replays:#?}"
+    );
+    assert!(
+        seen.surveys.lock().unwrap().is_empty(),
+        "the survey is swept"
     );
     assert!(r.ledger.pending(None).await.unwrap().is_empty());
 }

@@ -1,12 +1,47 @@
 //! The agent's periodic chores besides probing: refreshing the gauges that come from the
-//! store (success ratios, leftovers, store size), rolling up ended days and applying
-//! history retention.
+//! store (success ratios, leftovers, store size), rolling up ended days, applying
+//! history retention and retrying the cleanup ledger entries that are due.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::model::HistorySettings;
+use super::probes::ProbeTable;
+use crate::model::{HistorySettings, Probe};
+use crate::runner::Runner;
 use crate::store::{Ledger, RunStore};
 use crate::telemetry::Telemetry;
+
+/// Every `every`, replays the ledger entries due now (`runner::cleanup::due_in_run`: a
+/// re-sweep whose time has come, a failed cleanup of a run long over); the start already
+/// replayed the rest. A stop abandons a pass: its entries stay for the next start.
+pub fn spawn_ledger_retry(
+    runner: Runner,
+    probes: Arc<ProbeTable>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            let live = probes.live();
+            let live: Vec<&Probe> = live.iter().map(|(_, p)| p.as_ref()).collect();
+            tokio::select! {
+                r = runner.replay_due(&live) => match r {
+                    Ok(replays) => super::log_replays(replays),
+                    Err(e) => tracing::warn!("cleanup ledger retry: {e}"),
+                },
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+    })
+}
 
 /// Refreshes the gauges that come from the store and the ledger.
 pub async fn refresh_gauges(
@@ -24,7 +59,8 @@ pub async fn refresh_gauges(
         for n in g.leftovers.values_mut() {
             *n = 0;
         }
-        for e in pending {
+        // An entry waiting for its re-sweep is not a leftover: its cleanup did not fail.
+        for e in pending.into_iter().filter(|e| !e.awaiting_resweep()) {
             *g.leftovers.entry(e.record.probe).or_insert(0) += 1;
         }
         g.store_bytes = size;
@@ -64,5 +100,121 @@ pub async fn retain(history: &RunStore, now: DateTime<Utc>, limits: &HistorySett
             }
         }
         Err(e) => tracing::warn!("history retention: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::StatusCode;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::runner::http::{HttpClient, HttpSettings};
+    use crate::store::NewEntry;
+
+    type Surveys = Arc<Mutex<Vec<String>>>;
+
+    async fn surveys_server(surveys: Surveys) -> String {
+        let app = axum::Router::new()
+            .route(
+                "/surveys",
+                axum::routing::get(|State(s): State<Surveys>| async move {
+                    axum::Json(serde_json::json!({"items": s.lock().unwrap().clone()}))
+                }),
+            )
+            .route(
+                "/surveys/{id}",
+                axum::routing::delete(
+                    |State(s): State<Surveys>, UrlPath(id): UrlPath<String>| async move {
+                        s.lock().unwrap().retain(|x| *x != id);
+                        StatusCode::NO_CONTENT
+                    },
+                ),
+            )
+            .with_state(surveys);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("127.0.0.1:{}", addr.port())
+    }
+
+    /// The running agent sweeps again when the re-sweep is due, not before, and its
+    /// retry task ends on the stop signal.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_running_agent_resweeps_when_due_and_stops_on_the_signal() {
+        let surveys: Surveys = Arc::default();
+        let addr = surveys_server(surveys.clone()).await;
+        let text = format!(
+            "name: t\ntimeout: 5s\nsteps:\n  - name: close-ro\n    request: {{method: POST, url: \"http://{addr}/close\"}}\n    creates: {{cleanup: delete-surveys}}\n\
+             cleanup:\n  - name: delete-surveys\n    find:\n      request: {{url: \"http://{addr}/surveys\"}}\n      each: \"$.items[*]\"\n      as: survey\n    request: {{method: DELETE, url: \"http://{addr}/surveys/{{{{ survey }}}}\"}}\n"
+        );
+        let probe = crate::config::load_probe_text(
+            std::path::Path::new("t.yaml"),
+            &text,
+            &Default::default(),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let t0: DateTime<Utc> = "2026-06-01T12:00:00Z".parse().unwrap();
+        let clock = ManualClock::new(t0);
+        let runner = Runner {
+            http: HttpClient::new(&HttpSettings {
+                max_body_bytes: 1 << 20,
+                verify_tls: true,
+            })
+            .unwrap(),
+            env: Arc::default(),
+            secrets: Arc::default(),
+            ledger: Ledger::open_in(state.path()).unwrap(),
+            clock: Arc::new(clock.clone()),
+        };
+        // A failed run's sweep found nothing: swept again at t0 + 2 min.
+        let id = runner
+            .ledger
+            .record(NewEntry {
+                run_id: "run-1".into(),
+                probe: "t".into(),
+                cleanup: "delete-surveys".into(),
+                created_by: "close-ro".into(),
+                context: BTreeMap::new(),
+                created_at: t0,
+            })
+            .await
+            .unwrap();
+        let due = t0 + chrono::Duration::minutes(2);
+        runner.ledger.mark_resweep(id, 1, t0, due).await.unwrap();
+        surveys.lock().unwrap().push("CSI-1".into());
+
+        let (stop_tx, stop) = watch::channel(false);
+        let task = spawn_ledger_retry(
+            runner.clone(),
+            Arc::new(ProbeTable::new(vec![probe])),
+            Duration::from_millis(20),
+            stop,
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(surveys.lock().unwrap().len(), 1, "not due: not swept yet");
+
+        clock.advance(chrono::Duration::minutes(2));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !runner.ledger.pending(None).await.unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "never re-swept");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            surveys.lock().unwrap().is_empty(),
+            "the re-sweep deleted it"
+        );
+
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("the retry task ends on the stop signal")
+            .unwrap();
     }
 }

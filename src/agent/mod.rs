@@ -55,6 +55,9 @@ pub use crate::model::DEFAULT_STOP_DEADLINE;
 const GAUGES_EVERY: Duration = Duration::from_secs(60);
 /// How often retention runs while the agent is up (and once at start).
 const RETENTION_EVERY: Duration = Duration::from_secs(600);
+/// How often the running agent replays the ledger entries that are due: re-sweeps whose
+/// time has come and failed cleanups (`runner::cleanup::due_in_run`).
+const LEDGER_RETRY_EVERY: Duration = Duration::from_secs(60);
 /// Missed fires are counted up to this many for the start-up message.
 const MISSED_COUNT_CAP: usize = 100_000;
 
@@ -449,6 +452,7 @@ impl Agent {
         ));
         tasks.push(("gauges", self.spawn_gauges(stop_rx.clone())));
         tasks.push(("retention", self.spawn_retention(stop_rx.clone())));
+        tasks.push(("ledger retry", self.spawn_ledger_retry(stop_rx.clone())));
         tasks.push((
             "store check",
             health::spawn_store_check(
@@ -677,6 +681,15 @@ impl Agent {
             }
         })
     }
+
+    fn spawn_ledger_retry(&self, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        housekeeping::spawn_ledger_retry(
+            self.runner.clone(),
+            self.probes.clone(),
+            LEDGER_RETRY_EVERY,
+            stop,
+        )
+    }
 }
 
 /// What happens to every finished run, a probe's or the agent's own check: stored,
@@ -901,7 +914,13 @@ impl Running {
 
 /// Cleans up what interrupted runs of a previous start left in the ledger.
 async fn replay_leftovers(runner: &Runner, probes: &[Probe]) -> Result<(), StoreError> {
-    for r in runner.replay_ledger(probes, None).await? {
+    log_replays(runner.replay_ledger(probes, None).await?);
+    Ok(())
+}
+
+/// Logs what a replay of the ledger cleaned up and what it could not.
+fn log_replays(replays: Vec<crate::runner::cleanup::LedgerReplay>) {
+    for r in replays {
         match r.result {
             Ok(c) if c.success => tracing::info!(target: crate::model::NOTE,
                 "cleaned up a leftover of {} ({}): {}",
@@ -921,7 +940,6 @@ async fn replay_leftovers(runner: &Runner, probes: &[Probe]) -> Result<(), Store
             ),
         }
     }
-    Ok(())
 }
 
 /// Resolves telemetry settings (the `OTEL_*` environment over rooftop.yaml) and starts

@@ -20,19 +20,40 @@ pub async fn run(cfg: &ConfigArgs, probe: Option<&str>) -> ExitCode {
             return ExitCode::from(EXIT_CANNOT_RUN);
         }
     };
-    let in_progress = runner
+    let now = runner.clock.now();
+    let left_alone = runner
         .ledger
         .pending(probe.map(str::to_string))
         .await
-        .map(|v| v.into_iter().filter(|e| e.owned_by_a_live_run()).count())
-        .unwrap_or(0);
+        .unwrap_or_default();
+    let in_progress = left_alone
+        .iter()
+        .filter(|e| e.owned_by_a_live_run())
+        .count();
     if in_progress > 0 {
         println!(
             "{in_progress} record(s) belong to a run still in progress in another rooftop process; not touched"
         );
     }
+    // Swept once already, with nothing found: swept again when due, not earlier (the
+    // downstream record a sync job creates may not exist yet).
+    let resweeps: Vec<_> = left_alone
+        .iter()
+        .filter(|e| !e.owned_by_a_live_run() && e.resweep_not_due(now))
+        .collect();
+    let replayed: std::collections::BTreeSet<i64> = replays.iter().map(|r| r.entry.id).collect();
+    for e in resweeps.iter().filter(|e| !replayed.contains(&e.id)) {
+        println!(
+            "later    {} / {} (created by {} in {}): swept again after {} (its sweep found nothing)",
+            e.record.probe,
+            e.record.cleanup,
+            e.record.created_by,
+            e.record.run_id,
+            e.resweep_after.map(|t| t.to_rfc3339()).unwrap_or_default()
+        );
+    }
     if replays.is_empty() {
-        if in_progress == 0 {
+        if in_progress == 0 && resweeps.is_empty() {
             println!("cleanup ledger is empty: nothing to do");
         }
         return ExitCode::SUCCESS;
@@ -41,6 +62,19 @@ pub async fn run(cfg: &ConfigArgs, probe: Option<&str>) -> ExitCode {
     for r in &replays {
         let e = &r.entry;
         match &r.result {
+            Ok(c) if c.success && resweeps.iter().any(|w| w.id == e.id) => println!(
+                "swept    {} / {} (created by {} in {}): found nothing; swept again after {}",
+                e.record.probe,
+                c.name,
+                e.record.created_by,
+                e.record.run_id,
+                resweeps
+                    .iter()
+                    .find(|w| w.id == e.id)
+                    .and_then(|w| w.resweep_after)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default()
+            ),
             Ok(c) if c.success => println!(
                 "deleted  {} / {} (created by {} in {} at {})",
                 e.record.probe,

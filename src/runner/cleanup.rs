@@ -4,11 +4,16 @@
 //! A cleanup succeeds on any 2xx, or 404/410 (the record is already gone), unless the
 //! cleanup step sets its own `expect`. One that runs out of time or attempts stays in the
 //! ledger for a later replay: a hung delete delays a run by its budget, never loses a record.
+//!
+//! A sweep (`find`) that finds nothing after a run that did not succeed is not final: the
+//! dealer's sync job may create the downstream record later, so its entry is kept for one
+//! re-sweep [`resweep_delay`] later. The running agent replays what is due ([`due_in_run`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -35,6 +40,84 @@ pub const CLEANUP_FLOOR: Duration = Duration::from_secs(10);
 /// plus `CLEANUP_CAP`; a replayed ledger entry gets the same budget for itself.
 pub fn cleanup_budget(probe_timeout: Duration) -> Duration {
     probe_timeout.clamp(CLEANUP_FLOOR, CLEANUP_CAP)
+}
+
+/// The least a re-sweep waits after the empty sweep, and the most.
+pub const RESWEEP_FLOOR: Duration = Duration::from_secs(2 * 60);
+pub const RESWEEP_CAP: Duration = Duration::from_secs(30 * 60);
+
+/// How long after a sweep that found nothing its re-sweep waits: the probe's longest
+/// `poll.within` (the time its own steps give a sync job to create a downstream record),
+/// at least `RESWEEP_FLOOR` and at most `RESWEEP_CAP`.
+pub fn resweep_delay(probe: &Probe) -> Duration {
+    probe
+        .steps
+        .iter()
+        .filter_map(|s| s.poll.map(|p| p.within))
+        .max()
+        .unwrap_or(Duration::ZERO)
+        .clamp(RESWEEP_FLOOR, RESWEEP_CAP)
+}
+
+/// How long the running agent waits after a failed cleanup attempt before it tries the
+/// entry again: a system that is down is not hammered every minute.
+pub const RETRY_FAILED_AFTER: Duration = Duration::from_secs(5 * 60);
+/// Slack past the latest end of a run (its `timeout` plus its cleanup budget) before the
+/// agent treats the run's entries as leftovers rather than the run's own business.
+pub const RUN_END_SLACK: Duration = Duration::from_secs(60);
+
+/// Whether the running agent replays `entry` (of `probe`) at `now`: a re-sweep whose time
+/// has come, or a leftover whose run cannot still be in flight in this process (created
+/// more than the probe's `timeout` + [`cleanup_budget`] + `RUN_END_SLACK` ago) and whose
+/// last attempt ended at least `RETRY_FAILED_AFTER` ago. Entries whose cleanup step no
+/// longer exists are left for a person (they were named at start).
+pub fn due_in_run(entry: &LedgerEntry, probe: &Probe, now: DateTime<Utc>) -> bool {
+    if probe.cleanup_step(&entry.record.cleanup).is_none() {
+        return false;
+    }
+    if entry.awaiting_resweep() {
+        return !entry.resweep_not_due(now);
+    }
+    let run_over = entry.record.created_at
+        + chrono_duration(probe.timeout + cleanup_budget(probe.timeout) + RUN_END_SLACK);
+    let retry_at = entry
+        .last_attempt
+        .map(|t| t + chrono_duration(RETRY_FAILED_AFTER));
+    now >= run_over && retry_at.is_none_or(|t| now >= t)
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::milliseconds(i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2))
+}
+
+/// Whose cleanup a cleanup is: it decides whether a sweep that finds nothing is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupOf {
+    /// A run that succeeded: its downstream records existed when it ended, and what its
+    /// sweeps do not find now is not there.
+    SucceededRun,
+    /// A run that failed, timed out or was interrupted: a sync job may still create a
+    /// downstream record.
+    UnfinishedRun,
+    /// A ledger entry replayed (after a kill, or a cleanup that failed).
+    Replay,
+    /// The one re-sweep of an entry whose sweep found nothing.
+    Resweep,
+}
+
+impl CleanupOf {
+    /// True when a sweep that found nothing is done with its entry.
+    pub fn empty_sweep_is_final(self) -> bool {
+        matches!(self, CleanupOf::SucceededRun | CleanupOf::Resweep)
+    }
+}
+
+/// What one successful cleanup attempt did.
+struct Cleaned {
+    /// The last delete's status (`None`: a sweep found nothing to delete).
+    status: Option<u16>,
+    /// How many records a sweep found (`None`: not a sweep).
+    found: Option<usize>,
 }
 
 /// The time one cleanup has: every attempt, backoff and request of it ends by `deadline`.
@@ -123,11 +206,14 @@ pub struct LedgerReplay {
 }
 
 impl Runner {
-    /// Runs one cleanup step with retries within `budget`, then updates its ledger entry.
+    /// Runs one cleanup step with retries within `budget`, then updates its ledger entry:
+    /// removed when done, kept with the error when failed, kept for a re-sweep when a
+    /// sweep found nothing and `of` says that is not final.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn run_cleanup(
         &self,
         probe: &Probe,
+        of: CleanupOf,
         step: &CleanupStep,
         created_by: &str,
         values: BTreeMap<String, Value>,
@@ -177,6 +263,7 @@ impl Runner {
         }
         let mut wait = FIRST_BACKOFF;
         let mut out_of_time = false;
+        let mut found = None;
         for attempt in 0..=step.retries {
             if attempt > 0 {
                 // A retry needs time to be sent in: never sleep to the end of the budget.
@@ -193,8 +280,9 @@ impl Runner {
             }
             item.attempts += 1;
             match self.cleanup_once(&ctx, step, trace_id, budget).await {
-                Ok(status) => {
-                    item.status = status;
+                Ok(cleaned) => {
+                    item.status = cleaned.status;
+                    found = cleaned.found;
                     item.success = true;
                     item.error = None;
                     break;
@@ -212,7 +300,14 @@ impl Runner {
             item.error = Some(out_of_time_error(item.error.take(), item.attempts, budget));
         }
         item.duration_ms = ms(started.elapsed());
-        let r = if item.success {
+        let now = self.clock.now();
+        let r = if item.success && found == Some(0) && !of.empty_sweep_is_final() {
+            // Done for now (the run's report says succeeded), but not finished.
+            let at = now + chrono_duration(resweep_delay(probe));
+            self.ledger
+                .mark_resweep(ledger_id, item.attempts, now, at)
+                .await
+        } else if item.success {
             self.ledger.remove(ledger_id).await
         } else {
             self.ledger
@@ -220,6 +315,7 @@ impl Runner {
                     ledger_id,
                     item.attempts,
                     item.error.clone().unwrap_or_default(),
+                    now,
                 )
                 .await
         };
@@ -238,7 +334,7 @@ impl Runner {
         step: &CleanupStep,
         trace_id: &str,
         budget: Budget,
-    ) -> Result<Option<u16>, CleanupFailure> {
+    ) -> Result<Cleaned, CleanupFailure> {
         let targets: Vec<Option<Value>> = match &step.find {
             None => vec![None],
             Some(find) => {
@@ -266,6 +362,7 @@ impl Runner {
                     .collect()
             }
         };
+        let found = step.find.as_ref().map(|_| targets.len());
         let mut status = None;
         for target in targets {
             let mut c = ctx.clone();
@@ -291,7 +388,7 @@ impl Runner {
                 });
             }
         }
-        Ok(status)
+        Ok(Cleaned { status, found })
     }
 
     /// Renders and sends one cleanup request, its timeout cut to what is left of
@@ -328,20 +425,47 @@ impl Runner {
         })
     }
 
-    /// Replays ledger entries (all, or one probe's). Entries whose probe or cleanup step no
-    /// longer exists are reported and kept: a person must decide about them.
+    /// Replays ledger entries (all, or one probe's), except re-sweeps not yet due (the
+    /// running agent, or a later start, does those). Entries whose probe or cleanup step
+    /// no longer exists are reported and kept: a person must decide about them.
     pub async fn replay_ledger(
         &self,
         probes: &[Probe],
         only: Option<&str>,
     ) -> Result<Vec<LedgerReplay>, crate::store::StoreError> {
+        let now = self.clock.now();
+        let probes: Vec<&Probe> = probes.iter().collect();
+        self.replay_entries(&probes, only, |e, _| !e.resweep_not_due(now))
+            .await
+    }
+
+    /// The running agent's retry: replays the entries [`due_in_run`] now.
+    pub async fn replay_due(
+        &self,
+        probes: &[&Probe],
+    ) -> Result<Vec<LedgerReplay>, crate::store::StoreError> {
+        let now = self.clock.now();
+        self.replay_entries(probes, None, |e, p| {
+            p.is_some_and(|p| due_in_run(e, p, now))
+        })
+        .await
+    }
+
+    /// Replays the entries (all, or one probe's) that `pick` chooses, given their probe.
+    async fn replay_entries(
+        &self,
+        probes: &[&Probe],
+        only: Option<&str>,
+        pick: impl Fn(&LedgerEntry, Option<&Probe>) -> bool,
+    ) -> Result<Vec<LedgerReplay>, crate::store::StoreError> {
+        let probe_of = |e: &LedgerEntry| probes.iter().copied().find(|p| p.name == e.record.probe);
         // Entries of a run still in progress in another rooftop process are its business.
         let entries: Vec<LedgerEntry> = self
             .ledger
             .pending(only.map(str::to_string))
             .await?
             .into_iter()
-            .filter(|e| !e.owned_by_a_live_run())
+            .filter(|e| !e.owned_by_a_live_run() && pick(e, probe_of(e)))
             .collect();
         let mut out = Vec::new();
         // Like a run's own cleanup: newest step first, one step's records in listed order.
@@ -355,7 +479,7 @@ impl Runner {
             ordered.extend(group.iter().cloned());
         }
         for entry in ordered {
-            let Some(probe) = probes.iter().find(|p| p.name == entry.record.probe) else {
+            let Some(probe) = probe_of(&entry) else {
                 out.push(LedgerReplay {
                     result: Err(format!(
                         "probe `{}` is no longer configured; delete the record by hand",
@@ -376,9 +500,14 @@ impl Runner {
                 continue;
             };
             let masker = Masker::default();
+            let of = match entry.resweep_after {
+                Some(_) => CleanupOf::Resweep,
+                None => CleanupOf::Replay,
+            };
             let run = self
                 .run_cleanup(
                     probe,
+                    of,
                     step,
                     &entry.record.created_by,
                     entry.record.context.clone(),
@@ -400,6 +529,270 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::StatusCode;
+
+    use crate::clock::ManualClock;
+    use crate::store::{Ledger, NewEntry};
+
+    /// The sandbox's survey list on 127.0.0.1: `GET /surveys`, `DELETE /surveys/{id}`.
+    #[derive(Clone, Default)]
+    struct Surveys(Arc<Mutex<Vec<String>>>);
+
+    async fn surveys_server() -> (String, Surveys) {
+        let surveys = Surveys::default();
+        let app = axum::Router::new()
+            .route(
+                "/surveys",
+                axum::routing::get(|State(s): State<Surveys>| async move {
+                    axum::Json(serde_json::json!({"items": s.0.lock().unwrap().clone()}))
+                }),
+            )
+            .route(
+                "/surveys/{id}",
+                axum::routing::delete(
+                    |State(s): State<Surveys>, UrlPath(id): UrlPath<String>| async move {
+                        s.0.lock().unwrap().retain(|x| *x != id);
+                        StatusCode::NO_CONTENT
+                    },
+                ),
+            )
+            .with_state(surveys.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("127.0.0.1:{}", addr.port()), surveys)
+    }
+
+    fn sweeping_probe(addr: &str) -> Probe {
+        let text = format!(
+            "name: t\ntimeout: 5s\nsteps:\n  - name: close-ro\n    request: {{method: POST, url: \"http://{addr}/close\"}}\n    creates: {{cleanup: delete-surveys}}\n\
+             cleanup:\n  - name: delete-surveys\n    find:\n      request: {{url: \"http://{addr}/surveys\"}}\n      each: \"$.items[*]\"\n      as: survey\n    request: {{method: DELETE, url: \"http://{addr}/surveys/{{{{ survey }}}}\"}}\n"
+        );
+        crate::config::load_probe_text(
+            std::path::Path::new("t.yaml"),
+            &text,
+            &Default::default(),
+            &BTreeMap::new(),
+        )
+        .unwrap()
+    }
+
+    fn runner(state: &std::path::Path, clock: &ManualClock) -> Runner {
+        Runner {
+            http: http::HttpClient::new(&http::HttpSettings {
+                max_body_bytes: 1 << 20,
+                verify_tls: true,
+            })
+            .unwrap(),
+            env: Arc::default(),
+            secrets: Arc::default(),
+            ledger: Ledger::open_in(state).unwrap(),
+            clock: Arc::new(clock.clone()),
+        }
+    }
+
+    fn t0() -> DateTime<Utc> {
+        "2026-06-01T12:00:00Z".parse().unwrap()
+    }
+
+    /// A ledger entry of the probe's `close-ro`, written at `t0`.
+    async fn entry_of_close_ro(r: &Runner) -> i64 {
+        r.ledger
+            .record(NewEntry {
+                run_id: "run-1".into(),
+                probe: "t".into(),
+                cleanup: "delete-surveys".into(),
+                created_by: "close-ro".into(),
+                context: BTreeMap::new(),
+                created_at: t0(),
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn sweep(r: &Runner, probe: &Probe, of: CleanupOf, id: i64) -> CleanupRun {
+        let step = probe.cleanup_step("delete-surveys").unwrap();
+        r.run_cleanup(
+            probe,
+            of,
+            step,
+            "close-ro",
+            BTreeMap::new(),
+            id,
+            &http::new_trace_id(),
+            &Masker::default(),
+            Budget::starting_now(Duration::from_secs(5)),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn an_empty_sweep_after_a_failed_run_keeps_its_entry_for_one_resweep() {
+        let (addr, surveys) = surveys_server().await;
+        let state = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(t0());
+        let r = runner(state.path(), &clock);
+        let probe = sweeping_probe(&addr);
+        let id = entry_of_close_ro(&r).await;
+
+        let item = sweep(&r, &probe, CleanupOf::UnfinishedRun, id).await;
+        assert!(item.success, "{item:#?}");
+        let left = r.ledger.pending(None).await.unwrap();
+        assert_eq!(left.len(), 1);
+        let at = t0() + chrono::Duration::minutes(2);
+        assert_eq!(left[0].resweep_after, Some(at), "{left:#?}");
+        assert!(left[0].awaiting_resweep(), "waiting is not a leftover");
+
+        // Not due yet: a replay (the next start, `rooftop cleanup`) leaves it alone.
+        assert!(
+            r.replay_ledger(std::slice::from_ref(&probe), None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(r.replay_due(&[&probe]).await.unwrap().is_empty());
+
+        // The sync job created the survey; the re-sweep, once due, deletes it.
+        surveys.0.lock().unwrap().push("S-1".into());
+        clock.advance(chrono::Duration::minutes(2));
+        let replays = r.replay_due(&[&probe]).await.unwrap();
+        assert_eq!(replays.len(), 1);
+        assert!(replays[0].result.as_ref().is_ok_and(|c| c.success));
+        assert!(surveys.0.lock().unwrap().is_empty());
+        assert!(r.ledger.pending(None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_resweep_that_finds_nothing_again_removes_its_entry() {
+        let (addr, _surveys) = surveys_server().await;
+        let state = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(t0());
+        let r = runner(state.path(), &clock);
+        let probe = sweeping_probe(&addr);
+        let id = entry_of_close_ro(&r).await;
+        // A leftover of a killed run, replayed at start: its empty sweep is not final.
+        let replays = r
+            .replay_ledger(std::slice::from_ref(&probe), None)
+            .await
+            .unwrap();
+        assert!(replays[0].result.as_ref().is_ok_and(|c| c.success));
+        let left = r.ledger.pending(None).await.unwrap();
+        assert!(left.len() == 1 && left[0].id == id && left[0].awaiting_resweep());
+
+        clock.advance(chrono::Duration::minutes(3));
+        let replays = r
+            .replay_ledger(std::slice::from_ref(&probe), None)
+            .await
+            .unwrap();
+        assert!(replays[0].result.as_ref().is_ok_and(|c| c.success));
+        assert!(r.ledger.pending(None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_successful_runs_empty_sweep_is_final() {
+        let (addr, _surveys) = surveys_server().await;
+        let state = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(t0());
+        let r = runner(state.path(), &clock);
+        let probe = sweeping_probe(&addr);
+        let id = entry_of_close_ro(&r).await;
+        let item = sweep(&r, &probe, CleanupOf::SucceededRun, id).await;
+        assert!(item.success, "{item:#?}");
+        assert!(r.ledger.pending(None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_run_whose_sweep_deletes_something_is_done() {
+        let (addr, surveys) = surveys_server().await;
+        surveys.0.lock().unwrap().push("S-1".into());
+        let state = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(t0());
+        let r = runner(state.path(), &clock);
+        let probe = sweeping_probe(&addr);
+        let id = entry_of_close_ro(&r).await;
+        let item = sweep(&r, &probe, CleanupOf::UnfinishedRun, id).await;
+        assert!(item.success && item.status == Some(204), "{item:#?}");
+        assert!(r.ledger.pending(None).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_resweep_waits_for_the_longest_poll_between_the_floor_and_the_cap() {
+        // Its runbooks are checked where the bundled probes are loaded, not here.
+        let without_runbooks: String =
+            include_str!("../../probes/appointment-to-ro-to-survey.yaml")
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("runbook:"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+        let bundled = crate::config::load_probe_text(
+            std::path::Path::new("appointment-to-ro-to-survey.yaml"),
+            &without_runbooks,
+            &Default::default(),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        // `survey-triggered` polls for 20 minutes, `ro-in-dms` for 15.
+        assert_eq!(resweep_delay(&bundled), Duration::from_secs(20 * 60));
+        assert_eq!(resweep_delay(&sweeping_probe("127.0.0.1:1")), RESWEEP_FLOOR);
+    }
+
+    #[test]
+    fn the_running_agent_retries_what_is_due_and_leaves_runs_in_flight_alone() {
+        let probe = sweeping_probe("127.0.0.1:1");
+        let entry = |resweep: Option<i64>, last_attempt: Option<i64>, error: bool| LedgerEntry {
+            id: 1,
+            record: NewEntry {
+                run_id: "run-1".into(),
+                probe: "t".into(),
+                cleanup: "delete-surveys".into(),
+                created_by: "close-ro".into(),
+                context: BTreeMap::new(),
+                created_at: t0(),
+            },
+            attempts: 1,
+            last_error: error.then(|| "HTTP 503".to_string()),
+            pending: false,
+            owner_pid: None,
+            resweep_after: resweep.map(|m| t0() + chrono::Duration::minutes(m)),
+            last_attempt: last_attempt.map(|m| t0() + chrono::Duration::minutes(m)),
+        };
+        let at = |m: i64| t0() + chrono::Duration::minutes(m);
+        // A re-sweep: due at its time, not before.
+        assert!(!due_in_run(&entry(Some(2), Some(0), false), &probe, at(1)));
+        assert!(due_in_run(&entry(Some(2), Some(0), false), &probe, at(2)));
+        // A failed cleanup: its run (5 s + a 10 s budget + 60 s slack) may be in flight
+        // for 75 s; then it is retried 5 minutes after its last attempt.
+        assert!(!due_in_run(
+            &entry(None, None, true),
+            &probe,
+            t0() + chrono::Duration::seconds(74)
+        ));
+        assert!(due_in_run(
+            &entry(None, None, true),
+            &probe,
+            t0() + chrono::Duration::seconds(75)
+        ));
+        assert!(!due_in_run(&entry(None, Some(1), true), &probe, at(5)));
+        assert!(due_in_run(&entry(None, Some(1), true), &probe, at(6)));
+        // A re-sweep that failed is a failed cleanup again.
+        assert!(!due_in_run(&entry(Some(2), Some(2), true), &probe, at(3)));
+        assert!(due_in_run(&entry(Some(2), Some(2), true), &probe, at(7)));
+        // A cleanup step that is gone is for a person, not for a retry every minute.
+        let mut gone = entry(None, None, true);
+        gone.record.cleanup = "delete-nothing".into();
+        assert!(!due_in_run(&gone, &probe, at(60)));
+    }
+
+    #[test]
+    fn only_a_successful_run_or_a_resweep_makes_an_empty_sweep_final() {
+        assert!(CleanupOf::SucceededRun.empty_sweep_is_final());
+        assert!(CleanupOf::Resweep.empty_sweep_is_final());
+        assert!(!CleanupOf::UnfinishedRun.empty_sweep_is_final());
+        assert!(!CleanupOf::Replay.empty_sweep_is_final());
+    }
 
     #[test]
     fn the_cleanup_budget_is_the_probe_timeout_between_the_floor_and_the_cap() {

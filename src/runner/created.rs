@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::cleanup::{Budget, cleanup_budget};
+use super::cleanup::{Budget, CleanupOf, cleanup_budget};
 use super::{
     CleanupOutcome, CleanupReport, CleanupRun, ErrorClass, Outcome, Progress, ProgressFn, RunState,
     Runner, StepRun,
@@ -186,6 +186,7 @@ impl Runner {
         probe: &Probe,
         st: &RunState,
         created: &[Created],
+        of: CleanupOf,
         progress: Option<&ProgressFn>,
     ) -> CleanupReport {
         let end = Instant::now() + cleanup_budget(probe.timeout);
@@ -198,6 +199,7 @@ impl Runner {
             let item = self
                 .run_cleanup(
                     probe,
+                    of,
                     cs,
                     &c.created_by,
                     st.ctx.values().clone(),

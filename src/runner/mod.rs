@@ -32,6 +32,7 @@ use crate::secrets::{Masker, SecretStore};
 use crate::store::Ledger;
 use crate::synthetic::Synthetic;
 use crate::template::Context;
+use cleanup::CleanupOf;
 use created::Created;
 use http::HttpClient;
 use step::{StepResult, not_run};
@@ -149,9 +150,13 @@ impl Runner {
         }
         let duration = st.t0.elapsed();
         let finished_at = self.clock.now();
-        // Whatever happened above.
+        // Whatever happened above; a run that did not succeed sweeps again later.
+        let of = match log.failure {
+            None => CleanupOf::SucceededRun,
+            Some(_) => CleanupOf::UnfinishedRun,
+        };
         let cleanup = self
-            .clean_up_created(probe, &st, &log.created, progress)
+            .clean_up_created(probe, &st, &log.created, of, progress)
             .await;
         let (outcome, error_class, failed_step, message) =
             log.failure.unwrap_or((Outcome::Success, None, None, None));

@@ -86,7 +86,11 @@ pub async fn guard(State(guard): State<Guard>, req: Request, next: Next) -> Resp
         guard.shared.saw_traceparent(tp);
     }
     let faults = guard.shared.faults.for_system(guard.system);
-    if let Some(delay) = faults.slow {
+    // A slow system reads slowly, but a create it has received is made before it answers
+    // late, as a real one does: a client that gives up (a timeout, a killed agent) has
+    // still created the record, which its cleanup must then find.
+    let creates = req.method() == axum::http::Method::POST;
+    if let Some(delay) = faults.slow.filter(|_| !creates) {
         tokio::time::sleep(delay).await;
     }
     if faults.down.is_some() {
@@ -115,7 +119,17 @@ pub async fn guard(State(guard): State<Guard>, req: Request, next: Next) -> Resp
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return ApiError::new(status, format!("{system} injected error")).into_response();
     }
-    let response = next.run(req).await;
+    // The handler runs in its own task, so a client that hangs up does not cancel it.
+    let response = match tokio::spawn(next.run(req)).await {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{system}: {e}"))
+                .into_response();
+        }
+    };
+    if let Some(delay) = faults.slow.filter(|_| creates) {
+        tokio::time::sleep(delay).await;
+    }
     if faults.malformed_json {
         return truncate(response).await;
     }

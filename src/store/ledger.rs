@@ -1,6 +1,8 @@
 //! The cleanup ledger: every synthetic record a run creates is written here (and committed)
 //! before the next step runs, and removed only when its cleanup succeeds. Whatever is left
-//! after a crash is retried on the next start or by `rooftop cleanup`.
+//! after a crash is retried on the next start, by the running agent or by `rooftop
+//! cleanup`. An entry whose sweep found nothing after a failed run waits here for one
+//! re-sweep (`resweep_after`): the downstream record may not exist yet.
 //!
 //! Stores the values the cleanup template needs (vars and captures), never a secret.
 
@@ -25,6 +27,11 @@ pub struct LedgerEntry {
     pub pending: bool,
     /// The rooftop process whose run created the entry.
     pub owner_pid: Option<u32>,
+    /// Its sweep succeeded but found nothing after a run that did not succeed: sweep once
+    /// more at this time (a sync job may create the downstream record later).
+    pub resweep_after: Option<DateTime<Utc>>,
+    /// When its last cleanup attempt ended (`None`: never attempted).
+    pub last_attempt: Option<DateTime<Utc>>,
 }
 
 impl LedgerEntry {
@@ -34,6 +41,32 @@ impl LedgerEntry {
         self.owner_pid
             .is_some_and(|pid| pid != std::process::id() && is_live_rooftop(pid))
     }
+
+    /// True while the entry waits for its re-sweep and nothing has failed since: it is
+    /// not a leftover (nothing went wrong), just not finished.
+    pub fn awaiting_resweep(&self) -> bool {
+        self.resweep_after.is_some() && self.last_error.is_none()
+    }
+
+    /// A record a person may have to look at (the status page's leftovers): not one a
+    /// live run is still using, nor one waiting for its re-sweep.
+    pub fn is_leftover(&self) -> bool {
+        !self.owned_by_a_live_run() && !self.awaiting_resweep()
+    }
+
+    /// An entry waiting for a re-sweep whose time has not come.
+    pub fn resweep_not_due(&self, now: DateTime<Utc>) -> bool {
+        self.awaiting_resweep() && self.resweep_after.is_some_and(|at| now < at)
+    }
+}
+
+/// Milliseconds since the epoch, as the ledger stores its times.
+fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(ms: Option<i64>) -> Option<DateTime<Utc>> {
+    ms.and_then(DateTime::from_timestamp_millis)
 }
 
 /// A live process with our own name (guards against a recycled pid). Linux `/proc`;
@@ -153,20 +186,41 @@ impl Ledger {
             .await
     }
 
-    /// A cleanup attempt failed; keep the entry with the reason.
+    /// A cleanup attempt failed at `now`; keep the entry with the reason.
     pub async fn record_failure(
         &self,
         id: i64,
         attempts: u32,
         error: String,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.db
             .with_conn(move |c| {
                 c.execute(
-                "UPDATE cleanup_ledger SET attempts = attempts + ?2, last_error = ?3 WHERE id = ?1",
-                params![id, attempts, error],
-            )
-            .map(|_| ())
+                    "UPDATE cleanup_ledger SET attempts = attempts + ?2, last_error = ?3, last_attempt_ms = ?4 WHERE id = ?1",
+                    params![id, attempts, error, to_ms(now)],
+                )
+                .map(|_| ())
+            })
+            .await
+    }
+
+    /// The entry's sweep succeeded at `now` but found nothing: keep it for one re-sweep
+    /// at `at`. Its earlier error, if any, is cleared: that cleanup did not fail.
+    pub async fn mark_resweep(
+        &self,
+        id: i64,
+        attempts: u32,
+        now: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .with_conn(move |c| {
+                c.execute(
+                    "UPDATE cleanup_ledger SET attempts = attempts + ?2, last_error = NULL, last_attempt_ms = ?3, resweep_after_ms = ?4 WHERE id = ?1",
+                    params![id, attempts, to_ms(now), to_ms(at)],
+                )
+                .map(|_| ())
             })
             .await
     }
@@ -175,7 +229,7 @@ impl Ledger {
     pub async fn pending(&self, probe: Option<String>) -> Result<Vec<LedgerEntry>, StoreError> {
         self.db.with_conn(move |c| {
             let mut stmt = c.prepare(
-                "SELECT id, run_id, probe, cleanup, created_by, context, created_at, attempts, last_error, pending, owner_pid
+                "SELECT id, run_id, probe, cleanup, created_by, context, created_at, attempts, last_error, pending, owner_pid, resweep_after_ms, last_attempt_ms
                  FROM cleanup_ledger WHERE (?1 IS NULL OR probe = ?1) ORDER BY id",
             )?;
             let rows = stmt.query_map(params![probe], |r| {
@@ -197,6 +251,8 @@ impl Ledger {
                     last_error: r.get(8)?,
                     pending: r.get::<_, i64>(9)? != 0,
                     owner_pid: r.get(10)?,
+                    resweep_after: from_ms(r.get(11)?),
+                    last_attempt: from_ms(r.get(12)?),
                 })
             })?;
             rows.collect()
@@ -236,6 +292,16 @@ pub(super) fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// Migration 12: re-sweeps (`resweep_after_ms`, NULL: none) and when the last cleanup
+/// attempt ended (`last_attempt_ms`), so the agent retries while it runs without
+/// hammering a system that is down.
+pub(super) fn add_resweep(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "ALTER TABLE cleanup_ledger ADD COLUMN resweep_after_ms INTEGER;
+         ALTER TABLE cleanup_ledger ADD COLUMN last_attempt_ms INTEGER;",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,7 +336,10 @@ mod tests {
             Value::from("APT-1")
         );
         assert_eq!(l.pending(Some("b".into())).await.unwrap().len(), 1);
-        l.record_failure(id, 4, "HTTP 503".into()).await.unwrap();
+        let at = "2026-06-01T12:01:00Z".parse().unwrap();
+        l.record_failure(id, 4, "HTTP 503".into(), at)
+            .await
+            .unwrap();
         let a = &l.pending(Some("a".into())).await.unwrap()[0];
         assert_eq!((a.attempts, a.last_error.as_deref()), (4, Some("HTTP 503")));
         l.remove(id).await.unwrap();
@@ -290,5 +359,36 @@ mod tests {
         assert!(!all[0].pending && all[0].record.context["ro"] == "RO-9");
         l.remove_all(vec![ids[1]]).await.unwrap();
         assert_eq!(l.count().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_entry_waiting_for_its_resweep_is_not_a_leftover_until_it_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open_in(dir.path()).unwrap();
+        let id = l.record(entry("a")).await.unwrap();
+        let now: DateTime<Utc> = "2026-06-01T12:05:00Z".parse().unwrap();
+        l.record_failure(id, 1, "HTTP 503".into(), now)
+            .await
+            .unwrap();
+        let e = &l.pending(None).await.unwrap()[0];
+        assert!(!e.awaiting_resweep());
+        assert_eq!(e.last_attempt, Some(now));
+
+        let at = now + chrono::Duration::minutes(15);
+        l.mark_resweep(id, 1, now, at).await.unwrap();
+        let e = &l.pending(None).await.unwrap()[0];
+        assert_eq!((e.resweep_after, e.last_error.as_deref()), (Some(at), None));
+        assert_eq!(e.attempts, 2);
+        assert!(e.awaiting_resweep() && !e.is_leftover());
+        assert!(e.resweep_not_due(now));
+        assert!(!e.resweep_not_due(at));
+
+        // The re-sweep itself failed: a leftover again, retried like any other.
+        l.record_failure(id, 1, "HTTP 503".into(), at)
+            .await
+            .unwrap();
+        let e = &l.pending(None).await.unwrap()[0];
+        assert!(!e.awaiting_resweep() && !e.resweep_not_due(now));
+        assert!(e.is_leftover());
     }
 }

@@ -126,7 +126,7 @@ impl Db {
 }
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 11] = [
+const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 12] = [
     ledger::create_tables,
     runs::create_tables,
     runs::add_steps_and_triggers,
@@ -138,6 +138,7 @@ const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 11] = [
     escalations::create_tables,
     replies::create_tables,
     rollups::create_tables,
+    ledger::add_resweep,
 ];
 
 /// Opens `path` (creating the state directory), configured and migrated.

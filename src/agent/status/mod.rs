@@ -203,7 +203,7 @@ impl StatusSource {
             .pending(None)
             .await?
             .iter()
-            .filter(|e| !e.owned_by_a_live_run())
+            .filter(|e| e.is_leftover())
             .count() as u64;
         Ok(Overview {
             title: self.title.clone(),
