@@ -97,17 +97,33 @@ pub fn step(
 ) -> (ProbeAlerts, Vec<Action>) {
     let mut actions = Vec::new();
     match event {
-        Event::Run(fact) => {
+        Event::Run(mut fact) => {
             let success = fact.success;
+            // What only the newest run's page needs is taken out, not kept for the window
+            // (a failing probe every second would hold an hour of messages).
             let (run_id, error_class, failed_step, message) = (
                 fact.run_id.clone(),
-                fact.error_class.clone(),
-                fact.failed_step.clone(),
-                fact.message.clone(),
+                fact.error_class.take(),
+                fact.failed_step.take(),
+                fact.message.take(),
             );
             state.remember(fact, rules, now);
-            let history: Vec<Fact> = state.facts.iter().cloned().collect();
-            let found = breaches(rules, &history, now);
+            // Judged in place: copying the window per run cost more than the run itself
+            // for probes every few seconds (an hour's window is thousands of facts).
+            let found = breaches(rules, state.facts.make_contiguous(), now);
+            let failing_runs: Vec<String> = if found.is_empty() {
+                Vec::new()
+            } else {
+                let mut ids: Vec<String> = state
+                    .facts
+                    .iter()
+                    .rev()
+                    .take_while(|f| !f.success)
+                    .map(|f| f.run_id.clone())
+                    .collect();
+                ids.reverse();
+                ids
+            };
             let flap_from = now
                 - chrono::Duration::from_std(rules.flap_window).unwrap_or(chrono::Duration::MAX);
             let last_failure = state.facts.iter().rev().find(|f| !f.success).map(|f| f.at);
@@ -136,14 +152,8 @@ pub fn step(
                         error_class,
                         failed_step,
                         last_message: message,
-                        runs: history
-                            .iter()
-                            .rev()
-                            .take_while(|f| !f.success)
-                            .map(|f| f.run_id.clone())
-                            .collect::<Vec<_>>()
+                        runs: failing_runs
                             .into_iter()
-                            .rev()
                             .chain(success.then(|| run_id.clone()))
                             .collect(),
                         flapping: false,
@@ -273,6 +283,41 @@ mod tests {
             }
         }
         (s, log)
+    }
+
+    /// A window of an hour of runs every second must not hold an hour of messages: the
+    /// newest run's details go to the incident, the window keeps what the rules read.
+    #[test]
+    fn the_window_keeps_what_the_rules_read_not_each_runs_message() {
+        let rules = AlertRules::default();
+        let mut s = ProbeAlerts::new("p");
+        let mut opened = None;
+        for i in 0..3 {
+            let mut f = fact(i, false);
+            f.message = Some(format!("HTTP 503; body: {}", "x".repeat(2_000)));
+            let (next, actions) = step(s, &rules, Event::Run(f), t(i));
+            s = next;
+            opened = opened.or(actions.into_iter().find_map(|a| match a {
+                Action::Opened(o) => Some(o),
+                _ => None,
+            }));
+        }
+        let open = opened.expect("two failures in a row open an incident");
+        assert_eq!(
+            open.runs,
+            ["run-0", "run-1"],
+            "the failing streak, oldest first"
+        );
+        assert!(open.last_message.is_some_and(|m| m.starts_with("HTTP 503")));
+        assert_eq!(open.failed_step.as_deref(), Some("book"));
+        assert_eq!(s.facts.len(), 3);
+        assert!(
+            s.facts
+                .iter()
+                .all(|f| f.message.is_none() && f.failed_step.is_none() && f.error_class.is_none()),
+            "{:?}",
+            s.facts
+        );
     }
 
     #[test]

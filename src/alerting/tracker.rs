@@ -217,7 +217,7 @@ async fn restore_states(
             .recent_runs(p.name.clone(), since, p.alert.depth().max(1))
             .await?
             .iter()
-            .map(Fact::from_run)
+            .map(|r| Fact::from_run(r).for_window())
             .collect();
         let mut s = ProbeAlerts::new(&p.name);
         s.facts = facts;

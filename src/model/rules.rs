@@ -104,6 +104,15 @@ pub struct Fact {
 }
 
 impl Fact {
+    /// The fact as a rule window keeps it: what only the newest run's page needs (error
+    /// class, failed step, message) dropped.
+    pub fn for_window(mut self) -> Fact {
+        self.error_class = None;
+        self.failed_step = None;
+        self.message = None;
+        self
+    }
+
     pub fn from_run(run: &ProbeRun) -> Fact {
         Fact {
             at: run.finished_at,
