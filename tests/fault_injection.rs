@@ -49,7 +49,9 @@ async fn sigkill_at_random_points_corrupts_nothing_loses_no_page_and_leaves_no_r
         };
         rig.kill_iteration(&it).await;
     }
-    let code = rig.settle(Duration::from_secs(45)).await;
+    // Long enough for a re-sweep (the probes poll within 8 s: it is due 10 s after the
+    // empty sweep of the last start's replay, and the agent looks every 10 s).
+    let code = rig.settle(Duration::from_secs(90)).await;
     let stats = rig.stats.clone();
     let pages = rig.pages();
     let leftovers = rig.sb.leftovers();

@@ -57,7 +57,7 @@ const GAUGES_EVERY: Duration = Duration::from_secs(60);
 const RETENTION_EVERY: Duration = Duration::from_secs(600);
 /// How often the running agent replays the ledger entries that are due: re-sweeps whose
 /// time has come and failed cleanups (`runner::cleanup::due_in_run`).
-const LEDGER_RETRY_EVERY: Duration = Duration::from_secs(60);
+const LEDGER_RETRY_EVERY: Duration = Duration::from_secs(10);
 /// Missed fires are counted up to this many for the start-up message.
 const MISSED_COUNT_CAP: usize = 100_000;
 

@@ -43,20 +43,24 @@ pub fn cleanup_budget(probe_timeout: Duration) -> Duration {
 }
 
 /// The least a re-sweep waits after the empty sweep, and the most.
-pub const RESWEEP_FLOOR: Duration = Duration::from_secs(2 * 60);
+pub const RESWEEP_FLOOR: Duration = Duration::from_secs(10);
 pub const RESWEEP_CAP: Duration = Duration::from_secs(30 * 60);
+/// The wait of a probe without polls (nothing says how long its sync jobs take).
+pub const RESWEEP_WITHOUT_POLLS: Duration = Duration::from_secs(2 * 60);
 
 /// How long after a sweep that found nothing its re-sweep waits: the probe's longest
 /// `poll.within` (the time its own steps give a sync job to create a downstream record),
-/// at least `RESWEEP_FLOOR` and at most `RESWEEP_CAP`.
+/// at least `RESWEEP_FLOOR` and at most `RESWEEP_CAP`; `RESWEEP_WITHOUT_POLLS` for a
+/// probe that does not poll.
 pub fn resweep_delay(probe: &Probe) -> Duration {
     probe
         .steps
         .iter()
         .filter_map(|s| s.poll.map(|p| p.within))
         .max()
-        .unwrap_or(Duration::ZERO)
-        .clamp(RESWEEP_FLOOR, RESWEEP_CAP)
+        .map_or(RESWEEP_WITHOUT_POLLS, |w| {
+            w.clamp(RESWEEP_FLOOR, RESWEEP_CAP)
+        })
 }
 
 /// How long the running agent waits after a failed cleanup attempt before it tries the
@@ -736,7 +740,10 @@ mod tests {
         .unwrap();
         // `survey-triggered` polls for 20 minutes, `ro-in-dms` for 15.
         assert_eq!(resweep_delay(&bundled), Duration::from_secs(20 * 60));
-        assert_eq!(resweep_delay(&sweeping_probe("127.0.0.1:1")), RESWEEP_FLOOR);
+        assert_eq!(
+            resweep_delay(&sweeping_probe("127.0.0.1:1")),
+            RESWEEP_WITHOUT_POLLS
+        );
     }
 
     #[test]
