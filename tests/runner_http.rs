@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use rooftop::clock::{ManualClock, SystemClock};
 use rooftop::config::{Defaults, load_probe_text};
-use rooftop::runner::cleanup::{CLEANUP_FLOOR, RESWEEP_FLOOR};
+use rooftop::runner::cleanup::{CLEANUP_FLOOR, resweep_delay};
 use rooftop::runner::http::{HttpClient, HttpSettings};
 use rooftop::runner::{CleanupOutcome, ErrorClass, Outcome, ProbeRun, Runner};
 use rooftop::secrets::SecretStore;
@@ -477,7 +477,7 @@ async fn a_survey_created_after_the_sweep_of_a_failed_run_is_deleted_by_the_resw
     assert!(r.replay_due(&[&probe]).await.unwrap().is_empty());
     assert_eq!(seen.surveys.lock().unwrap().len(), 1);
 
-    clock.advance(chrono::Duration::from_std(RESWEEP_FLOOR).unwrap());
+    clock.advance(chrono::Duration::from_std(resweep_delay(&probe)).unwrap());
     let replays = r.replay_due(&[&probe]).await.unwrap();
     assert_eq!(replays.len(), 1);
     assert!(
