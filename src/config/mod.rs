@@ -243,11 +243,8 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
 
     // probes/*.yaml
     let probes_dir = dir.join("probes");
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&probes_dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-            .collect(),
+    let files: Vec<PathBuf> = match std::fs::read_dir(&probes_dir) {
+        Ok(rd) => yaml_files(rd),
         Err(e) => {
             errors.push_file_error(
                 &probes_dir,
@@ -257,7 +254,6 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
             Vec::new()
         }
     };
-    files.sort();
     let mut probes: Vec<Probe> = Vec::new();
     let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in files {
@@ -269,17 +265,17 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
         match result {
             Ok(p) => {
                 if let Some(first) = names.get(&p.name) {
-                    errors.diagnostics.push(Diagnostic {
-                        file: file.clone(),
-                        loc: first_line_of_name(errors.sources.get(&file)),
-                        path: "name".into(),
-                        message: format!(
-                            "probe name `{}` is also used by {}",
-                            p.name,
-                            first.display()
-                        ),
-                        hint: Some("probe names must be unique in a config directory".into()),
-                    });
+                    let message = format!(
+                        "probe name `{}` is also used by {}",
+                        p.name,
+                        first.display()
+                    );
+                    errors.diagnostics.push(name_clash(
+                        &file,
+                        errors.sources.get(&file),
+                        message,
+                        "probe names must be unique in a config directory",
+                    ));
                 } else {
                     names.insert(p.name.clone(), file.clone());
                     probes.push(p);
@@ -326,14 +322,9 @@ fn load_heartbeats(
     let Ok(rd) = std::fs::read_dir(&hb_dir) else {
         return Vec::new();
     };
-    let mut files: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-        .collect();
-    files.sort();
     let mut out: Vec<HeartbeatCheck> = Vec::new();
     let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for file in files {
+    for file in yaml_files(rd) {
         let Some(text) = errors.read_file(&file, FileKind::Heartbeat) else {
             continue;
         };
@@ -346,20 +337,17 @@ fn load_heartbeats(
                     .map(|f| ("probe", f))
                     .or_else(|| names.get(&h.name).map(|f| ("heartbeat check", f)));
                 if let Some((what, first)) = clash {
-                    errors.diagnostics.push(Diagnostic {
-                        file: file.clone(),
-                        loc: first_line_of_name(errors.sources.get(&file)),
-                        path: "name".into(),
-                        message: format!(
-                            "check name `{}` is also the name of the {what} in {}",
-                            h.name,
-                            first.display()
-                        ),
-                        hint: Some(
-                            "probes and heartbeat checks share one namespace (runs, metrics and incidents go by name); rename one"
-                                .into(),
-                        ),
-                    });
+                    let message = format!(
+                        "check name `{}` is also the name of the {what} in {}",
+                        h.name,
+                        first.display()
+                    );
+                    errors.diagnostics.push(name_clash(
+                        &file,
+                        errors.sources.get(&file),
+                        message,
+                        "probes and heartbeat checks share one namespace (runs, metrics and incidents go by name); rename one",
+                    ));
                 } else {
                     names.insert(h.name.clone(), file.clone());
                     out.push(h);
@@ -448,6 +436,28 @@ fn check_dependencies(probes: &[Probe], sources: &BTreeMap<PathBuf, String>) -> 
         }
     }
     out
+}
+
+/// The `*.yaml` and `*.yml` files of a directory, sorted (the order diagnostics and
+/// probes come in).
+fn yaml_files(rd: std::fs::ReadDir) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A file's `name` that another probe or check already has, at its `name:` line.
+fn name_clash(file: &Path, text: Option<&String>, message: String, hint: &str) -> Diagnostic {
+    Diagnostic {
+        file: file.to_path_buf(),
+        loc: first_line_of_name(text),
+        path: "name".into(),
+        message,
+        hint: Some(hint.into()),
+    }
 }
 
 fn first_line_of_name(text: Option<&String>) -> yaml::Loc {
