@@ -105,90 +105,26 @@ pub async fn retain(history: &RunStore, now: DateTime<Utc>, limits: &HistorySett
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
-
-    use axum::extract::{Path as UrlPath, State};
-    use axum::http::StatusCode;
-
     use super::*;
     use crate::clock::ManualClock;
-    use crate::runner::http::{HttpClient, HttpSettings};
-    use crate::store::NewEntry;
-
-    type Surveys = Arc<Mutex<Vec<String>>>;
-
-    async fn surveys_server(surveys: Surveys) -> String {
-        let app = axum::Router::new()
-            .route(
-                "/surveys",
-                axum::routing::get(|State(s): State<Surveys>| async move {
-                    axum::Json(serde_json::json!({"items": s.lock().unwrap().clone()}))
-                }),
-            )
-            .route(
-                "/surveys/{id}",
-                axum::routing::delete(
-                    |State(s): State<Surveys>, UrlPath(id): UrlPath<String>| async move {
-                        s.lock().unwrap().retain(|x| *x != id);
-                        StatusCode::NO_CONTENT
-                    },
-                ),
-            )
-            .with_state(surveys);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        format!("127.0.0.1:{}", addr.port())
-    }
+    use crate::runner::cleanup::tests::{
+        entry_of_close_ro, runner, surveys_server, sweeping_probe, t0,
+    };
 
     /// The running agent sweeps again when the re-sweep is due, not before, and its
     /// retry task ends on the stop signal.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_running_agent_resweeps_when_due_and_stops_on_the_signal() {
-        let surveys: Surveys = Arc::default();
-        let addr = surveys_server(surveys.clone()).await;
-        let text = format!(
-            "name: t\ntimeout: 5s\nsteps:\n  - name: close-ro\n    request: {{method: POST, url: \"http://{addr}/close\"}}\n    creates: {{cleanup: delete-surveys}}\n\
-             cleanup:\n  - name: delete-surveys\n    find:\n      request: {{url: \"http://{addr}/surveys\"}}\n      each: \"$.items[*]\"\n      as: survey\n    request: {{method: DELETE, url: \"http://{addr}/surveys/{{{{ survey }}}}\"}}\n"
-        );
-        let probe = crate::config::load_probe_text(
-            std::path::Path::new("t.yaml"),
-            &text,
-            &Default::default(),
-            &BTreeMap::new(),
-        )
-        .unwrap();
+        let (addr, surveys) = surveys_server().await;
+        let probe = sweeping_probe(&addr);
         let state = tempfile::tempdir().unwrap();
-        let t0: DateTime<Utc> = "2026-06-01T12:00:00Z".parse().unwrap();
-        let clock = ManualClock::new(t0);
-        let runner = Runner {
-            http: HttpClient::new(&HttpSettings {
-                max_body_bytes: 1 << 20,
-                verify_tls: true,
-            })
-            .unwrap(),
-            env: Arc::default(),
-            secrets: Arc::default(),
-            ledger: Ledger::open_in(state.path()).unwrap(),
-            clock: Arc::new(clock.clone()),
-        };
+        let clock = ManualClock::new(t0());
+        let runner = runner(state.path(), &clock);
         // A failed run's sweep found nothing: swept again at t0 + 2 min.
-        let id = runner
-            .ledger
-            .record(NewEntry {
-                run_id: "run-1".into(),
-                probe: "t".into(),
-                cleanup: "delete-surveys".into(),
-                created_by: "close-ro".into(),
-                context: BTreeMap::new(),
-                created_at: t0,
-            })
-            .await
-            .unwrap();
-        let due = t0 + chrono::Duration::minutes(2);
-        runner.ledger.mark_resweep(id, 1, t0, due).await.unwrap();
-        surveys.lock().unwrap().push("CSI-1".into());
+        let id = entry_of_close_ro(&runner).await;
+        let due = t0() + chrono::Duration::minutes(2);
+        runner.ledger.mark_resweep(id, 1, t0(), due).await.unwrap();
+        surveys.0.lock().unwrap().push("CSI-1".into());
 
         let (stop_tx, stop) = watch::channel(false);
         let task = spawn_ledger_retry(
@@ -198,7 +134,7 @@ mod tests {
             stop,
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(surveys.lock().unwrap().len(), 1, "not due: not swept yet");
+        assert_eq!(surveys.0.lock().unwrap().len(), 1, "not due: not swept yet");
 
         clock.advance(chrono::Duration::minutes(2));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -207,7 +143,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(
-            surveys.lock().unwrap().is_empty(),
+            surveys.0.lock().unwrap().is_empty(),
             "the re-sweep deleted it"
         );
 

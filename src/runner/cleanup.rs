@@ -531,7 +531,7 @@ impl Runner {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Mutex;
 
@@ -543,9 +543,9 @@ mod tests {
 
     /// The sandbox's survey list on 127.0.0.1: `GET /surveys`, `DELETE /surveys/{id}`.
     #[derive(Clone, Default)]
-    struct Surveys(Arc<Mutex<Vec<String>>>);
+    pub(crate) struct Surveys(pub(crate) Arc<Mutex<Vec<String>>>);
 
-    async fn surveys_server() -> (String, Surveys) {
+    pub(crate) async fn surveys_server() -> (String, Surveys) {
         let surveys = Surveys::default();
         let app = axum::Router::new()
             .route(
@@ -570,7 +570,8 @@ mod tests {
         (format!("127.0.0.1:{}", addr.port()), surveys)
     }
 
-    fn sweeping_probe(addr: &str) -> Probe {
+    /// A probe whose `close-ro` creates what `delete-surveys` sweeps from `addr`.
+    pub(crate) fn sweeping_probe(addr: &str) -> Probe {
         let text = format!(
             "name: t\ntimeout: 5s\nsteps:\n  - name: close-ro\n    request: {{method: POST, url: \"http://{addr}/close\"}}\n    creates: {{cleanup: delete-surveys}}\n\
              cleanup:\n  - name: delete-surveys\n    find:\n      request: {{url: \"http://{addr}/surveys\"}}\n      each: \"$.items[*]\"\n      as: survey\n    request: {{method: DELETE, url: \"http://{addr}/surveys/{{{{ survey }}}}\"}}\n"
@@ -584,7 +585,7 @@ mod tests {
         .unwrap()
     }
 
-    fn runner(state: &std::path::Path, clock: &ManualClock) -> Runner {
+    pub(crate) fn runner(state: &std::path::Path, clock: &ManualClock) -> Runner {
         Runner {
             http: http::HttpClient::new(&http::HttpSettings {
                 max_body_bytes: 1 << 20,
@@ -598,12 +599,12 @@ mod tests {
         }
     }
 
-    fn t0() -> DateTime<Utc> {
+    pub(crate) fn t0() -> DateTime<Utc> {
         "2026-06-01T12:00:00Z".parse().unwrap()
     }
 
     /// A ledger entry of the probe's `close-ro`, written at `t0`.
-    async fn entry_of_close_ro(r: &Runner) -> i64 {
+    pub(crate) async fn entry_of_close_ro(r: &Runner) -> i64 {
         r.ledger
             .record(NewEntry {
                 run_id: "run-1".into(),
