@@ -258,11 +258,10 @@ impl ChecksHandle {
         let Ok(mut current) = self.current.write() else {
             return out;
         };
-        let same = |a: &HeartbeatCheck, b: &HeartbeatCheck| format!("{a:?}") == format!("{b:?}");
         for c in &checks {
             match current.get(&c.name) {
                 None => out.added.push(c.name.clone()),
-                Some(old) if same(old, c) => out.unchanged += 1,
+                Some(old) if super::reload::same(old, c) => out.unchanged += 1,
                 Some(_) => out.changed.push(c.name.clone()),
             }
         }

@@ -62,11 +62,11 @@ pub(crate) struct Diff {
     pub unchanged: usize,
 }
 
-/// Whether two validated probes are the same definition. The model holds compiled
-/// values (cron schedules, regexes, JSONPaths) without `PartialEq`; their `Debug` form
-/// shows every field (maps in the model are ordered), and both sides come from the same
-/// binary, so equal text is an equal probe.
-fn same(a: &Probe, b: &Probe) -> bool {
+/// Whether two validated definitions (probes, heartbeat checks, settings) are the same.
+/// The model holds compiled values (cron schedules, regexes, JSONPaths) without
+/// `PartialEq`; their `Debug` form shows every field (maps in the model are ordered),
+/// and both sides come from the same binary, so equal text is an equal definition.
+pub(super) fn same(a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug) -> bool {
     format!("{a:?}") == format!("{b:?}")
 }
 
@@ -94,8 +94,7 @@ pub(crate) fn diff(live: &[(usize, Arc<Probe>)], new: Vec<Probe>) -> Diff {
 
 /// The `rooftop.yaml` sections that differ (those a running agent reads only at start).
 fn changed_settings(old: &AgentSettings, new: &AgentSettings) -> Vec<&'static str> {
-    let differs =
-        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let differs = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| !same(a, b);
     let mut out = Vec::new();
     if differs(
         &(&old.rooftop_id, &old.rooftop_name, &old.dealer_group),
