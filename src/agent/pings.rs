@@ -518,15 +518,6 @@ struct KeyQuery {
     key: Option<String>,
 }
 
-/// Equal without an early exit on the first differing byte (a token is not guessed one
-/// byte at a time from response times).
-fn same_token(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The token a request carries: `Authorization: Bearer TOKEN`, else `?key=TOKEN`.
 fn presented<'a>(headers: &'a HeaderMap, q: &'a KeyQuery) -> Option<&'a str> {
     headers
@@ -607,7 +598,7 @@ impl PingRoutes {
         let ok = gate
             .token
             .as_deref()
-            .is_some_and(|t| same_token(t.as_bytes(), given.as_bytes()));
+            .is_some_and(|t| super::listener::same_token(t.as_bytes(), given.as_bytes()));
         if !ok {
             return plain(StatusCode::FORBIDDEN, "forbidden\n");
         }
@@ -681,9 +672,9 @@ mod tests {
         assert_eq!(presented(&h, &q), Some("abc"));
         h.insert(header::AUTHORIZATION, "Bearer xyz".parse().unwrap());
         assert_eq!(presented(&h, &q), Some("xyz"));
-        assert!(same_token(b"xyz", b"xyz"));
-        assert!(!same_token(b"xyz", b"xyZ"));
-        assert!(!same_token(b"xyz", b"xy"));
+        assert!(crate::agent::listener::same_token(b"xyz", b"xyz"));
+        assert!(!crate::agent::listener::same_token(b"xyz", b"xyZ"));
+        assert!(!crate::agent::listener::same_token(b"xyz", b"xy"));
     }
 
     #[test]

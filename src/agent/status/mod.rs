@@ -263,12 +263,8 @@ impl StatusSource {
         [bearer, query.token.as_deref()]
             .into_iter()
             .flatten()
-            .any(|given| constant_time_eq(given.as_bytes(), want.as_bytes()))
+            .any(|given| super::listener::same_token(given.as_bytes(), want.as_bytes()))
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(Debug, serde::Deserialize)]
